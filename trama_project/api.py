@@ -1,0 +1,56 @@
+"""Shared API pieces: the error shape every endpoint answers with."""
+
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ErrorItemSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="JSON path of the offending field ('' for the whole body).")
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx answer: a summary and, where fields are at fault, one item per problem."""
+
+    detail = serializers.CharField()
+    errors = ErrorItemSerializer(many=True, required=False)
+
+
+def _flatten(detail, path: str = "") -> list[dict]:
+    """Turn DRF's nested error detail into [{path, message}] items."""
+    if isinstance(detail, dict):
+        items = []
+        for key, value in detail.items():
+            sub = key if key != "non_field_errors" else ""
+            items += _flatten(value, f"{path}.{sub}" if path and sub else (sub or path))
+        return items
+    if isinstance(detail, list):
+        if all(not isinstance(v, (dict, list)) for v in detail):
+            return [{"path": path, "message": str(v)} for v in detail]
+        items = []
+        for index, value in enumerate(detail):
+            items += _flatten(value, f"{path}[{index}]")
+        return items
+    return [{"path": path, "message": str(detail)}]
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {
+                "detail": "Request body is larger than the configured limit.",
+                "errors": [{"path": "", "message": str(exc)}],
+            },
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        response.data = {"detail": errors[0]["message"] if len(errors) == 1 else "Invalid request.", "errors": errors}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"])}
+    return response

@@ -1,0 +1,204 @@
+"""Trama settings: every value comes from an environment variable with a safe default.
+
+The variables are documented in docs/configuration.md. Read settings through
+``django.conf.settings`` at the point of use so tests can override them.
+"""
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from trama_project.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("TRAMA_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """The server secret: from TRAMA_SECRET_KEY, else generated once into var/ (never committed)."""
+    explicit = env_str("TRAMA_SECRET_KEY", "")
+    if explicit:
+        return explicit
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("TRAMA_DEBUG", False)
+ALLOWED_HOSTS = env_list("TRAMA_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("TRAMA_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "django_prometheus",
+    "trama_project",
+    "definitions",
+    "executions",
+    "callbacks",
+    "graph_editor",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "trama_project.middleware.BodySizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "trama_project.urls"
+WSGI_APPLICATION = "trama_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+# SQLite (WAL mode) under var/ by default so a fresh clone needs no server;
+# PostgreSQL when DATABASE_URL points at it. Persistent connections matter: the
+# ORM broker on PostgreSQL opens a connection per task without them.
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'trama.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("TRAMA_CONN_MAX_AGE", 300, minimum=0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+# --- Request limits -------------------------------------------------------------
+# Bodies over this size are refused with 413 before parsing (definitions, starts, callbacks).
+TRAMA_MAX_REQUEST_BYTES = env_int("TRAMA_MAX_REQUEST_BYTES", 1_048_576, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = TRAMA_MAX_REQUEST_BYTES
+TRAMA_MAX_NODES = env_int("TRAMA_MAX_NODES", 1000, minimum=1)
+TRAMA_MAX_INPUT_BYTES = env_int("TRAMA_MAX_INPUT_BYTES", 262_144, minimum=2)
+
+# --- REST API -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["trama_project.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "trama_project.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Trama API",
+    "DESCRIPTION": "Saga and workflow runtime driven over plain HTTP.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Workers --------------------------------------------------------------------
+# django-q2 is only a wake-up signal; PostgreSQL holds the truth. The ORM broker
+# needs no extra service; TRAMA_BROKER_URL=redis://... switches to Redis.
+TRAMA_BROKER_URL = env_str("TRAMA_BROKER_URL", "")
+Q_CLUSTER = {
+    "name": "trama",
+    "workers": env_int("TRAMA_WORKERS", 2, minimum=1),
+    "recycle": 5000,
+    "timeout": env_int("TRAMA_TASK_TIMEOUT", 600, minimum=10),
+    "retry": env_int("TRAMA_TASK_TIMEOUT", 600, minimum=10) + 60,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 0,
+    "catch_up": False,
+    "poll": env_float("TRAMA_ORM_POLL_SECONDS", 0.05, minimum=0.01),
+    "bulk": 10,
+    "orm": "default",
+    "label": "Task queue",
+}
+if TRAMA_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = TRAMA_BROKER_URL
+
+# --- Engine ---------------------------------------------------------------------
+TRAMA_PUBLIC_URL = env_str("TRAMA_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# How long a worker owns an execution it claimed; a worker that dies is replaced
+# once this passes. Every request timeout must stay below it.
+TRAMA_LEASE_SECONDS = env_float("TRAMA_LEASE_SECONDS", 120.0, minimum=1.0)
+TRAMA_TIMER_POLL_SECONDS = env_float("TRAMA_TIMER_POLL_SECONDS", 0.2, minimum=0.01)
+TRAMA_RESPONSE_BODY_CAP = env_int("TRAMA_RESPONSE_BODY_CAP", 65_536, minimum=0)
+TRAMA_DEFAULT_REQUEST_TIMEOUT = env_float("TRAMA_DEFAULT_REQUEST_TIMEOUT", 10.0, minimum=0.1)
+TRAMA_EGRESS_ALLOW = env_list("TRAMA_EGRESS_ALLOW", [])
+# Secrets offered to templates as {{secrets.NAME}}: every TRAMA_SECRET_<NAME> variable.
+TRAMA_SECRETS_PREFIX = "TRAMA_SECRET_"
+# Keys that sign callback tokens; the first signs, all verify (rotate by prepending).
+TRAMA_CALLBACK_KEYS = env_list("TRAMA_CALLBACK_KEYS", []) or [SECRET_KEY]
+
+# --- Production hardening (manage.py check --deploy) ----------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("TRAMA_SSL_REDIRECT", False)
+    SESSION_COOKIE_SECURE = env_bool("TRAMA_SECURE_COOKIES", False)
+    CSRF_COOKIE_SECURE = env_bool("TRAMA_SECURE_COOKIES", False)
+    SECURE_HSTS_SECONDS = env_int("TRAMA_HSTS_SECONDS", 0, minimum=0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("TRAMA_LOG_LEVEL", "INFO")},
+    "loggers": {"django_q": {"level": env_str("TRAMA_QUEUE_LOG_LEVEL", "WARNING")}},
+}

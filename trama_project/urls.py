@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from trama_project.views import healthz
+
+api_v1 = [
+    path("", include("definitions.api.urls")),
+    path("", include("executions.api.urls")),
+    path("", include("callbacks.api.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("healthz", healthz, name="healthz"),
+    path("", include("django_prometheus.urls")),
+    path("admin/", admin.site.urls),
+    path("", include("graph_editor.urls")),
+]
