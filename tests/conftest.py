@@ -12,3 +12,49 @@ def api(db) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
+
+
+# --- Test infrastructure: a scriptable HTTP service and real worker processes ---------------
+# (see tests/support/)
+
+from tests.support import TestService, WorkerPool  # noqa: E402
+
+
+@pytest.fixture
+def service():
+    """A started TestService (the user's HTTP service Trama calls); stopped after the test."""
+    svc = TestService().start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def worker_pool(request, transactional_db):
+    """A WorkerPool against the test database; every process is stopped after the test.
+
+    Needs PostgreSQL (the workers are other processes). On failure the report gains their logs.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("worker processes need PostgreSQL (set DATABASE_URL)")
+    pool = WorkerPool()
+    request.node.stash[_WORKER_POOL_KEY] = pool
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+_WORKER_POOL_KEY = pytest.StashKey[WorkerPool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    pool = item.stash.get(_WORKER_POOL_KEY, None)
+    if pool is not None and report.failed and pool.processes:
+        report.sections.append((f"worker logs ({report.when})", pool.logs()))
