@@ -1,0 +1,64 @@
+"""Callback tokens: the one place that mints and checks them.
+
+A token names one attempt of one async node of one execution and carries its
+expiry. It is signed with HMAC-SHA256 (django.core.signing) over the first of
+``TRAMA_CALLBACK_KEYS``; every key in the list verifies, so an operator rolls
+the key by putting a new one first and dropping the old one once no execution
+waits on it. Signature checks are constant-time (django.core.signing).
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.core import signing
+
+_SALT = "trama.callbacks.v1"
+
+
+class TokenInvalid(Exception):
+    """Bad signature or malformed token (answer 403)."""
+
+
+class TokenExpired(Exception):
+    """A genuine token past its expiry (answer 410)."""
+
+    def __init__(self, claims: "CallbackClaims"):
+        super().__init__("callback token expired")
+        self.claims = claims
+
+
+@dataclass(frozen=True)
+class CallbackClaims:
+    execution_id: str
+    node_id: str
+    attempt: int
+    expires_at: datetime
+
+
+def mint_callback_token(execution_id: str, node_id: str, attempt: int, expires_at: datetime) -> str:
+    keys = settings.TRAMA_CALLBACK_KEYS
+    payload = {"e": str(execution_id), "n": node_id, "a": attempt, "x": int(expires_at.timestamp())}
+    return signing.dumps(payload, key=keys[0], salt=_SALT, compress=False)
+
+
+def read_callback_token(token: str, now: datetime | None = None) -> CallbackClaims:
+    """The token's claims; raises TokenInvalid (forged, tampered, garbage) or TokenExpired."""
+    keys = settings.TRAMA_CALLBACK_KEYS
+    try:
+        payload = signing.loads(token, key=keys[0], fallback_keys=keys[1:], salt=_SALT)
+        claims = CallbackClaims(
+            execution_id=str(payload["e"]),
+            node_id=str(payload["n"]),
+            attempt=int(payload["a"]),
+            expires_at=datetime.fromtimestamp(int(payload["x"]), tz=UTC),
+        )
+    except (signing.BadSignature, KeyError, TypeError, ValueError) as exc:
+        raise TokenInvalid("callback token is not valid") from exc
+    if (now or datetime.now(tz=UTC)) >= claims.expires_at:
+        raise TokenExpired(claims)
+    return claims
+
+
+def callback_url(token: str) -> str:
+    return f"{settings.TRAMA_PUBLIC_URL}/api/v1/callbacks/{token}/"

@@ -1,0 +1,131 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from definitions.models import Definition
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SLEEPING = "SLEEPING"
+    COMPENSATING = "COMPENSATING"
+    SUCCEEDED = "SUCCEEDED"
+    COMPENSATED = "COMPENSATED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_STATUSES = frozenset(
+    {ExecutionStatus.SUCCEEDED, ExecutionStatus.COMPENSATED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+ACTIVE_STATUSES = frozenset(set(ExecutionStatus) - FINAL_STATUSES)
+
+
+class Execution(models.Model):
+    """One run of one pinned definition version.
+
+    ``state`` is the state machine's working memory (see executions/machine.py);
+    ``status``, ``current_node``, ``output`` and ``error`` mirror it as columns
+    for filtering. Only executions/services.py writes these fields, always as a
+    conditional update fenced on ``fence`` (bumped by every claim), so a worker
+    that lost its claim cannot overwrite its successor.
+
+    ``due_at`` is when somebody must look at the execution next: now for a
+    runnable one, the lease end while a worker holds it, the wake-up time while
+    sleeping, the callback deadline while waiting, NULL once final. The timer
+    loop enqueues rows whose ``due_at`` has passed, which covers timers, dead
+    workers and a lost queue alike.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    definition = models.ForeignKey(Definition, on_delete=models.PROTECT, related_name="executions")
+    status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
+    input = models.JSONField(default=dict)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    current_node = models.CharField(max_length=64, null=True, blank=True)
+    state = models.JSONField(default=dict)
+    fence = models.BigIntegerField(default=0, help_text="Bumped by every claim; every write checks it.")
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="Set while a worker holds the execution.")
+    due_at = models.DateTimeField(null=True, blank=True)
+    nudged_at = models.DateTimeField(null=True, blank=True, help_text="When the timer loop last enqueued it.")
+    cancel_request = models.JSONField(
+        null=True, blank=True, help_text="A cancel that arrived while a worker held the execution."
+    )
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    request_digest = models.CharField(max_length=64, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="execution_status_created"),
+            models.Index(fields=["definition", "-created_at"], name="execution_definition_created"),
+            models.Index(fields=["-created_at"], name="execution_created"),
+            # The timer loop reads only due rows through this partial index.
+            models.Index(fields=["due_at"], condition=Q(due_at__isnull=False), name="execution_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class StepPhase(models.TextChoices):
+    FORWARD = "forward"
+    COMPENSATION = "compensation"
+    NOTIFY = "notify"
+
+
+class StepStatus(models.TextChoices):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    WAITING = "waiting"
+    SLEEPING = "sleeping"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class Step(models.Model):
+    """One attempt of one node, forward, compensation or notify: the durable history.
+
+    ``seq`` orders the steps of an execution and is allocated by the state
+    machine, so a step can be updated later (a wait or a sleep that ends)
+    without knowing its database id. ``request`` is stored rendered with
+    secrets masked.
+    """
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField()
+    node_id = models.CharField(max_length=64)
+    node_type = models.CharField(max_length=20)
+    phase = models.CharField(max_length=12, choices=StepPhase.choices, default=StepPhase.FORWARD)
+    attempt = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=12, choices=StepStatus.choices)
+    request = models.JSONField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    detail = models.JSONField(null=True, blank=True, help_text="Switch decision, callback body, sleep target…")
+    error = models.JSONField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "seq"]
+        constraints = [models.UniqueConstraint(fields=["execution", "seq"], name="step_execution_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}#{self.attempt} {self.phase} {self.status}"

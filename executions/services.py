@@ -1,0 +1,475 @@
+"""The one write path of executions: every status change goes through here.
+
+Workers call ``advance_execution``; the API calls ``start_execution``,
+``cancel_execution``, ``retry_execution`` and ``wake_execution``; the callback
+receiver calls ``deliver_callback``. Each one asks the pure state machine
+(executions/machine.py) what to do and applies the answer with a write fenced
+on ``Execution.fence``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from callbacks.tokens import callback_url, mint_callback_token
+from definitions import templating
+from definitions.models import Definition
+from executions import dispatch, machine
+from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus, Step
+
+logger = logging.getLogger("trama.executions")
+
+# A worker stops walking after this long and re-enqueues the execution, so one
+# long chain never hits django-q's task timeout and other executions get a turn.
+RUN_BUDGET_S = 30.0
+# The timer loop enqueues a due execution again if nobody claimed it this long after the last nudge (a lost queue).
+RENUDGE_AFTER_S = 30.0
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used for a start with a different body."""
+
+
+class TransitionRefused(Exception):
+    """The execution is not in a state that allows this (answer 409)."""
+
+
+# --- Starting ---------------------------------------------------------------------------
+
+
+def request_digest(definition: Definition, payload: Any) -> str:
+    canonical = json.dumps({"definition": definition.pk, "input": payload}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def start_execution(
+    definition: Definition, payload: Any, idempotency_key: str | None = None, created_by: str = ""
+) -> tuple[Execution, bool]:
+    """Create a PENDING execution and wake a worker. Returns (execution, created).
+
+    With an ``idempotency_key`` already used for the same body, the first
+    execution comes back (created=False); for another body, IdempotencyConflict.
+    """
+    digest = request_digest(definition, payload)
+    if idempotency_key:
+        existing = Execution.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_start(existing, digest), False
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                definition=definition,
+                input=payload,
+                state=machine.new_state(),
+                due_at=timezone.now(),
+                idempotency_key=idempotency_key or None,
+                request_digest=digest,
+                created_by=created_by,
+            )
+            enqueue(execution.pk)
+    except IntegrityError:
+        # Two starts with the same key raced; the other one won.
+        existing = Execution.objects.get(idempotency_key=idempotency_key)
+        return _same_start(existing, digest), False
+    logger.info("execution started", extra={"execution_id": str(execution.pk), "definition": definition.name})
+    return execution, True
+
+
+def _same_start(existing: Execution, digest: str) -> Execution:
+    if existing.request_digest != digest:
+        raise IdempotencyConflict("Idempotency-Key was already used with a different request body")
+    return existing
+
+
+def enqueue(execution_id) -> None:
+    """Wake a worker for this execution once the current transaction commits (never before)."""
+    transaction.on_commit(lambda: async_task("executions.tasks.advance", str(execution_id), save=False))
+
+
+# --- The worker side --------------------------------------------------------------------
+
+
+def claim_execution(execution_id) -> Execution | None:
+    """Take the execution if it is due and nobody holds a live lease on it.
+
+    The conditional UPDATE is the lock: of two workers, one changes the row and
+    the other sees 0 rows. Bumping ``fence`` makes every write of the previous
+    holder (a worker paused past its lease) fail from now on.
+    """
+    lease = timedelta(seconds=settings.TRAMA_LEASE_SECONDS)
+    won = Execution.objects.filter(pk=execution_id, status__in=ACTIVE_STATUSES, due_at__lte=Now()).update(
+        fence=F("fence") + 1,
+        lease_until=Now() + lease,
+        due_at=Now() + lease,
+        status=Case(When(status=ExecutionStatus.PENDING, then=Value(ExecutionStatus.RUNNING)), default=F("status")),
+        started_at=Coalesce(F("started_at"), Now()),
+    )
+    if not won:
+        return None
+    return Execution.objects.select_related("definition").annotate(db_now=Now()).get(pk=execution_id)
+
+
+def advance_execution(execution_id) -> None:
+    """Worker entry point: claim, then walk the execution until it must pause."""
+    execution = claim_execution(execution_id)
+    if execution is not None:
+        _Run(execution).run()
+
+
+class _Run:
+    """One claim of one execution by one worker: decide, call, commit, repeat."""
+
+    def __init__(self, execution: Execution):
+        self.execution = execution
+        self.fence = execution.fence
+        # All times derive from the database clock read at claim time.
+        self._db_now, self._mono = execution.db_now, time.monotonic()
+        self._deadline = self._mono + RUN_BUDGET_S
+
+    def now(self) -> datetime:
+        return self._db_now + timedelta(seconds=time.monotonic() - self._mono)
+
+    def env(self) -> machine.Env:
+        return env_for(self.execution, self.now())
+
+    def run(self) -> None:
+        if self.execution.cancel_request is not None:
+            # A cancel that arrived while the previous holder was mid-step, which then died.
+            decision = self._decide(self.execution.state, machine.Cancel(**self.execution.cancel_request))
+            if decision is not None:
+                self._commit(decision, hold=False, clear_cancel=True)
+            return
+        decision = self._decide(self.execution.state or machine.new_state(), machine.Resume())
+        while decision is not None:
+            decision = self._step(decision)
+
+    def _step(self, decision: machine.Decision) -> machine.Decision | None:
+        """Carry out one decision; returns the next one, or None when this claim is over."""
+        call = decision.call
+        if isinstance(call, machine.Call):
+            changed = decision.steps or decision.status != self.execution.status
+            if changed and not self._commit(decision, hold=True):
+                return None
+            return self._perform_call(decision, call)
+        if isinstance(call, machine.SendAsync):
+            return self._perform_async(decision, call)
+        due_now = decision.due_at is not None and decision.due_at <= self.now()
+        if due_now and decision.status not in FINAL_STATUSES and time.monotonic() < self._deadline:
+            if decision.steps and not self._commit(decision, hold=True):
+                return None
+            return self._decide(decision.state, machine.Resume())
+        self._commit(decision, hold=False)
+        return None
+
+    def _decide(self, state: dict, event: machine.Event) -> machine.Decision | None:
+        try:
+            return machine.decide(self.env(), state, event)
+        except machine.EventRejected as exc:
+            logger.info("event rejected: %s", exc, extra={"execution_id": str(self.execution.pk)})
+            return None
+
+    def _merge(self, decision: machine.Decision, event: machine.Event) -> machine.Decision:
+        """Apply ``event`` on top of an uncommitted decision, keeping its step records."""
+        following = self._decide(decision.state, event)
+        if following is None:
+            return decision
+        following.actions = decision.steps + following.actions
+        return following
+
+    def _perform_call(self, decision: machine.Decision, call: machine.Call) -> machine.Decision | None:
+        event = _call_event(self.execution, decision.state, call, self.env())
+        return self._decide(decision.state, event)
+
+    def _perform_async(self, decision: machine.Decision, call: machine.SendAsync) -> machine.Decision | None:
+        # Render first: a template error fails the attempt without any wait being committed.
+        token = mint_callback_token(self.execution.pk, call.node, call.attempt, call.deadline)
+        cb = {"url": callback_url(token), "token": token}
+        rendered = _render_request(self.execution, decision.state, call.request, self.env(), cb)
+        if isinstance(rendered, machine.CallFailed):
+            return self._decide(decision.state, rendered)
+        wire, recorded = rendered
+        decision.actions.append(machine.StepRecord(call.seq, {"request": recorded}, new=False))
+        # WAITING is durable before the request leaves: a callback that beats the answer finds it.
+        decision.due_at = datetime.fromisoformat(decision.state["wait"]["resend_at"])
+        if not self._commit(decision, hold=False):
+            return None
+        headers = {"X-Trama-Callback-Url": cb["url"], "X-Trama-Callback-Token": token}
+        outcome = dispatch.send(wire, headers | _idempotency(self.execution, call.node, call.attempt))
+        event = _outcome_event(call.seq, wire, recorded, outcome, async_call=True)
+        following = self._decide(decision.state, event)
+        if following is None:
+            return None
+        if isinstance(event, machine.AsyncAccepted):
+            self._commit(following, hold=False)
+            return None
+        return following
+
+    def _commit(self, decision: machine.Decision, hold: bool, clear_cancel: bool = False) -> bool:
+        """Write the decision if this worker still owns the execution; True if the worker may go on.
+
+        ``hold`` keeps the lease (the worker goes on); otherwise the execution
+        is released with its ``due_at``. A cancel that arrived meanwhile makes
+        the write miss: it is folded in, written, and the worker stops.
+        """
+        fields = self._fields(decision, hold)
+        query = Execution.objects.filter(pk=self.execution.pk, fence=self.fence)
+        if clear_cancel:
+            fields["cancel_request"] = None
+        else:
+            query = query.filter(cancel_request__isnull=True)
+        with transaction.atomic():
+            if query.update(**fields):
+                _write_steps(self.execution, decision.steps)
+                if fields["due_at"] is not None and fields["due_at"] <= self.now() and not hold:
+                    enqueue(self.execution.pk)
+                self.execution.status = decision.status
+                decision.actions = [a for a in decision.actions if not isinstance(a, machine.StepRecord)]
+                return True
+        cancel = Execution.objects.filter(pk=self.execution.pk, fence=self.fence).values_list("cancel_request").first()
+        if cancel is None or cancel[0] is None:
+            logger.warning("lost the execution to another worker", extra=self._log_extra())
+            return False
+        self._commit(self._merge(decision, machine.Cancel(**cancel[0])), hold=False, clear_cancel=True)
+        return False
+
+    def _fields(self, decision: machine.Decision, hold: bool) -> dict:
+        now = self.now()
+        fields = _state_fields(decision, now)
+        if hold:
+            lease = now + timedelta(seconds=_lease_seconds(decision))
+            fields |= {"lease_until": lease, "due_at": lease}
+        else:
+            fields["lease_until"] = None
+            if fields["due_at"] is None and decision.status not in FINAL_STATUSES:
+                fields["due_at"] = now  # never leave an active execution without a next look
+        return fields
+
+    def _log_extra(self) -> dict:
+        return {"execution_id": str(self.execution.pk), "fence": self.fence}
+
+
+def _lease_seconds(decision: machine.Decision) -> float:
+    call = decision.call
+    timeout = float(call.request.get("timeout_s") or 0) if call else 0.0
+    return max(settings.TRAMA_LEASE_SECONDS, timeout + 30.0)
+
+
+def _state_fields(decision: machine.Decision, now: datetime) -> dict:
+    state = decision.state
+    final = decision.status in FINAL_STATUSES
+    return {
+        "state": state,
+        "status": decision.status,
+        "current_node": state["node"],
+        "output": state["output"],
+        "error": state["error"],
+        "due_at": None if final else decision.due_at,
+        "finished_at": now if final else None,
+    }
+
+
+def _write_steps(execution: Execution, records: list[machine.StepRecord]) -> None:
+    new = [Step(execution=execution, seq=r.seq, **_step_fields(r.fields)) for r in records if r.new]
+    if new:
+        Step.objects.bulk_create(new)
+    for record in records:
+        if not record.new:
+            Step.objects.filter(execution=execution, seq=record.seq).update(**_step_fields(record.fields))
+
+
+def _step_fields(fields: dict) -> dict:
+    out = dict(fields)
+    for key in ("started_at", "finished_at"):
+        if isinstance(out.get(key), str):
+            out[key] = datetime.fromisoformat(out[key])
+    return out
+
+
+# --- Calls ---------------------------------------------------------------------------------
+
+
+def env_for(execution: Execution, now: datetime) -> machine.Env:
+    definition = execution.definition
+    meta = {
+        "id": str(execution.pk),
+        "definition": definition.name,
+        "version": definition.version,
+        "started_at": (execution.started_at or execution.created_at).isoformat(),
+    }
+    return machine.Env(spec=definition.spec, payload=execution.input, execution=meta, now=now, key=str(execution.pk))
+
+
+def configured_secrets() -> dict[str, str]:
+    """``{{secrets.NAME}}`` values: every TRAMA_SECRET_<NAME> environment variable."""
+    prefix = settings.TRAMA_SECRETS_PREFIX
+    return {k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix) and v}
+
+
+def _render_request(
+    execution: Execution, state: dict, request: dict, env: machine.Env, cb: dict | None = None
+) -> tuple[dict, dict] | machine.CallFailed:
+    """(what goes on the wire, what the history stores with secrets masked), or a failed attempt."""
+    try:
+        wire = templating.render(request, machine.template_data(env, state, configured_secrets(), cb))
+        recorded = templating.render(request, machine.template_data(env, state, machine._MASKED, cb))
+    except templating.TemplateError as exc:
+        return machine.CallFailed(state["open_seq"], "template", str(exc))
+    recorded.pop("retry", None)
+    return wire, recorded
+
+
+def _idempotency(execution: Execution, node: str, attempt: int) -> dict:
+    return {"Idempotency-Key": f"{execution.pk}:{node}:{attempt}"}
+
+
+def _call_event(execution: Execution, state: dict, call: machine.Call, env: machine.Env) -> machine.Event:
+    rendered = _render_request(execution, state, call.request, env)
+    if isinstance(rendered, machine.CallFailed):
+        return rendered
+    wire, recorded = rendered
+    key_node = call.node if call.phase == machine.FORWARD else f"{call.node}.compensation"
+    outcome = dispatch.send(wire, _idempotency(execution, key_node, call.attempt))
+    return _outcome_event(call.seq, wire, recorded, outcome)
+
+
+def _outcome_event(seq: int, wire: dict, recorded: dict, outcome: dispatch.Outcome, async_call: bool = False):
+    record: dict[str, Any] = {"request": recorded}
+    response = outcome.response
+    if response is None:
+        return machine.CallFailed(seq, outcome.failure or "network", outcome.error, None, record)
+    response = _scrub_secrets(response)
+    record |= {
+        "response_status": response["status"],
+        "response_headers": response["headers"],
+        "response_body": response["body"],
+    }
+    if not dispatch.is_success(wire, response["status"]):
+        return machine.CallFailed(seq, "status", f"HTTP {response['status']}", response, record)
+    if async_call:
+        return machine.AsyncAccepted(seq, response, record)
+    return machine.CallSucceeded(seq, response, record)
+
+
+def _scrub_secrets(value: Any) -> Any:
+    """A service that echoes a secret back must not get it stored."""
+    secrets = [s for s in configured_secrets().values() if len(s) >= 4]
+    if not secrets:
+        return value
+    text = json.dumps(value)
+    if not any(s in text for s in secrets):
+        return value
+    for secret in secrets:
+        text = text.replace(json.dumps(secret)[1:-1], "***")
+    return json.loads(text)
+
+
+# --- Events from outside a worker -------------------------------------------------------------
+
+
+def _apply_external(execution_id, event: machine.Event, allow_leased: bool = False) -> Execution:
+    """Apply an event that does not come from a worker's own call, under the row lock.
+
+    The fence is bumped so a worker that claimed the row meanwhile cannot
+    overwrite the result. Raises TransitionRefused when the machine rejects it,
+    and _Leased when a worker holds a live lease (its next write will see a cancel).
+    """
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update()
+            .select_related("definition")
+            .annotate(db_now=Now())
+            .get(pk=execution_id)
+        )
+        now = execution.db_now
+        if not allow_leased and execution.lease_until is not None and execution.lease_until > now:
+            raise _Leased(execution)
+        try:
+            decision = machine.decide(env_for(execution, now), execution.state, event)
+        except machine.EventRejected as exc:
+            raise TransitionRefused(str(exc)) from None
+        fields = _state_fields(decision, now) | {"fence": F("fence") + 1, "lease_until": None}
+        if decision.status in FINAL_STATUSES:
+            fields["cancel_request"] = None
+        Execution.objects.filter(pk=execution.pk).update(**fields)
+        _write_steps(execution, decision.steps)
+        if decision.due_at is not None and decision.due_at <= now:
+            enqueue(execution.pk)
+    execution.refresh_from_db()
+    return execution
+
+
+class _Leased(Exception):
+    def __init__(self, execution: Execution):
+        self.execution = execution
+
+
+def cancel_execution(execution_id, compensate: bool = True) -> Execution:
+    """Cancel now, or, if a worker is in the middle of a step, when that step is written."""
+    try:
+        return _apply_external(execution_id, machine.Cancel(compensate=compensate))
+    except _Leased:
+        won = Execution.objects.filter(pk=execution_id, status__in=ACTIVE_STATUSES).update(
+            cancel_request={"compensate": compensate}
+        )
+        if not won:
+            raise TransitionRefused("execution already finished") from None
+        return Execution.objects.get(pk=execution_id)
+
+
+def retry_execution(execution_id, skip: bool = False) -> Execution:
+    return _apply_external(execution_id, machine.Retry(skip=skip))
+
+
+def wake_execution(execution_id) -> Execution:
+    return _apply_external(execution_id, machine.Wake())
+
+
+def deliver_callback(execution_id, node: str, attempt: int, outcome: str, body: Any) -> Execution:
+    """Apply an async node's callback. Raises TransitionRefused if the node no longer waits."""
+    return _apply_external(execution_id, machine.CallbackArrived(node, attempt, outcome, body), allow_leased=True)
+
+
+def record_heartbeat(execution_id, node: str, attempt: int) -> Execution:
+    return _apply_external(execution_id, machine.Heartbeat(node, attempt), allow_leased=True)
+
+
+# --- Timers ---------------------------------------------------------------------------------------
+
+
+def enqueue_due_executions(limit: int = 500) -> int:
+    """One pass of the timer loop: enqueue executions whose ``due_at`` has passed.
+
+    Reads only due rows (partial index on due_at). ``nudged_at`` keeps a row
+    from being enqueued again on every pass while its task waits in the queue;
+    it is enqueued again if nobody claims it within RENUDGE_AFTER_S (a lost
+    queue). Several timer processes may run: SKIP LOCKED splits the rows.
+    """
+    renudge = timedelta(seconds=RENUDGE_AFTER_S)
+    with transaction.atomic():
+        due = (
+            Execution.objects.select_for_update(skip_locked=True)
+            .filter(due_at__lte=Now())
+            .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=F("due_at")) | Q(nudged_at__lt=Now() - renudge))
+            .order_by("due_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        ids = list(due)
+        if not ids:
+            return 0
+        Execution.objects.filter(pk__in=ids).update(nudged_at=Now())
+        for execution_id in ids:
+            enqueue(execution_id)
+    return len(ids)
