@@ -1,0 +1,170 @@
+"""Definitions and expressions API: each view validates input, calls one service function, serializes."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from definitions.api.serializers import (
+    DefinitionSerializer,
+    DefinitionSourceSerializer,
+    DefinitionSummarySerializer,
+    EvaluateResultSerializer,
+    EvaluateSerializer,
+    ValidationOkSerializer,
+)
+from definitions.models import Definition
+from definitions.rules import RuleError, evaluate, rule_problems
+from definitions.services import (
+    DefinitionInvalid,
+    definition_versions,
+    get_definition,
+    latest_definition,
+    latest_definitions,
+    store_definition,
+)
+from definitions.validation import validate_definition
+from trama_project.api import ErrorSerializer
+
+NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The definition's name.")
+NAME_FILTER = OpenApiParameter(
+    "name", OpenApiTypes.STR, OpenApiParameter.QUERY, description="Only names containing this (any case)."
+)
+VERSION = OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH, description="The version number.")
+READ_ERRORS = {401: ErrorSerializer, 404: ErrorSerializer}
+WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 413: ErrorSerializer, 415: ErrorSerializer}
+
+
+def invalid_response(errors: list[dict], summary: str) -> Response:
+    """The 400 answer for problems found in a body: the shape of trama_project.api.ErrorSerializer."""
+    return Response({"detail": summary, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class DefinitionListCreateView(generics.ListAPIView):
+    serializer_class = DefinitionSummarySerializer
+
+    def get_queryset(self):
+        return latest_definitions(self.request.query_params.get("name", ""))
+
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_list",
+        summary="List definitions (the latest version of each name)",
+        parameters=[NAME_FILTER],
+        responses={200: DefinitionSummarySerializer(many=True), 401: ErrorSerializer},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_create",
+        summary="Store a definition (a new name, or the next version of an existing one)",
+        request=DefinitionSourceSerializer,
+        responses={201: DefinitionSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request, *args, **kwargs):
+        try:
+            definition = store_definition(request.data, created_by=str(request.user))
+        except DefinitionInvalid as exc:
+            return invalid_response(exc.errors, str(exc))
+        return Response(DefinitionSerializer(definition).data, status=status.HTTP_201_CREATED)
+
+
+class DefinitionValidateView(APIView):
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_validate",
+        summary="Check a definition without storing it",
+        request=DefinitionSourceSerializer,
+        responses={200: ValidationOkSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request):
+        result = validate_definition(request.data)
+        if result.errors:
+            return invalid_response(result.errors, str(DefinitionInvalid(result.errors)))
+        return Response({"valid": True, "spec": result.spec})
+
+
+class DefinitionLatestView(generics.RetrieveAPIView):
+    serializer_class = DefinitionSerializer
+
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_latest",
+        summary="The latest version of a definition",
+        parameters=[NAME],
+        responses={200: DefinitionSerializer, **READ_ERRORS},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_object(self) -> Definition:
+        try:
+            return latest_definition(self.kwargs["name"])
+        except Definition.DoesNotExist:
+            raise NotFound(f"No definition named '{self.kwargs['name']}'.")
+
+
+class DefinitionVersionListView(generics.ListAPIView):
+    serializer_class = DefinitionSummarySerializer
+
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_versions_list",
+        summary="Every version of a definition, newest first",
+        parameters=[NAME],
+        responses={200: DefinitionSummarySerializer(many=True), **READ_ERRORS},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        versions = definition_versions(self.kwargs["name"])
+        if not versions.exists():
+            raise NotFound(f"No definition named '{self.kwargs['name']}'.")
+        return versions
+
+
+class DefinitionVersionView(generics.RetrieveAPIView):
+    serializer_class = DefinitionSerializer
+
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_version",
+        summary="One version of a definition",
+        parameters=[NAME, VERSION],
+        responses={200: DefinitionSerializer, **READ_ERRORS},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_object(self) -> Definition:
+        name, version = self.kwargs["name"], self.kwargs["version"]
+        try:
+            return get_definition(name, version)
+        except Definition.DoesNotExist:
+            raise NotFound(f"Definition '{name}' has no version {version}.")
+
+
+class ExpressionEvaluateView(APIView):
+    @extend_schema(
+        tags=["expressions"],
+        operation_id="expressions_evaluate",
+        summary="Evaluate a JSON Logic rule against data (try a switch rule)",
+        request=EvaluateSerializer,
+        responses={200: EvaluateResultSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request):
+        serializer = EvaluateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rule, data = serializer.validated_data["rule"], serializer.validated_data["data"]
+        problems = rule_problems(rule, "rule")
+        if problems:
+            return invalid_response(problems, f"{problems[0]['path']}: {problems[0]['message']}")
+        try:
+            return Response({"result": evaluate(rule, data)})
+        except RuleError as exc:
+            return invalid_response([{"path": "rule", "message": str(exc)}], f"rule failed: {exc}")

@@ -1,0 +1,128 @@
+"""The write path for definitions: validate, version and store; plus the lookups.
+
+Definitions are immutable: nothing here updates a row. Storing a name again
+creates the next version.
+"""
+
+import hashlib
+import json
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, OuterRef, QuerySet, Subquery
+
+from definitions.models import Definition
+from definitions.validation import validate_definition
+
+# Two stores of the same name can compute the same next version; the loser's
+# insert hits the unique (name, version) constraint and tries again.
+STORE_ATTEMPTS = 5
+INLINE_NAME = "inline"
+
+
+class DefinitionInvalid(Exception):
+    """The definition has problems; ``errors`` lists each as ``{"path", "message"}``."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        first = errors[0]
+        summary = f"{first['path'] or 'definition'}: {first['message']}"
+        super().__init__(summary if len(errors) == 1 else f"Definition is invalid ({len(errors)} problems).")
+
+
+def spec_digest(spec: dict) -> str:
+    """SHA-256 of the spec as canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _validated(source: Any) -> dict:
+    result = validate_definition(source)
+    if result.errors:
+        raise DefinitionInvalid(result.errors)
+    return result.spec
+
+
+def store_definition(source: Any, created_by: str = "") -> Definition:
+    """Validate ``source`` and store it as the next version of its name.
+
+    Raises DefinitionInvalid (nothing stored) when it has problems.
+    """
+    spec = _validated(source)
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return _insert_next_version(source, spec, created_by)
+        except IntegrityError:
+            if attempt == STORE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _insert_next_version(source: Any, spec: dict, created_by: str) -> Definition:
+    """Call inside transaction.atomic(); a concurrent insert of the same version raises IntegrityError."""
+    current = Definition.objects.filter(name=spec["name"], is_inline=False).aggregate(latest=Max("version"))["latest"]
+    return Definition.objects.create(
+        name=spec["name"],
+        version=(current or 0) + 1,
+        kind=spec["kind"],
+        source=source,
+        spec=spec,
+        digest=spec_digest(spec),
+        created_by=created_by[:150],
+    )
+
+
+def store_inline_definition(source: Any) -> Definition:
+    """Validate and store a definition sent inline with an execution start (version 0).
+
+    Rows are shared by digest: the same normalized spec reuses the existing row.
+    A source without a name is named "inline". Raises DefinitionInvalid.
+    """
+    if isinstance(source, dict) and "name" not in source:
+        source = {"name": INLINE_NAME, **source}
+    spec = _validated(source)
+    digest = spec_digest(spec)
+    existing = Definition.objects.filter(is_inline=True, digest=digest).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            return Definition.objects.create(
+                name=spec["name"], version=0, kind=spec["kind"], source=source, spec=spec, digest=digest, is_inline=True
+            )
+    except IntegrityError:
+        # A concurrent start stored the same spec first (unique digest among inline rows).
+        return Definition.objects.get(is_inline=True, digest=digest)
+
+
+def stored_definitions() -> QuerySet[Definition]:
+    """Every named (not inline) version."""
+    return Definition.objects.filter(is_inline=False)
+
+
+def latest_definitions(name_contains: str = "") -> QuerySet[Definition]:
+    """The latest version of each name, by name; optionally names containing ``name_contains`` (any case)."""
+    newest = stored_definitions().filter(name=OuterRef("name")).order_by("-version").values("version")[:1]
+    latest = stored_definitions().filter(version=Subquery(newest))
+    if name_contains:
+        latest = latest.filter(name__icontains=name_contains)
+    return latest.order_by("name")
+
+
+def definition_versions(name: str) -> QuerySet[Definition]:
+    """Every version of ``name``, newest first (empty when the name is unknown)."""
+    return stored_definitions().filter(name=name).order_by("-version")
+
+
+def latest_definition(name: str) -> Definition:
+    """The newest version of ``name``; raises Definition.DoesNotExist."""
+    found = definition_versions(name).first()
+    if found is None:
+        raise Definition.DoesNotExist(f"no definition named {name!r}")
+    return found
+
+
+def get_definition(name: str, version: int) -> Definition:
+    """Version ``version`` of ``name``; raises Definition.DoesNotExist."""
+    return stored_definitions().get(name=name, version=version)
