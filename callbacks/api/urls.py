@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from callbacks.api.views import CallbackView
+
+urlpatterns = [
+    path("callbacks/", CallbackView.as_view(), name="callback-by-header"),
+    path("callbacks/<str:token>/", CallbackView.as_view(), name="callback"),
+]

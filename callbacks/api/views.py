@@ -1,0 +1,58 @@
+"""The callback receiver. No API token: the signed callback token is the credential."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from callbacks.services import receive_callback
+from trama_project.api import ErrorSerializer
+
+CallbackAnswer = inline_serializer(
+    "CallbackAnswer", {"detail": serializers.CharField(), "execution": serializers.UUIDField(required=False)}
+)
+TOKEN_HEADER = OpenApiParameter(
+    "X-Trama-Callback-Token", OpenApiTypes.STR, OpenApiParameter.HEADER, description="The token, if not in the URL."
+)
+
+
+class CallbackView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        tags=["callbacks"],
+        operation_id="callbacks_receive",
+        summary="Deliver an async node's callback",
+        description=(
+            'Body: {"status": "succeeded" | "failed" | "running", "output": {...}}. A body without status counts '
+            "as succeeded; 'running' is a heartbeat that extends the deadline."
+        ),
+        parameters=[TOKEN_HEADER],
+        request=OpenApiTypes.OBJECT,
+        responses={
+            202: CallbackAnswer,
+            200: CallbackAnswer,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            410: ErrorSerializer,
+        },
+    )
+    def post(self, request, token: str | None = None):
+        token = token or request.headers.get("X-Trama-Callback-Token", "")
+        if not token:
+            return Response({"detail": "no callback token in the URL or X-Trama-Callback-Token"}, status=403)
+        try:
+            body = request.data if request.body else {}
+        except (ParseError, UnsupportedMediaType) as exc:
+            return Response({"detail": f"malformed callback body: {exc.detail}"}, status=400)
+        answer = receive_callback(token, body)
+        payload = {"detail": answer.detail}
+        if answer.execution_id:
+            payload["execution"] = answer.execution_id
+        return Response(payload, status=answer.status)

@@ -1,0 +1,92 @@
+"""The callback receiver's logic (SPEC section 4): token, outcome, and the answer code.
+
+The execution is changed only through executions.services.deliver_callback /
+record_heartbeat, under the execution's row lock, so two copies of one callback
+arriving together resume the execution once, and a callback racing a cancel
+ends in exactly one of the two outcomes.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from callbacks.tokens import CallbackClaims, TokenExpired, TokenInvalid, read_callback_token
+from definitions import rules
+from executions import services
+from executions.models import Execution, ExecutionStatus, Step, StepPhase
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    detail: str
+    execution_id: str | None = None
+
+
+def receive_callback(token: str, body: Any) -> Answer:
+    try:
+        claims = read_callback_token(token)
+    except TokenInvalid:
+        return Answer(403, "callback token signature is not valid")
+    except TokenExpired as expired:
+        claims = expired.claims
+        if not _deadline_extended(claims):
+            return Answer(410, "callback token has expired")
+    execution = Execution.objects.select_related("definition").filter(pk=claims.execution_id).first()
+    if execution is None:
+        return Answer(404, "unknown execution")
+    if not isinstance(body, dict):
+        return Answer(400, "callback body must be a JSON object")
+    try:
+        return _apply(execution, claims, body)
+    except services.TransitionRefused:
+        return _refused(claims, body)
+
+
+def _apply(execution: Execution, claims: CallbackClaims, body: dict) -> Answer:
+    if body.get("status") == "running":
+        services.record_heartbeat(execution.pk, claims.node_id, claims.attempt)
+        return Answer(202, "heartbeat recorded; deadline extended", str(execution.pk))
+    outcome = callback_outcome(execution.definition.spec["nodes"][claims.node_id], body)
+    services.deliver_callback(execution.pk, claims.node_id, claims.attempt, outcome, body)
+    return Answer(202, f"callback accepted ({outcome})", str(execution.pk))
+
+
+def callback_outcome(node: dict, body: dict) -> str:
+    """ "succeeded" or "failed": the node's rules decide when set, else the body's ``status``."""
+    rules_set = node.get("callback") or {}
+    try:
+        if rules_set.get("failure_when") is not None and rules.evaluate(rules_set["failure_when"], body):
+            return "failed"
+        if rules_set.get("success_when") is not None:
+            return "succeeded" if rules.evaluate(rules_set["success_when"], body) else "failed"
+    except rules.RuleError:
+        return "failed"  # a rule that cannot judge this body does not count as success
+    return "failed" if body.get("status") == "failed" else "succeeded"
+
+
+def _refused(claims: CallbackClaims, body: dict) -> Answer:
+    """The node no longer waits: the same callback again is a 200, anything else a 409."""
+    step = (
+        Step.objects.filter(
+            execution_id=claims.execution_id, node_id=claims.node_id, attempt=claims.attempt, phase=StepPhase.FORWARD
+        )
+        .order_by("-seq")
+        .first()
+    )
+    if step is not None and (step.detail or {}).get("callback") == body:
+        return Answer(200, "callback already applied", claims.execution_id)
+    return Answer(409, "the node no longer waits for this callback (finished, timed out or cancelled)")
+
+
+def _deadline_extended(claims: CallbackClaims) -> bool:
+    """A heartbeat may have pushed the wait past the token's own expiry."""
+    execution = Execution.objects.filter(pk=claims.execution_id, status=ExecutionStatus.WAITING).first()
+    if execution is None:
+        return False
+    state = execution.state
+    wait = state.get("wait") or {}
+    if state.get("node") != claims.node_id or state.get("attempt") != claims.attempt or not wait:
+        return False
+    return timezone.datetime.fromisoformat(wait["deadline"]) > timezone.now()

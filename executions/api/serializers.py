@@ -1,0 +1,98 @@
+import json
+
+from django.conf import settings
+from rest_framework import serializers
+
+from executions.models import Execution, ExecutionStatus, Step
+
+
+class ExecutionStartSerializer(serializers.Serializer):
+    """Start a stored definition by name (and optional version), or an inline ``spec``."""
+
+    definition = serializers.CharField(required=False, max_length=200, help_text="Name of a stored definition.")
+    version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the latest version.")
+    spec = serializers.JSONField(required=False, help_text="An inline definition instead of a stored one.")
+    input = serializers.JSONField(required=False, default=dict, help_text="The payload; a JSON object.")
+
+    def validate_input(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        size = len(json.dumps(value))
+        if size > settings.TRAMA_MAX_INPUT_BYTES:
+            raise serializers.ValidationError(
+                f"is {size} bytes; the limit is {settings.TRAMA_MAX_INPUT_BYTES} (TRAMA_MAX_INPUT_BYTES)"
+            )
+        return value
+
+    def validate(self, attrs):
+        if ("definition" in attrs) == ("spec" in attrs):
+            raise serializers.ValidationError({"definition": "give either 'definition' (a stored name) or 'spec'"})
+        if "version" in attrs and "spec" in attrs:
+            raise serializers.ValidationError({"version": "applies to a stored definition, not an inline spec"})
+        return attrs
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    definition = serializers.CharField(source="definition.name", read_only=True)
+    version = serializers.IntegerField(source="definition.version", read_only=True)
+    inline = serializers.BooleanField(source="definition.is_inline", read_only=True)
+    wake_at = serializers.SerializerMethodField(help_text="When a SLEEPING or WAITING execution is next looked at.")
+
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "definition",
+            "version",
+            "inline",
+            "status",
+            "input",
+            "output",
+            "error",
+            "current_node",
+            "wake_at",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_wake_at(self, execution: Execution) -> str | None:
+        if execution.status in (ExecutionStatus.SLEEPING, ExecutionStatus.WAITING) and execution.due_at:
+            return execution.due_at.isoformat()
+        return None
+
+
+class StepSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Step
+        fields = [
+            "seq",
+            "node_id",
+            "node_type",
+            "phase",
+            "attempt",
+            "status",
+            "request",
+            "response_status",
+            "response_headers",
+            "response_body",
+            "detail",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class CancelSerializer(serializers.Serializer):
+    compensate = serializers.BooleanField(default=True, help_text="Run the compensations of the steps that succeeded.")
+
+
+class EmptySerializer(serializers.Serializer):
+    """No fields."""
+
+
+class RetrySerializer(serializers.Serializer):
+    skip = serializers.BooleanField(default=False, help_text="Skip a compensation that failed for good.")

@@ -1,0 +1,202 @@
+"""Executions API: each view validates input, calls one service function, serializes."""
+
+from datetime import datetime
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from definitions.models import Definition
+from definitions.services import DefinitionInvalid, get_definition, latest_definition, store_inline_definition
+from executions import services
+from executions.api.serializers import (
+    CancelSerializer,
+    EmptySerializer,
+    ExecutionSerializer,
+    ExecutionStartSerializer,
+    RetrySerializer,
+    StepSerializer,
+)
+from executions.models import Execution, ExecutionStatus
+from trama_project.api import ErrorSerializer
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Repeat a start safely: the same key and body return the first execution; another body is a 409.",
+)
+LIST_FILTERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, description="One status, or several comma-separated."),
+    OpenApiParameter("definition", OpenApiTypes.STR, description="Definition name."),
+    OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="ISO-8601."),
+    OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="ISO-8601."),
+]
+
+
+def _conflict(message: str) -> Response:
+    return Response({"detail": message}, status=status.HTTP_409_CONFLICT)
+
+
+def _execution_or_404(pk) -> Execution:
+    try:
+        return get_object_or_404(Execution.objects.select_related("definition"), pk=pk)
+    except (ValueError, ValidationError):
+        raise Http404 from None
+
+
+def _resolve_definition(data: dict) -> Definition:
+    if "spec" in data:
+        try:
+            return store_inline_definition(data["spec"])
+        except DefinitionInvalid as exc:
+            raise ValidationError({"spec": [f"{e['path'] or '(root)'}: {e['message']}" for e in exc.errors]}) from None
+    try:
+        if "version" in data:
+            return get_definition(data["definition"], data["version"])
+        return latest_definition(data["definition"])
+    except Definition.DoesNotExist:
+        field = "version" if "version" in data else "definition"
+        raise ValidationError({field: f"no stored definition {data['definition']!r} with that version"}) from None
+
+
+def _filter_executions(params) -> "list | object":
+    queryset = Execution.objects.select_related("definition").order_by("-created_at")
+    if params.get("status"):
+        wanted = [s.strip().upper() for s in params["status"].split(",")]
+        unknown = [s for s in wanted if s not in ExecutionStatus.values]
+        if unknown:
+            raise ValidationError({"status": f"unknown status {unknown[0]!r}; one of {', '.join(ExecutionStatus)}"})
+        queryset = queryset.filter(status__in=wanted)
+    if params.get("definition"):
+        queryset = queryset.filter(definition__name=params["definition"])
+    for name, lookup in (("created_after", "created_at__gte"), ("created_before", "created_at__lt")):
+        if params.get(name):
+            try:
+                moment = datetime.fromisoformat(params[name].replace("Z", "+00:00"))
+            except ValueError:
+                raise ValidationError({name: "must be an ISO-8601 date-time"}) from None
+            queryset = queryset.filter(**{lookup: moment})
+    return queryset
+
+
+class ExecutionListCreateView(generics.ListAPIView):
+    serializer_class = ExecutionSerializer
+
+    def get_queryset(self):
+        return _filter_executions(self.request.query_params)
+
+    @extend_schema(tags=["executions"], operation_id="executions_list", summary="List executions",
+                   parameters=LIST_FILTERS, responses={200: ExecutionSerializer(many=True), 400: ErrorSerializer,
+                                                       401: ErrorSerializer})  # fmt: skip
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["executions"],
+        operation_id="executions_start",
+        summary="Start an execution",
+        parameters=[IDEMPOTENCY_KEY],
+        request=ExecutionStartSerializer,
+        responses={202: ExecutionSerializer, 413: ErrorSerializer, **ERRORS},
+    )
+    def post(self, request, *args, **kwargs):
+        body = ExecutionStartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip() or None
+        if key and len(key) > 200:
+            raise ValidationError({"Idempotency-Key": "must be at most 200 characters"})
+        definition = _resolve_definition(body.validated_data)
+        try:
+            execution, created = services.start_execution(
+                definition, body.validated_data["input"], idempotency_key=key, created_by=str(request.user)
+            )
+        except services.IdempotencyConflict as exc:
+            return _conflict(str(exc))
+        headers = {"Location": f"/api/v1/executions/{execution.pk}/"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class ExecutionDetailView(APIView):
+    @extend_schema(tags=["executions"], operation_id="executions_retrieve", summary="One execution",
+                   responses={200: ExecutionSerializer, 401: ErrorSerializer, 404: ErrorSerializer})  # fmt: skip
+    def get(self, request, pk):
+        return Response(ExecutionSerializer(_execution_or_404(pk)).data)
+
+
+class ExecutionStepsView(generics.ListAPIView):
+    serializer_class = StepSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return _execution_or_404(self.kwargs["pk"]).steps.order_by("seq")
+
+    @extend_schema(tags=["executions"], operation_id="executions_steps", summary="The step history, in order",
+                   responses={200: StepSerializer(many=True), 401: ErrorSerializer, 404: ErrorSerializer})  # fmt: skip
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class _ExecutionAction(APIView):
+    """POST executions/{id}/<action>/: validate the body, call one service function, answer 202 or 409."""
+
+    body_serializer: type = CancelSerializer
+
+    def post(self, request, pk):
+        execution = _execution_or_404(pk)
+        body = self.body_serializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        try:
+            execution = self.act(execution, **body.validated_data)
+        except services.TransitionRefused as exc:
+            return _conflict(f"cannot {self.verb} an execution that is {execution.status}: {exc}")
+        return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExecutionCancelView(_ExecutionAction):
+    verb = "cancel"
+    body_serializer = CancelSerializer
+
+    @extend_schema(tags=["executions"], operation_id="executions_cancel", request=CancelSerializer,
+                   summary="Cancel (compensating unless compensate is false)",
+                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, execution, compensate: bool):
+        return services.cancel_execution(execution.pk, compensate=compensate)
+
+
+class ExecutionRetryView(_ExecutionAction):
+    verb = "retry"
+    body_serializer = RetrySerializer
+
+    @extend_schema(tags=["executions"], operation_id="executions_retry", request=RetrySerializer,
+                   summary="Resume a FAILED execution from the step that failed",
+                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, execution, skip: bool):
+        return services.retry_execution(execution.pk, skip=skip)
+
+
+class ExecutionWakeView(_ExecutionAction):
+    verb = "wake"
+    body_serializer = EmptySerializer
+
+    @extend_schema(tags=["executions"], operation_id="executions_wake", request=None,
+                   summary="End a sleep now", responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, execution):
+        return services.wake_execution(execution.pk)
