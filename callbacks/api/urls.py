@@ -1,8 +1,8 @@
 from django.urls import path
 
-from callbacks.api.views import CallbackView
+from callbacks.api.views import CallbackByHeaderView, CallbackView
 
 urlpatterns = [
-    path("callbacks/", CallbackView.as_view(), name="callback-by-header"),
+    path("callbacks/", CallbackByHeaderView.as_view(), name="callback-by-header"),
     path("callbacks/<str:token>/", CallbackView.as_view(), name="callback"),
 ]

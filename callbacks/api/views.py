@@ -18,31 +18,32 @@ TOKEN_HEADER = OpenApiParameter(
     "X-Trama-Callback-Token", OpenApiTypes.STR, OpenApiParameter.HEADER, description="The token, if not in the URL."
 )
 
+CALLBACK_SCHEMA = dict(
+    tags=["callbacks"],
+    summary="Deliver an async node's callback",
+    description=(
+        'Body: {"status": "succeeded" | "failed" | "running", "output": {...}}. A body without status counts '
+        "as succeeded; 'running' is a heartbeat that extends the deadline."
+    ),
+    parameters=[TOKEN_HEADER],
+    request=OpenApiTypes.OBJECT,
+    responses={
+        202: CallbackAnswer,
+        200: CallbackAnswer,
+        400: ErrorSerializer,
+        403: ErrorSerializer,
+        404: ErrorSerializer,
+        409: ErrorSerializer,
+        410: ErrorSerializer,
+    },
+)
+
 
 class CallbackView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(
-        tags=["callbacks"],
-        operation_id="callbacks_receive",
-        summary="Deliver an async node's callback",
-        description=(
-            'Body: {"status": "succeeded" | "failed" | "running", "output": {...}}. A body without status counts '
-            "as succeeded; 'running' is a heartbeat that extends the deadline."
-        ),
-        parameters=[TOKEN_HEADER],
-        request=OpenApiTypes.OBJECT,
-        responses={
-            202: CallbackAnswer,
-            200: CallbackAnswer,
-            400: ErrorSerializer,
-            403: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            410: ErrorSerializer,
-        },
-    )
+    @extend_schema(operation_id="callbacks_receive", **CALLBACK_SCHEMA)
     def post(self, request, token: str | None = None):
         token = token or request.headers.get("X-Trama-Callback-Token", "")
         if not token:
@@ -56,3 +57,11 @@ class CallbackView(APIView):
         if answer.execution_id:
             payload["execution"] = answer.execution_id
         return Response(payload, status=answer.status)
+
+
+class CallbackByHeaderView(CallbackView):
+    """The same receiver, for services that send the token only in X-Trama-Callback-Token."""
+
+    @extend_schema(operation_id="callbacks_receive_by_header", **CALLBACK_SCHEMA)
+    def post(self, request, token: str | None = None):
+        return super().post(request, token)
