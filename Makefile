@@ -15,6 +15,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Local use calls services on this machine: allow loopback explicitly (the default refuses it).
+run: export TRAMA_EGRESS_ALLOW ?= 127.0.0.1,localhost
 run: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py trama_dev
