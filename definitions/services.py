@@ -26,7 +26,7 @@ class DefinitionInvalid(Exception):
     def __init__(self, errors: list[dict]):
         self.errors = errors
         first = errors[0]
-        summary = f"{first['path'] or 'definition'}: {first['message']}"
+        summary = f"{first['path']}: {first['message']}" if first["path"] else first["message"]
         super().__init__(summary if len(errors) == 1 else f"Definition is invalid ({len(errors)} problems).")
 
 

@@ -288,6 +288,14 @@ def test_rejects_with_exact_path(source, path, word):
     assert any(word in error["message"] for error in matching), matching
 
 
+def test_refuses_deep_nesting_before_walking_it():
+    body: list = []
+    for _ in range(1000):
+        body = [body]
+    errors = validate_definition(request_with(body=body)).errors
+    assert errors == [{"path": "", "message": "the definition nests objects and lists deeper than 64 levels"}]
+
+
 def test_reports_every_problem_in_one_pass():
     source = graph({"a": task(next="b", request=req(method="FETCH", url="ftp://x")), "b": sleep(duration_s=-3)})
     source["extra"] = 1

@@ -11,7 +11,7 @@ from typing import Any
 
 from definitions.validation.graph import check_node_references, check_structure
 from definitions.validation.nodes import Context, validate_node
-from definitions.validation.problems import Problems, check_keys, read_string, type_name
+from definitions.validation.problems import Problems, check_keys, nesting_depth, read_string, type_name
 from definitions.validation.requests import read_defaults, read_notify
 from definitions.validation.saga import Layout, graph_layout, saga_layout
 
@@ -20,6 +20,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 RESERVED_NAMES = {"validate", "simulate"}
 KINDS = {"saga": ({"steps"}, saga_layout), "graph": ({"start", "nodes"}, graph_layout)}
 COMMON_FIELDS = {"name", "kind", "description", "defaults", "notify"}
+# Deeper JSON is refused before any recursive check walks it (no real definition comes close).
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -39,6 +41,9 @@ def validate_definition(source: Any) -> ValidationResult:
     problems = Problems()
     if not isinstance(source, dict):
         problems.add("", f"a definition must be a JSON object, got {type_name(source)}")
+        return ValidationResult(None, problems.items)
+    if nesting_depth(source, MAX_DEPTH) > MAX_DEPTH:
+        problems.add("", f"the definition nests objects and lists deeper than {MAX_DEPTH} levels")
         return ValidationResult(None, problems.items)
     name, kind = _name(source, problems), _kind(source, problems)
     kind_fields = KINDS[kind][0] if kind else {"steps", "start", "nodes"}

@@ -141,7 +141,7 @@ def _case(case: Any, path: str, ctx: Context) -> dict | None:
 
 
 def _sleep(node: dict, path: str, ctx: Context) -> dict:
-    if ("duration_s" in node) == ("until" in node):
+    if (node.get("duration_s") is None) == (node.get("until") is None):
         ctx.problems.add(path, "a sleep node needs exactly one of duration_s or until")
     duration = read_number(node, "duration_s", path, ctx.problems, SLEEP_DURATION, None)
     return {"next": _target(node, "next", path, ctx), "duration_s": duration, "until": _until(node, path, ctx)}
