@@ -159,6 +159,10 @@ class _Run:
     def _step(self, decision: machine.Decision) -> machine.Decision | None:
         """Carry out one decision; returns the next one, or None when this claim is over."""
         call = decision.call
+        if isinstance(call, machine.Call) and time.monotonic() > self._deadline:
+            # Out of budget: hand the execution back to the queue before the next call.
+            self._commit(decision, hold=False)
+            return None
         if isinstance(call, machine.Call):
             changed = decision.steps or decision.status != self.execution.status
             if changed and not self._commit(decision, hold=True):
@@ -383,50 +387,60 @@ def _apply_external(execution_id, event: machine.Event, allow_leased: bool = Fal
     """Apply an event that does not come from a worker's own call, under the row lock.
 
     The fence is bumped so a worker that claimed the row meanwhile cannot
-    overwrite the result. Raises TransitionRefused when the machine rejects it,
-    and _Leased when a worker holds a live lease (its next write will see a cancel).
+    overwrite the result. Raises TransitionRefused when the machine rejects the
+    event, or when a worker holds a live lease (unless ``allow_leased``).
     """
     with transaction.atomic():
-        execution = (
-            Execution.objects.select_for_update()
-            .select_related("definition")
-            .annotate(db_now=Now())
-            .get(pk=execution_id)
-        )
-        now = execution.db_now
-        if not allow_leased and execution.lease_until is not None and execution.lease_until > now:
-            raise _Leased(execution)
-        try:
-            decision = machine.decide(env_for(execution, now), execution.state, event)
-        except machine.EventRejected as exc:
-            raise TransitionRefused(str(exc)) from None
-        fields = _state_fields(decision, now) | {"fence": F("fence") + 1, "lease_until": None}
-        if decision.status in FINAL_STATUSES:
-            fields["cancel_request"] = None
-        Execution.objects.filter(pk=execution.pk).update(**fields)
-        _write_steps(execution, decision.steps)
-        if decision.due_at is not None and decision.due_at <= now:
-            enqueue(execution.pk)
+        execution = _lock(execution_id)
+        if not allow_leased and _leased(execution):
+            raise TransitionRefused("a worker is in the middle of a step; try again")
+        _apply_locked(execution, event)
     execution.refresh_from_db()
     return execution
 
 
-class _Leased(Exception):
-    def __init__(self, execution: Execution):
-        self.execution = execution
+def _lock(execution_id) -> Execution:
+    return (
+        Execution.objects.select_for_update().select_related("definition").annotate(db_now=Now()).get(pk=execution_id)
+    )
+
+
+def _leased(execution: Execution) -> bool:
+    return execution.lease_until is not None and execution.lease_until > execution.db_now
+
+
+def _apply_locked(execution: Execution, event: machine.Event) -> None:
+    """Call while holding the row lock (``_lock``) inside transaction.atomic()."""
+    now = execution.db_now
+    try:
+        decision = machine.decide(env_for(execution, now), execution.state, event)
+    except machine.EventRejected as exc:
+        raise TransitionRefused(str(exc)) from None
+    fields = _state_fields(decision, now) | {"fence": F("fence") + 1, "lease_until": None}
+    if decision.status in FINAL_STATUSES:
+        fields["cancel_request"] = None
+    Execution.objects.filter(pk=execution.pk).update(**fields)
+    _write_steps(execution, decision.steps)
+    if decision.due_at is not None and decision.due_at <= now:
+        enqueue(execution.pk)
 
 
 def cancel_execution(execution_id, compensate: bool = True) -> Execution:
-    """Cancel now, or, if a worker is in the middle of a step, when that step is written."""
-    try:
-        return _apply_external(execution_id, machine.Cancel(compensate=compensate))
-    except _Leased:
-        won = Execution.objects.filter(pk=execution_id, status__in=ACTIVE_STATUSES).update(
-            cancel_request={"compensate": compensate}
-        )
-        if not won:
-            raise TransitionRefused("execution already finished") from None
-        return Execution.objects.get(pk=execution_id)
+    """Cancel now; or, if a worker is in the middle of a step, leave a request that its next write folds in.
+
+    Both happen under the row lock, so the worker's write either comes before
+    (and the cancel applies to what it wrote) or sees the request.
+    """
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        if execution.status in FINAL_STATUSES:
+            raise TransitionRefused(f"execution is {execution.status}")
+        if _leased(execution):
+            Execution.objects.filter(pk=execution.pk).update(cancel_request={"compensate": compensate})
+        else:
+            _apply_locked(execution, machine.Cancel(compensate=compensate))
+    execution.refresh_from_db()
+    return execution
 
 
 def retry_execution(execution_id, skip: bool = False) -> Execution:
