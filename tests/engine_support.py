@@ -31,7 +31,9 @@ def task(request: dict, next: str | None = None, compensation: dict | None = Non
 def store(nodes: dict, start: str, name: str = "t") -> Definition:
     spec = {"name": name, "kind": "graph", "start": start, "nodes": nodes}
     version = Definition.objects.filter(name=name).count() + 1
-    return Definition.objects.create(name=name, version=version, kind="graph", source=spec, spec=spec, digest=str(version))
+    return Definition.objects.create(
+        name=name, version=version, kind="graph", source=spec, spec=spec, digest=str(version)
+    )
 
 
 def drive(execution: Execution, timeout: float = 15.0, until: set[str] | None = None) -> Execution:
@@ -47,3 +49,36 @@ def drive(execution: Execution, timeout: float = 15.0, until: set[str] | None = 
         else:
             time.sleep(0.01)
     raise AssertionError(f"execution stuck in {execution.status} (state {execution.state})")
+
+
+def retry(max_attempts: int = 1, **extra: Any) -> dict:
+    """A RETRY policy: DEFAULT_RETRY (fast back-off) with ``max_attempts`` and overrides."""
+    return DEFAULT_RETRY | {"max_attempts": max_attempts} | extra
+
+
+def switch(cases: list[tuple[dict, str]], default: str) -> dict:
+    """A switch node from ``[(rule, next), ...]`` and a default target."""
+    return {"type": "switch", "next": None, "cases": [{"when": w, "next": n} for w, n in cases], "default": default}
+
+
+def sleep(duration_s: float, next: str | None = None) -> dict:
+    return {"type": "sleep", "duration_s": duration_s, "until": None, "next": next}
+
+
+def chain(service_url: str, *ids: str, **per_node: dict) -> dict:
+    """Task nodes ``ids[0] -> ids[1] -> ...``, each POSTing to ``<service_url>/<id>``; ``per_node`` overrides keys."""
+    nodes = {}
+    for i, node_id in enumerate(ids):
+        nxt = ids[i + 1] if i + 1 < len(ids) else None
+        nodes[node_id] = task(req("POST", f"{service_url}/{node_id}"), next=nxt) | per_node.get(node_id, {})
+    return nodes
+
+
+def history(execution: Execution) -> list[tuple[str, str, int, str]]:
+    """The execution's steps as (node_id, phase, attempt, status), in order."""
+    return list(execution.steps.order_by("seq").values_list("node_id", "phase", "attempt", "status"))
+
+
+def idempotency_keys(requests: list) -> list[str | None]:
+    """The Idempotency-Key header of each recorded request (tests.support.Recorded)."""
+    return [r.header("Idempotency-Key") for r in requests]
