@@ -33,24 +33,24 @@ def receive_callback(token: str, body: Any) -> Answer:
         claims = expired.claims
         if not _deadline_extended(claims):
             return Answer(410, "callback token has expired")
-    execution = Execution.objects.select_related("definition").filter(pk=claims.execution_id).first()
-    if execution is None:
-        return Answer(404, "unknown execution")
     if not isinstance(body, dict):
         return Answer(400, "callback body must be a JSON object")
     try:
-        return _apply(execution, claims, body)
+        return _apply(claims, body)
+    except Execution.DoesNotExist:
+        return Answer(404, "unknown execution")
     except services.TransitionRefused:
         return _refused(claims, body)
 
 
-def _apply(execution: Execution, claims: CallbackClaims, body: dict) -> Answer:
+def _apply(claims: CallbackClaims, body: dict) -> Answer:
     if body.get("status") == "running":
-        services.record_heartbeat(execution.pk, claims.node_id, claims.attempt)
-        return Answer(202, "heartbeat recorded; deadline extended", str(execution.pk))
-    outcome = callback_outcome(execution.definition.spec["nodes"][claims.node_id], body)
-    services.deliver_callback(execution.pk, claims.node_id, claims.attempt, outcome, body)
-    return Answer(202, f"callback accepted ({outcome})", str(execution.pk))
+        services.record_heartbeat(claims.execution_id, claims.node_id, claims.attempt)
+        return Answer(202, "heartbeat recorded; deadline extended", claims.execution_id)
+    services.deliver_callback(
+        claims.execution_id, claims.node_id, claims.attempt, body, lambda node: callback_outcome(node, body)
+    )
+    return Answer(202, "callback accepted", claims.execution_id)
 
 
 def callback_outcome(node: dict, body: dict) -> str:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -383,16 +384,16 @@ def _scrub_secrets(value: Any) -> Any:
 # --- Events from outside a worker -------------------------------------------------------------
 
 
-def _apply_external(execution_id, event: machine.Event, allow_leased: bool = False) -> Execution:
+def _apply_external(execution_id, event: machine.Event) -> Execution:
     """Apply an event that does not come from a worker's own call, under the row lock.
 
     The fence is bumped so a worker that claimed the row meanwhile cannot
     overwrite the result. Raises TransitionRefused when the machine rejects the
-    event, or when a worker holds a live lease (unless ``allow_leased``).
+    event, or when a worker holds a live lease.
     """
     with transaction.atomic():
         execution = _lock(execution_id)
-        if not allow_leased and _leased(execution):
+        if _leased(execution):
             raise TransitionRefused("a worker is in the middle of a step; try again")
         _apply_locked(execution, event)
     execution.refresh_from_db()
@@ -451,13 +452,21 @@ def wake_execution(execution_id) -> Execution:
     return _apply_external(execution_id, machine.Wake())
 
 
-def deliver_callback(execution_id, node: str, attempt: int, outcome: str, body: Any) -> Execution:
-    """Apply an async node's callback. Raises TransitionRefused if the node no longer waits."""
-    return _apply_external(execution_id, machine.CallbackArrived(node, attempt, outcome, body), allow_leased=True)
+def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Callable[[dict], str]) -> None:
+    """Apply an async node's callback; ``judge(node_spec)`` says "succeeded" or "failed".
+
+    Raises TransitionRefused if the node no longer waits, Execution.DoesNotExist
+    for an unknown execution. One locked read, one write: this is the resume hot path.
+    """
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        outcome = judge(execution.definition.spec["nodes"].get(node) or {})
+        _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
 
 
-def record_heartbeat(execution_id, node: str, attempt: int) -> Execution:
-    return _apply_external(execution_id, machine.Heartbeat(node, attempt), allow_leased=True)
+def record_heartbeat(execution_id, node: str, attempt: int) -> None:
+    with transaction.atomic():
+        _apply_locked(_lock(execution_id), machine.Heartbeat(node, attempt))
 
 
 # --- Timers ---------------------------------------------------------------------------------------
