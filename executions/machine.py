@@ -203,7 +203,12 @@ class Env:
 
 def template_data(env: Env, state: dict, secrets: dict | None = None, callback: dict | None = None) -> dict:
     """The data templates and switch rules read (SPEC 2.3)."""
-    data = {"payload": env.payload, "nodes": state["results"], "execution": env.execution, "secrets": secrets or {}}
+    data = {
+        "payload": env.payload,
+        "nodes": state["results"],
+        "execution": env.execution,
+        "secrets": secrets if secrets is not None else {},
+    }
     if callback is not None:
         data["callback"] = callback
     return data
@@ -258,16 +263,18 @@ def _end_sleep(env: Env, d: Decision) -> Decision:
 def _resume_wait(env: Env, d: Decision) -> Decision:
     st = d.state
     wait = st["wait"]
-    if not wait["acked"]:
-        if env.now < datetime.fromisoformat(wait["resend_at"]):
-            d.due_at = datetime.fromisoformat(wait["resend_at"])
-            return d
-        # The sender died between committing WAITING and getting its answer: send again (same attempt, same key).
-        return _send_async(env, d, resend=True)
-    if env.now < datetime.fromisoformat(wait["deadline"]):
-        d.due_at = datetime.fromisoformat(wait["deadline"])
+    deadline = datetime.fromisoformat(wait["deadline"])
+    if env.now >= deadline:
+        return _wait_timed_out(env, d)
+    if wait["acked"]:
+        d.due_at = deadline
         return d
-    return _wait_timed_out(env, d)
+    resend_at = datetime.fromisoformat(wait["resend_at"])
+    if env.now < resend_at:
+        d.due_at = min(resend_at, deadline)
+        return d
+    # The sender died between committing WAITING and getting its answer: send again (same attempt, same key).
+    return _send_async(env, d, resend=True)
 
 
 def _on_call_succeeded(env: Env, st: dict, event: CallSucceeded) -> Decision:
@@ -538,7 +545,7 @@ def _enter_fail(env: Env, d: Decision, node: dict) -> None:
         error = {"message": str(exc)}
     _close_step(d, env, "failed", error=error)
     failure = {"node": st["node"], "failure": "fail_node", "message": "fail node reached", "error": error}
-    _fail_node(env, d, failure, record=False, on_failure="compensate")
+    _fail_node(env, d, failure, on_failure="compensate")
 
 
 def _render_value(env: Env, st: dict, value: Any) -> Any:
@@ -581,11 +588,11 @@ def _retryable(policy: dict, event: CallFailed) -> bool:
 
 
 def backoff_seconds(policy: dict, attempt: int, key: str) -> float:
-    """Exponential back-off with ±20% jitter derived from ``key`` (deterministic, so testable)."""
-    base = min(policy["max_backoff_s"], policy["backoff_s"] * policy["multiplier"] ** (attempt - 1))
+    """Exponential back-off with ±20% jitter derived from ``key`` (deterministic, so testable), capped."""
+    base = policy["backoff_s"] * policy["multiplier"] ** (attempt - 1)
     digest = hashlib.sha256(f"{key}:{attempt}".encode()).digest()
     jitter = 0.8 + 0.4 * (int.from_bytes(digest[:4], "big") / 2**32)
-    return base * jitter
+    return min(policy["max_backoff_s"], base * jitter)
 
 
 def _back_off(env: Env, d: Decision, policy: dict) -> Decision:
