@@ -7,6 +7,7 @@ new versions are stored through the API or the graph editor.
 import json
 
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 
 from definitions.models import Definition
@@ -19,7 +20,7 @@ def pretty_json(value) -> str:
 
 @admin.register(Definition)
 class DefinitionAdmin(admin.ModelAdmin):
-    list_display = ("name", "version", "kind", "node_count", "is_inline", "created_at", "created_by")
+    list_display = ("name", "version", "kind", "node_count", "is_inline", "created_at", "created_by", "ui_links")
     list_filter = ("kind", "is_inline")
     search_fields = ("name",)
     ordering = ("name", "-version")
@@ -35,8 +36,18 @@ class DefinitionAdmin(admin.ModelAdmin):
         "created_at",
         "spec_json",
         "source_json",
+        "ui_links",
     )
     readonly_fields = fields
+
+    @admin.display(description="UI")
+    def ui_links(self, obj: Definition) -> str:
+        """Open this version in the graph editor; start an execution of it (stored versions only)."""
+        if obj.is_inline:
+            return "—"
+        editor = reverse("ui-editor-version", args=[obj.name, obj.version])
+        start = reverse("ui-start", args=[obj.name, obj.version])
+        return format_html('<a href="{}">open in editor</a> · <a href="{}">start execution</a>', editor, start)
 
     @admin.display(description="nodes")
     def node_count(self, obj: Definition) -> int:

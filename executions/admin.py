@@ -2,6 +2,7 @@
 (the cancel and retry actions call it, like the API does)."""
 
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils.html import format_html
 
 from definitions.admin import pretty_json
@@ -43,7 +44,7 @@ class StepInline(admin.TabularInline):
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
-    list_display = ("id", "definition", "status_badge", "current_node", "created_at", "finished_at")
+    list_display = ("id", "definition", "status_badge", "current_node", "created_at", "finished_at", "timeline_link")
     list_filter = ("status", "definition__name", "created_at")
     list_select_related = ("definition",)
     search_fields = ("=id", "idempotency_key")
@@ -65,8 +66,13 @@ class ExecutionAdmin(admin.ModelAdmin):
         "due_at",
         "idempotency_key",
         "created_by",
+        "timeline_link",
     )
     readonly_fields = fields
+
+    @admin.display(description="timeline")
+    def timeline_link(self, obj: Execution) -> str:
+        return format_html('<a href="{}">timeline</a>', reverse("ui-execution", args=[obj.pk]))
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Execution) -> str:

@@ -1,1 +1,12 @@
-urlpatterns: list = []
+from django.urls import path
+
+from graph_editor import views
+
+urlpatterns = [
+    path("ui/executions/<uuid:pk>/", views.execution_page, name="ui-execution"),
+    path("ui/executions/<uuid:pk>/data/", views.execution_data, name="ui-execution-data"),
+    path("ui/editor/", views.editor_page, name="ui-editor"),
+    path("ui/editor/<str:name>/", views.editor_page, name="ui-editor-latest"),
+    path("ui/editor/<str:name>/<int:version>/", views.editor_page, name="ui-editor-version"),
+    path("ui/definitions/<str:name>/<int:version>/start/", views.start_page, name="ui-start"),
+]

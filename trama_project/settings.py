@@ -124,7 +124,10 @@ TRAMA_MAX_INPUT_BYTES = env_int("TRAMA_MAX_INPUT_BYTES", 262_144, minimum=2)
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["trama_project.authentication.BearerTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "trama_project.authentication.BearerTokenAuthentication",
+        "graph_editor.authentication.StaffSessionAuthentication",  # the /ui/ pages: staff session + CSRF
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,

@@ -1,0 +1,171 @@
+// The execution page: header, Gantt timeline, the graph with the path taken. Polls the
+// page's JSON endpoint every second until the execution is final.
+
+import { getJSON } from "./api.js";
+import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
+import { layeredLayout } from "./layout.js";
+import { fmtDuration, ms, renderTimeline, spanSummary } from "./timeline.js";
+
+const page = document.getElementById("execution");
+const dataUrl = page.dataset.url;
+const POLL_MS = 1000;
+
+const state = { data: JSON.parse(document.getElementById("execution-data").textContent), spans: [], selected: null, clockSkew: 0, layout: null };
+
+const svg = page.querySelector("svg.graph");
+svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g></g>';
+const viewport = new Viewport(svg);
+const tooltip = document.createElement("div");
+tooltip.className = "tooltip";
+document.body.append(tooltip);
+
+function now() {
+  return Date.now() + state.clockSkew;
+}
+
+function pre(value) {
+  return value === null || value === undefined ? '<span class="muted">—</span>' : `<pre>${esc(JSON.stringify(value, null, 2))}</pre>`;
+}
+
+function renderHeader() {
+  const ex = state.data.execution;
+  page.dataset.status = ex.status;
+  page.dataset.final = String(state.data.is_final);
+  const badge = page.querySelector(".status-badge");
+  badge.textContent = ex.status;
+  badge.className = `status-badge status-${ex.status}`;
+  const end = ex.finished_at ? ms(ex.finished_at) : now();
+  const facts = [
+    ["started", ex.started_at ? new Date(ex.started_at).toLocaleString() : "not yet"],
+    ["duration", ex.started_at ? fmtDuration(end - ms(ex.started_at)) + (ex.finished_at ? "" : " so far") : ""],
+    ["current node", ex.current_node || "—"],
+    ["wakes at", ex.wake_at ? new Date(ex.wake_at).toLocaleString() : null],
+    ["steps", String(state.data.steps.length)],
+  ];
+  page.querySelector(".facts").innerHTML = facts.filter(([, v]) => v).map(([k, v]) => `<div><dt>${k}</dt><dd>${esc(v)}</dd></div>`).join("");
+  page.querySelector(".io-input").innerHTML = pre(ex.input);
+  page.querySelector(".io-output").innerHTML = pre(ex.output);
+  page.querySelector(".io-error").innerHTML = pre(ex.error);
+  page.querySelector(".io-error").closest(".io").classList.toggle("has-error", !!ex.error);
+  page.querySelector(".refreshing").hidden = state.data.is_final;
+}
+
+function pathTaken(steps) {
+  const path = [];
+  for (const s of steps) if (s.phase === "forward" && path[path.length - 1] !== s.node_id) path.push(s.node_id);
+  const edges = new Set();
+  for (let i = 1; i < path.length; i++) edges.add(path[i - 1] + ">" + path[i]);
+  return { visited: new Set(path), edges };
+}
+
+function renderGraphView() {
+  const { spec, steps, execution } = state.data;
+  if (!state.layout) state.layout = layeredLayout(spec.nodes || {}, spec.start);
+  const taken = pathTaken(steps);
+  const lastByNode = new Map();
+  for (const s of steps) lastByNode.set(`${s.node_id}|${s.phase}`, s);
+  renderGraph(svg.querySelector(".edges-nodes"), {
+    nodes: spec.nodes || {},
+    start: spec.start,
+    layout: state.layout,
+    nodeClass: (id) => {
+      const cls = [];
+      const fwd = lastByNode.get(`${id}|forward`);
+      const comp = lastByNode.get(`${id}|compensation`);
+      if (taken.visited.has(id)) cls.push("visited");
+      if (fwd) cls.push(`last-${fwd.status}`);
+      if (comp) cls.push(comp.status === "succeeded" ? "compensated" : `comp-${comp.status}`);
+      if (!state.data.is_final && execution.current_node === id) cls.push("current");
+      return cls.join(" ");
+    },
+    edgeClass: (e) => (taken.edges.has(e.from + ">" + e.to) ? "taken" : ""),
+  });
+}
+
+function renderSteps() {
+  const root = page.querySelector(".timeline");
+  state.spans = renderTimeline(root, { steps: state.data.steps, execution: { ...state.data.execution, is_final: state.data.is_final }, now: now() });
+  if (state.selected != null) {
+    const bar = root.querySelector(`.bar[data-seq="${state.selected}"]`);
+    if (bar) bar.classList.add("selected");
+  }
+}
+
+function showDetail(step) {
+  const box = page.querySelector(".step-detail");
+  if (!step) {
+    box.innerHTML = '<p class="muted">Click a bar to see the rendered request and the response of that attempt.</p>';
+    return;
+  }
+  box.innerHTML = `
+    <h3>${esc(step.node_id)} · ${esc(step.phase)} · attempt ${step.attempt} · <span class="step-status status-${esc(step.status)}">${esc(step.status)}</span></h3>
+    <p class="muted">${esc(step.node_type)} · seq ${step.seq} · ${esc(step.started_at)} → ${esc(step.finished_at || "…")}</p>
+    <div class="detail-grid">
+      <section><h4>Request (rendered, secrets masked)</h4>${pre(step.request)}</section>
+      <section><h4>Response ${step.response_status != null ? esc(step.response_status) : ""}</h4>
+        <h5>headers</h5>${pre(step.response_headers)}<h5>body</h5>${pre(step.response_body)}</section>
+      ${step.detail ? `<section><h4>Detail</h4>${pre(step.detail)}</section>` : ""}
+      ${step.error ? `<section class="has-error"><h4>Error</h4>${pre(step.error)}</section>` : ""}
+    </div>`;
+}
+
+function render() {
+  renderHeader();
+  renderSteps();
+  renderGraphView();
+}
+
+// Hover and click on bars.
+const timelineRoot = page.querySelector(".timeline");
+timelineRoot.addEventListener("mousemove", (ev) => {
+  const bar = ev.target.closest(".bar");
+  if (!bar) {
+    tooltip.style.display = "none";
+    return;
+  }
+  const span = state.spans[Number(bar.dataset.span)];
+  tooltip.textContent = spanSummary(span).join("\n");
+  tooltip.style.display = "block";
+  tooltip.style.left = `${Math.min(ev.pageX + 14, window.scrollX + window.innerWidth - tooltip.offsetWidth - 10)}px`;
+  tooltip.style.top = `${ev.pageY + 14}px`;
+});
+timelineRoot.addEventListener("mouseleave", () => (tooltip.style.display = "none"));
+timelineRoot.addEventListener("click", (ev) => {
+  const bar = ev.target.closest(".bar[data-seq]");
+  if (!bar) return;
+  state.selected = Number(bar.dataset.seq);
+  timelineRoot.querySelectorAll(".bar.selected").forEach((b) => b.classList.remove("selected"));
+  bar.classList.add("selected");
+  showDetail(state.data.steps.find((s) => s.seq === state.selected));
+});
+svg.addEventListener("click", (ev) => {
+  const g = ev.target.closest(".node");
+  if (!g) return;
+  const row = timelineRoot.querySelector(`.tl-row[data-node="${CSS.escape(g.dataset.id)}"]`);
+  if (row) {
+    row.scrollIntoView({ block: "nearest" });
+    row.classList.add("flash");
+    setTimeout(() => row.classList.remove("flash"), 800);
+  }
+});
+page.querySelector("[data-action=fit]").addEventListener("click", () => viewport.fit(state.layout, 0.1));
+
+async function poll() {
+  if (state.data.is_final) return;
+  try {
+    const data = await getJSON(dataUrl);
+    state.clockSkew = ms(data.server_time) - Date.now();
+    state.data = data;
+    render();
+  } catch (err) {
+    page.querySelector(".refreshing").textContent = `refresh failed (${err.message}); retrying`;
+  }
+  if (!state.data.is_final) setTimeout(poll, POLL_MS);
+}
+
+state.clockSkew = ms(state.data.server_time) - Date.now();
+render();
+viewport.fit(state.layout);
+showDetail(null);
+setTimeout(poll, POLL_MS);
+page.dataset.ready = "true";

@@ -1,0 +1,225 @@
+// The definition being edited, in author form (docs/definitions.md), and the edits on it.
+// Stored definitions arrive as the normalized `spec` (docs/normalized-spec.md) and are turned
+// back into author form here: nulls that only mean "absent" are dropped, terminal nodes lose `next`.
+
+export const NODE_TYPES = ["task", "async_task", "switch", "sleep", "succeed", "fail", "parallel"];
+export const ID_RE = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+const NO_NEXT = new Set(["switch", "succeed", "fail"]);
+const POLICIES = new Set(["compensate", "fail"]);
+
+function dropNulls(obj) {
+  if (!obj || typeof obj !== "object" || Array.isArray(obj)) return obj;
+  const out = {};
+  for (const [k, v] of Object.entries(obj)) if (v !== null && v !== undefined) out[k] = v;
+  return out;
+}
+
+/** A normalized node -> the same node as an author would write it. */
+export function authorNode(node) {
+  const out = dropNulls(node);
+  if (NO_NEXT.has(out.type)) delete out.next;
+  if (out.request) out.request = dropNulls(out.request);
+  if (out.compensation) out.compensation = dropNulls(out.compensation);
+  if (out.callback) {
+    out.callback = dropNulls(out.callback);
+    if (!Object.keys(out.callback).length) delete out.callback;
+  }
+  return out;
+}
+
+export function fromSpec(loaded) {
+  const spec = loaded.spec || {};
+  const nodes = {};
+  for (const [id, node] of Object.entries(spec.nodes || {})) nodes[id] = authorNode(node);
+  const model = { name: loaded.name || spec.name || "", kind: spec.kind || "graph", start: spec.start || null, nodes };
+  if (loaded.description) model.description = loaded.description;
+  if (spec.notify && Object.keys(dropNulls(spec.notify)).length) {
+    model.notify = {};
+    for (const [k, v] of Object.entries(dropNulls(spec.notify))) model.notify[k] = dropNulls(v);
+  }
+  return model;
+}
+
+export function blankModel() {
+  return {
+    name: "",
+    kind: "graph",
+    start: "first",
+    nodes: { first: { type: "task", request: { method: "POST", url: "http://service.local/first" } } },
+  };
+}
+
+/** Node ids in chain order when the graph is a plain chain of tasks from the start, else null. */
+function chainOrder(model) {
+  const seen = [];
+  let id = model.start;
+  while (id && id in model.nodes && !seen.includes(id)) {
+    const node = model.nodes[id];
+    if (node.type !== "task" && node.type !== "async_task") return null;
+    seen.push(id);
+    id = node.next;
+  }
+  if (id || seen.length !== Object.keys(model.nodes).length) return null;
+  return seen;
+}
+
+/** What the API receives: a saga stays a saga while it is still a chain of tasks; anything else is a graph. */
+export function toSource(model) {
+  const src = { name: model.name };
+  if (model.description) src.description = model.description;
+  const chain = model.kind === "saga" ? chainOrder(model) : null;
+  if (chain) {
+    src.kind = "saga";
+    src.steps = chain.map((id) => {
+      const { next, ...rest } = model.nodes[id];
+      return { id, ...rest };
+    });
+  } else {
+    src.kind = "graph";
+    src.start = model.start;
+    src.nodes = model.nodes;
+  }
+  if (model.notify) src.notify = model.notify;
+  return src;
+}
+
+export function newNodeTemplate(type, id) {
+  switch (type) {
+    case "task":
+      return { type, request: { method: "POST", url: `http://service.local/${id}` } };
+    case "async_task":
+      return { type, request: { method: "POST", url: `http://service.local/${id}` }, timeout_s: 3600 };
+    case "switch":
+      return { type, cases: [{ when: { "==": [{ var: "payload.kind" }, "a"] }, next: null }], default: null };
+    case "sleep":
+      return { type, duration_s: 5 };
+    case "succeed":
+      return { type };
+    case "fail":
+      return { type, error: { message: "failed" } };
+    case "parallel":
+      return { type, branches: [] };
+    default:
+      return { type };
+  }
+}
+
+export function freshId(model, base) {
+  let i = 1;
+  while (`${base}${i}` in model.nodes) i++;
+  return `${base}${i}`;
+}
+
+/** Add a node; when `after` is a node with a free `next`, chain it there. Returns the new id. */
+export function addNode(model, type, after) {
+  const id = freshId(model, type === "async_task" ? "async" : type);
+  model.nodes[id] = newNodeTemplate(type, id);
+  const prev = after && model.nodes[after];
+  if (prev && !NO_NEXT.has(prev.type) && !prev.next) prev.next = id;
+  if (!model.start) model.start = id;
+  return id;
+}
+
+/** Apply fn(value) -> new value to every place a node id is referenced. */
+function mapRefs(model, fn) {
+  for (const node of Object.values(model.nodes)) {
+    if ("next" in node) {
+      const v = fn(node.next);
+      if (v === undefined) delete node.next;
+      else node.next = v;
+    }
+    if (Array.isArray(node.cases)) for (const c of node.cases) if (c) c.next = fn(c.next) ?? null;
+    if ("default" in node) node.default = fn(node.default) ?? null;
+    for (const key of ["on_failure", "on_timeout"]) {
+      if (typeof node[key] === "string" && !POLICIES.has(node[key])) {
+        const v = fn(node[key]);
+        if (v === undefined) delete node[key];
+        else node[key] = v;
+      }
+    }
+    if (Array.isArray(node.branches)) node.branches = node.branches.map(fn).filter((b) => b !== undefined);
+  }
+}
+
+export function deleteNode(model, id) {
+  delete model.nodes[id];
+  mapRefs(model, (ref) => (ref === id ? undefined : ref));
+  if (model.start === id) model.start = Object.keys(model.nodes)[0] || null;
+}
+
+/** Rename a node and every reference to it; returns an error message or null. */
+export function renameNode(model, id, newId) {
+  if (newId === id) return null;
+  if (!ID_RE.test(newId)) return "ids start with a letter, then letters, digits, '_' or '-' (64 at most)";
+  if (newId in model.nodes) return `'${newId}' already exists`;
+  const renamed = {};
+  for (const [k, v] of Object.entries(model.nodes)) renamed[k === id ? newId : k] = v;
+  model.nodes = renamed;
+  mapRefs(model, (ref) => (ref === id ? newId : ref));
+  if (model.start === id) model.start = newId;
+  return null;
+}
+
+/** Connect from -> to the way the source's type allows: next, a switch case, or a branch. */
+export function connect(model, from, to) {
+  const node = model.nodes[from];
+  if (!node || !(to in model.nodes) || from === to) return false;
+  if (node.type === "switch") {
+    node.cases = Array.isArray(node.cases) ? node.cases : [];
+    const open = node.cases.find((c) => c && !c.next);
+    if (open) open.next = to;
+    else if (!node.default) node.default = to;
+    else node.cases.push({ when: { "==": [{ var: "payload.kind" }, "b"] }, next: to });
+  } else if (node.type === "parallel") {
+    node.branches = Array.isArray(node.branches) ? node.branches : [];
+    if (!node.branches.includes(to)) node.branches.push(to);
+  } else if (NO_NEXT.has(node.type)) {
+    return false;
+  } else {
+    node.next = to;
+  }
+  return true;
+}
+
+/** Change a node's type: a fresh template of the new type that keeps `next` where it applies. */
+export function changeType(model, id, type) {
+  const old = model.nodes[id];
+  const node = newNodeTemplate(type, id);
+  if (old && old.next && !NO_NEXT.has(type)) node.next = old.next;
+  if (old && old.request && (type === "task" || type === "async_task")) node.request = old.request;
+  model.nodes[id] = node;
+}
+
+/** Node id of a validation error path ("nodes.<id>..." ), or null. */
+export function errorNode(path) {
+  const m = /^nodes\.([A-Za-z][A-Za-z0-9_-]*)/.exec(path || "");
+  return m ? m[1] : null;
+}
+
+// --- dotted paths inside a node ------------------------------------------------------------
+
+export function getPath(obj, path) {
+  return path.split(".").reduce((o, k) => (o == null ? undefined : o[k]), obj);
+}
+
+/** Set obj.a.b = value; `undefined` deletes the key and prunes parents left empty. */
+export function setPath(obj, path, value) {
+  const keys = path.split(".");
+  const chain = [obj];
+  let o = obj;
+  for (const k of keys.slice(0, -1)) {
+    if (o[k] == null || typeof o[k] !== "object") {
+      if (value === undefined) return;
+      o[k] = {};
+    }
+    o = o[k];
+    chain.push(o);
+  }
+  const last = keys[keys.length - 1];
+  if (value === undefined) delete o[last];
+  else o[last] = value;
+  for (let i = keys.length - 1; i > 0 && value === undefined; i--) {
+    if (Object.keys(chain[i]).length === 0) delete chain[i - 1][keys[i - 1]];
+    else break;
+  }
+}

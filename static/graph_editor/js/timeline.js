@@ -1,0 +1,132 @@
+// The Gantt timeline: one row per node, one bar per step attempt (forward, compensation,
+// notify), waits and sleeps as their own hatched bars, retry back-offs between attempts.
+
+import { esc } from "./graph.js";
+
+const TICKS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4, 12e4, 3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 216e5, 432e5, 864e5];
+
+export function ms(iso) {
+  return iso ? Date.parse(iso) : NaN;
+}
+
+export function fmtDuration(d) {
+  if (!isFinite(d)) return "";
+  if (d < 1000) return `${Math.round(d)} ms`;
+  if (d < 60e3) return `${(d / 1000).toFixed(d < 10e3 ? 2 : 1)} s`;
+  if (d < 3600e3) return `${Math.floor(d / 60e3)} min ${Math.round((d % 60e3) / 1000)} s`;
+  return `${Math.floor(d / 3600e3)} h ${Math.round((d % 3600e3) / 60e3)} min`;
+}
+
+/** The spans to draw: attempts, plus back-off gaps between attempts of the same node and phase. */
+export function timelineSpans(steps, execution, now) {
+  const spans = [];
+  const last = new Map();
+  for (const s of steps) {
+    const start = ms(s.started_at);
+    const open = !s.finished_at;
+    const end = open ? Math.max(start, now) : ms(s.finished_at);
+    const key = `${s.node_id}|${s.phase}`;
+    const prev = last.get(key);
+    if (prev && s.attempt > prev.attempt && start > prev.end) {
+      spans.push({ kind: "backoff", row: s.node_id, phase: s.phase, start: prev.end, end: start, attempt: s.attempt });
+    }
+    let kind = "attempt";
+    if (s.node_type === "sleep") kind = "sleep";
+    else if (s.node_type === "async_task") kind = "wait";
+    const span = { kind, row: s.node_id, phase: s.phase, start, end, open, step: s, attempt: s.attempt };
+    spans.push(span);
+    last.set(key, span);
+  }
+  // A retry back-off in progress: the execution sleeps after a failed attempt.
+  const tail = spans[spans.length - 1];
+  if (execution.status === "SLEEPING" && tail && tail.step && tail.step.status === "failed" && now > tail.end) {
+    spans.push({ kind: "backoff", row: tail.row, phase: tail.phase, start: tail.end, end: now, open: true, attempt: tail.attempt + 1 });
+  }
+  return spans;
+}
+
+function tickStep(span) {
+  return TICKS_MS.find((t) => span / t <= 8) || TICKS_MS[TICKS_MS.length - 1];
+}
+
+function tickLabel(t, step) {
+  if (step < 1000) return `${t} ms`;
+  if (step < 60e3) return `${t / 1000} s`;
+  if (step < 3600e3) return `${t / 60e3} min`;
+  return `${t / 3600e3} h`;
+}
+
+function requestLine(req) {
+  if (!req || typeof req !== "object") return "";
+  return `${req.method || ""} ${req.url || ""}`.trim();
+}
+
+function snippet(value, n = 160) {
+  if (value === null || value === undefined) return "";
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  return text.length > n ? text.slice(0, n - 1) + "…" : text;
+}
+
+/** The hover text of a span (plain text; the tooltip escapes it). */
+export function spanSummary(span) {
+  const s = span.step;
+  const dur = fmtDuration(span.end - span.start) + (span.open ? " so far" : "");
+  if (!s) return [`${span.row} · retry back-off before attempt ${span.attempt}`, dur];
+  const lines = [`${s.node_id} · ${s.phase} · attempt ${s.attempt} · ${s.status}`, dur];
+  const line = requestLine(s.request);
+  if (line) lines.push(`→ ${line}`);
+  if (s.request && s.request.body !== undefined) lines.push(`  body ${snippet(s.request.body, 120)}`);
+  if (s.response_status != null) lines.push(`← ${s.response_status} ${snippet(s.response_body)}`);
+  if (s.detail) lines.push(`detail ${snippet(s.detail, 120)}`);
+  if (s.error) lines.push(`error ${snippet(s.error.message || s.error, 160)}`);
+  return lines;
+}
+
+/** Render the timeline into `root`; returns the spans (indexable by data-span). */
+export function renderTimeline(root, { steps, execution, now }) {
+  const spans = timelineSpans(steps, execution, now);
+  if (!spans.length) {
+    root.innerHTML = `<p class="empty">No steps yet.</p>`;
+    return spans;
+  }
+  const t0 = Math.min(ms(execution.started_at) || Infinity, ...spans.map((s) => s.start));
+  const endMark = execution.finished_at ? ms(execution.finished_at) : execution.is_final ? 0 : now;
+  const t1 = Math.max(t0 + 1, endMark || 0, ...spans.map((s) => s.end));
+  const total = t1 - t0;
+  const pct = (t) => ((t - t0) / total) * 100;
+
+  const rows = [];
+  const rowIndex = new Map();
+  for (const s of spans) {
+    if (!rowIndex.has(s.row)) {
+      rowIndex.set(s.row, rows.length);
+      rows.push({ id: s.row, type: s.step ? s.step.node_type : "", bars: [] });
+    }
+    rows[rowIndex.get(s.row)].bars.push(s);
+  }
+
+  const step = tickStep(total);
+  const ticks = [];
+  for (let t = 0; t <= total; t += step) ticks.push(`<span class="tick" style="left:${(t / total) * 100}%">${tickLabel(t, step)}</span>`);
+
+  const comp = spans.find((s) => s.phase === "compensation");
+  const band = comp
+    ? `<div class="phase-band" style="left:${pct(comp.start)}%;width:${100 - pct(comp.start)}%"><span>compensation</span></div>`
+    : "";
+
+  const html = [`<div class="tl-row tl-axis"><div class="tl-label">node</div><div class="tl-track">${ticks.join("")}</div></div>`];
+  rows.forEach((row) => {
+    const bars = row.bars.map((s) => {
+      const i = spans.indexOf(s);
+      const st = s.step;
+      const cls = ["bar", `kind-${s.kind}`, `phase-${s.phase}`, st ? `status-${st.status}` : "", s.open ? "open" : "", st ? "attempt" : ""].join(" ");
+      const left = pct(s.start), width = Math.max(0, pct(s.end) - left);
+      const mark = st && ["failed", "timed_out"].includes(st.status) ? "✕" : st && st.status === "cancelled" ? "⦸" : "";
+      const label = st ? `${s.phase === "compensation" ? "↶ " : ""}#${st.attempt}${mark ? " " + mark : ""}` : "back-off";
+      return `<div class="${cls}" data-span="${i}" ${st ? `data-seq="${st.seq}"` : ""} style="left:${left}%;width:${width}%"><span>${esc(label)}</span></div>`;
+    });
+    html.push(`<div class="tl-row" data-node="${esc(row.id)}"><div class="tl-label" title="${esc(row.id)}">${esc(row.id)} <small>${esc(row.type)}</small></div><div class="tl-track">${band}${bars.join("")}</div></div>`);
+  });
+  root.innerHTML = html.join("");
+  return spans;
+}

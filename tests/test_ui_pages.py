@@ -1,0 +1,155 @@
+"""The UI pages through Django's test client: staff login, 404s, the timeline's JSON, session auth for the API."""
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from executions.models import Execution, Step
+from tests.factories import DefinitionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(staff) -> Client:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def execution(db) -> Execution:
+    definition = DefinitionFactory(name="orders")
+    execution = Execution.objects.create(definition=definition, status="SUCCEEDED", input={"id": 1}, output={"ok": 1})
+    Step.objects.create(
+        execution=execution, seq=1, node_id="call", node_type="task", attempt=1, status="succeeded",
+        request={"method": "POST", "url": "http://svc.local/orders"}, response_status=200, response_body={"ok": 1},
+        started_at=execution.created_at, finished_at=execution.created_at,
+    )  # fmt: skip
+    return execution
+
+
+def _csrf(client: Client) -> str:
+    page = client.get(reverse("ui-editor"))
+    return str(page.context["csrf_token"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/ui/editor/", "/ui/editor/orders/", f"/ui/executions/{uuid.uuid4()}/", f"/ui/executions/{uuid.uuid4()}/data/"],
+)
+def test_pages_redirect_anonymous_users_to_admin_login(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_non_staff_users_are_sent_to_login(client, db):
+    client.force_login(get_user_model().objects.create_user("customer", password="x"))
+    assert client.get("/ui/editor/").status_code == 302
+
+
+def test_unknown_execution_is_404(staff_client):
+    assert staff_client.get(f"/ui/executions/{uuid.uuid4()}/").status_code == 404
+    assert staff_client.get(f"/ui/executions/{uuid.uuid4()}/data/").status_code == 404
+
+
+def test_unknown_definition_in_editor_is_404(staff_client):
+    assert staff_client.get("/ui/editor/nope/").status_code == 404
+    DefinitionFactory(name="known")
+    assert staff_client.get("/ui/editor/known/7/").status_code == 404
+
+
+def test_execution_page_embeds_the_timeline_data(staff_client, execution):
+    response = staff_client.get(f"/ui/executions/{execution.pk}/")
+    assert response.status_code == 200
+    assert b'id="execution-data"' in response.content
+    assert b"graph_editor/js/execution.js" in response.content
+
+
+def test_execution_data_has_execution_steps_and_spec(staff_client, execution):
+    body = staff_client.get(f"/ui/executions/{execution.pk}/data/").json()
+    assert set(body) == {"execution", "steps", "spec", "is_final", "server_time"}
+    assert body["execution"]["id"] == str(execution.pk)
+    assert body["execution"]["status"] == "SUCCEEDED"
+    assert body["is_final"] is True
+    assert body["spec"]["start"] == "call"
+    step = body["steps"][0]
+    assert step["node_id"] == "call" and step["attempt"] == 1 and step["phase"] == "forward"
+    assert step["request"]["url"] == "http://svc.local/orders" and step["response_status"] == 200
+
+
+def test_editor_loads_a_stored_version(staff_client):
+    DefinitionFactory(name="orders", version=1)
+    DefinitionFactory(name="orders", version=2)
+    response = staff_client.get("/ui/editor/orders/")
+    assert response.context["loaded"]["version"] == 2
+    assert staff_client.get("/ui/editor/orders/1/").context["loaded"]["version"] == 1
+    assert staff_client.get("/ui/editor/").context["loaded"] is None
+
+
+def test_start_page_starts_an_execution_and_opens_its_timeline(staff_client):
+    DefinitionFactory(name="orders")
+    url = reverse("ui-start", args=["orders", 1])
+    response = staff_client.post(url, {"input": '{"orderId": 5}', "csrfmiddlewaretoken": _csrf(staff_client)})
+    execution = Execution.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/ui/executions/{execution.pk}/"
+    assert execution.input == {"orderId": 5} and execution.created_by == "ops"
+
+
+def test_start_page_refuses_input_that_is_not_an_object(staff_client):
+    DefinitionFactory(name="orders")
+    url = reverse("ui-start", args=["orders", 1])
+    response = staff_client.post(url, {"input": "[1, 2]", "csrfmiddlewaretoken": _csrf(staff_client)})
+    assert response.status_code == 200 and b"must be a JSON object" in response.content
+    assert not Execution.objects.exists()
+
+
+def test_staff_session_calls_the_api_with_csrf(staff_client):
+    body = {"rule": {"==": [{"var": "a"}, 1]}, "data": {"a": 1}}
+    url = reverse("expression-evaluate")
+    refused = staff_client.post(url, body, content_type="application/json")
+    assert refused.status_code == 403  # the session needs the CSRF token
+    ok = staff_client.post(url, body, content_type="application/json", headers={"X-CSRFToken": _csrf(staff_client)})
+    assert ok.status_code == 200 and ok.json() == {"result": True}
+
+
+def test_staff_session_stores_a_definition_as_the_user(staff_client):
+    source = {
+        "name": "ui-made",
+        "kind": "saga",
+        "steps": [{"id": "a", "request": {"method": "GET", "url": "http://x/"}}],
+    }
+    response = staff_client.post(
+        reverse("definition-list"),
+        source,
+        content_type="application/json",
+        headers={"X-CSRFToken": _csrf(staff_client)},
+    )
+    assert response.status_code == 201
+    assert response.json()["created_by"] == "ops"
+
+
+def test_session_of_a_non_staff_user_gets_no_api_access(db):
+    client = Client()
+    client.force_login(get_user_model().objects.create_user("customer", password="x"))
+    assert client.get(reverse("definition-list")).status_code == 401
+
+
+def test_admin_links_to_the_ui(staff, execution):
+    staff.is_superuser = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    definitions = client.get(reverse("admin:definitions_definition_changelist")).content.decode()
+    assert "/ui/editor/orders/1/" in definitions and "/ui/definitions/orders/1/start/" in definitions
+    executions = client.get(reverse("admin:executions_execution_changelist")).content.decode()
+    assert f"/ui/executions/{execution.pk}/" in executions
