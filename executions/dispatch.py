@@ -14,6 +14,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from executions import telemetry
 from executions.egress import EgressDenied, check_url
 
 _local = threading.local()
@@ -48,6 +49,7 @@ def send(request: dict, headers: dict[str, str]) -> Outcome:
     except EgressDenied as exc:
         return Outcome(None, "egress", str(exc))
     all_headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()} | headers
+    all_headers |= telemetry.trace_headers()
     kwargs: dict[str, Any] = {"headers": all_headers, "params": request.get("query") or None}
     if "body" in request:
         kwargs["json"] = request["body"]

@@ -28,7 +28,7 @@ from django_q.tasks import async_task
 from callbacks.tokens import callback_url, mint_callback_token
 from definitions import templating
 from definitions.models import Definition
-from executions import dispatch, machine
+from executions import dispatch, machine, telemetry
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus, Step
 
 logger = logging.getLogger("trama.executions")
@@ -212,7 +212,9 @@ class _Run:
         if not self._commit(decision, hold=False):
             return None
         headers = {"X-Trama-Callback-Url": cb["url"], "X-Trama-Callback-Token": token}
+        telemetry.call_started(self.execution, call)
         outcome = dispatch.send(wire, headers | _idempotency(self.execution, call.node, call.attempt))
+        telemetry.call_finished(wire, outcome)
         event = _outcome_event(call.seq, wire, recorded, outcome, async_call=True)
         following = self._decide(decision.state, event)
         if following is None:
@@ -240,6 +242,7 @@ class _Run:
                 _write_steps(self.execution, decision.steps)
                 if fields["due_at"] is not None and fields["due_at"] <= self.now() and not hold:
                     enqueue(self.execution.pk)
+                telemetry.committed(self.execution, decision, fields)
                 self.execution.status = decision.status
                 decision.actions = [a for a in decision.actions if not isinstance(a, machine.StepRecord)]
                 return True
@@ -346,7 +349,9 @@ def _call_event(execution: Execution, state: dict, call: machine.Call, env: mach
         return rendered
     wire, recorded = rendered
     key_node = call.node if call.phase == machine.FORWARD else f"{call.node}.compensation"
+    telemetry.call_started(execution, call)
     outcome = dispatch.send(wire, _idempotency(execution, key_node, call.attempt))
+    telemetry.call_finished(wire, outcome)
     return _outcome_event(call.seq, wire, recorded, outcome)
 
 
@@ -422,6 +427,7 @@ def _apply_locked(execution: Execution, event: machine.Event) -> None:
         fields["cancel_request"] = None
     Execution.objects.filter(pk=execution.pk).update(**fields)
     _write_steps(execution, decision.steps)
+    telemetry.committed(execution, decision, fields)
     if decision.due_at is not None and decision.due_at <= now:
         enqueue(execution.pk)
 
@@ -461,6 +467,7 @@ def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Ca
     with transaction.atomic():
         execution = _lock(execution_id)
         outcome = judge(execution.definition.spec["nodes"].get(node) or {})
+        telemetry.callback_received(execution_id, node, attempt, outcome)
         _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
 
 

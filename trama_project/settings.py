@@ -10,6 +10,7 @@ from pathlib import Path
 import dj_database_url
 
 from trama_project.env import env_bool, env_float, env_int, env_list, env_str
+from trama_project.logging import formatter_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TRAMA_VAR_DIR", str(BASE_DIR / "var")))
@@ -185,6 +186,8 @@ TRAMA_EGRESS_ALLOW = env_list("TRAMA_EGRESS_ALLOW", [])
 TRAMA_SECRETS_PREFIX = "TRAMA_SECRET_"
 # Keys that sign callback tokens; the first signs, all verify (rotate by prepending).
 TRAMA_CALLBACK_KEYS = env_list("TRAMA_CALLBACK_KEYS", []) or [SECRET_KEY]
+# /metrics counts trama_* from the database; scrapes this close to the last one reuse it (docs/metrics.md).
+TRAMA_METRICS_CACHE_SECONDS = env_float("TRAMA_METRICS_CACHE_SECONDS", 5.0, minimum=0.0)
 
 # --- Production hardening (manage.py check --deploy) ----------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -200,8 +203,11 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "trama_project.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter_from_env("TRAMA_LOG_FORMAT")}},
     "root": {"handlers": ["console"], "level": env_str("TRAMA_LOG_LEVEL", "INFO")},
     "loggers": {"django_q": {"level": env_str("TRAMA_QUEUE_LOG_LEVEL", "WARNING")}},
 }

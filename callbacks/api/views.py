@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from callbacks.services import receive_callback
+from executions import telemetry
 from trama_project.api import ErrorSerializer
 
 CallbackAnswer = inline_serializer(
@@ -47,12 +48,15 @@ class CallbackView(APIView):
     def post(self, request, token: str | None = None):
         token = token or request.headers.get("X-Trama-Callback-Token", "")
         if not token:
+            telemetry.callback_rejected("no_token")
             return Response({"detail": "no callback token in the URL or X-Trama-Callback-Token"}, status=403)
         try:
             body = request.data if request.body else {}
         except (ParseError, UnsupportedMediaType) as exc:
+            telemetry.callback_rejected("bad_body")
             return Response({"detail": f"malformed callback body: {exc.detail}"}, status=400)
         answer = receive_callback(token, body)
+        telemetry.callback_answered(answer.status)
         payload = {"detail": answer.detail}
         if answer.execution_id:
             payload["execution"] = answer.execution_id

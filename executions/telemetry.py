@@ -1,0 +1,317 @@
+"""Metrics, traces and structured logs of the engine (docs/metrics.md).
+
+The write path (executions/services.py, executions/dispatch.py and the callback
+receiver) calls the hooks at the bottom of this module with one line each; the
+hooks never raise into the engine and cost a few attribute reads when tracing
+is off. Three parts:
+
+* Metrics: the ``trama_*`` families on ``/metrics`` are counted from the
+  database at scrape time (executions/metrics.py), so every worker process on
+  every machine adds up; only rejected callbacks, which leave no row, are
+  counted here in the web process that answered them.
+* Spans: one trace per execution whose id is the execution UUID; each worker
+  joins it through a remote parent derived from that id, so nothing is stored.
+* One log line per committed state change (TRAMA_LOG_FORMAT=json makes it JSON).
+
+Nothing here imports the ORM: the hooks get the rows the write path already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from prometheus_client import REGISTRY, Counter
+
+logger = logging.getLogger("trama.executions.state")
+_log = logging.getLogger("trama.telemetry")
+
+# --- Per-process metrics --------------------------------------------------------------------
+# Only what the database does not record lives in process memory: a rejected
+# callback leaves no row. It is counted by the web process that answered it.
+
+CALLBACKS_REJECTED = Counter(
+    "trama_callbacks_rejected", "Callbacks refused by the receiver, by reason (this process).", ["reason"]
+)
+_REJECT_REASONS = {
+    400: "bad_body",
+    403: "invalid_token",
+    404: "unknown_execution",
+    409: "not_waiting",
+    410: "expired",
+    200: "duplicate",
+}
+
+_collector = None
+
+
+def install() -> None:
+    """Register the /metrics collector and set up tracing from OTEL_* (AppConfig.ready, once per process)."""
+    global _collector
+    if _collector is None:
+        from executions.metrics import DatabaseCollector
+
+        _collector = DatabaseCollector()
+        REGISTRY.register(_collector)
+    from trama_project import otel
+
+    otel.configure_from_env()
+
+
+# --- Traces -----------------------------------------------------------------------------------
+
+_tracer = trace.get_tracer("trama.executions")
+# (trace id, span id) the next span must get; read by ExecutionIdGenerator. 0 = random.
+_forced_ids: ContextVar[tuple[int, int]] = ContextVar("trama_forced_ids", default=(0, 0))
+# The step attempt whose request is being sent by this thread: (span, async call?).
+_open_call: ContextVar[tuple[Any, bool] | None] = ContextVar("trama_open_call", default=None)
+
+
+class ExecutionIdGenerator(RandomIdGenerator):
+    """Random ids, except where a span's id must be derivable from the execution elsewhere.
+
+    The execution's root span and an async attempt's span (which a callback
+    links to) get ids computed from the execution UUID, so another process can
+    point at them without anything being stored.
+    """
+
+    def generate_span_id(self) -> int:
+        return _forced_ids.get()[1] or super().generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        return _forced_ids.get()[0] or super().generate_trace_id()
+
+
+def tracing_enabled() -> bool:
+    """False until an SDK TracerProvider is set (OTEL_TRACES_EXPORTER=none: never)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def trace_id_of(execution_id) -> int:
+    """The execution's trace id: its UUID as a 128-bit number (the hex of both is the same)."""
+    return _uuid(execution_id).int & (2**128 - 1)
+
+
+def span_id_of(execution_id, what: str) -> int:
+    digest = hashlib.sha256(f"{_uuid(execution_id)}:{what}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") or 1
+
+
+def root_context(execution_id) -> Context:
+    """A context whose (remote) parent is the execution's root span: every span of the execution hangs off it."""
+    parent = SpanContext(
+        trace_id_of(execution_id),
+        span_id_of(execution_id, "execution"),
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent))
+
+
+def wait_span_id(execution_id, node: str, attempt: int) -> int:
+    return span_id_of(execution_id, f"wait:{node}:{attempt}")
+
+
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _start_span(name: str, context: Context, ids: tuple[int, int] = (0, 0), **kwargs):
+    token = _forced_ids.set(ids)
+    try:
+        return _tracer.start_span(name, context=context, **kwargs)
+    finally:
+        _forced_ids.reset(token)
+
+
+def call_started(execution, call) -> None:
+    """Before a step attempt's request is sent: open its span (the ``traceparent`` the service gets)."""
+    if not tracing_enabled():
+        return
+    _close_open_call("abandoned")
+    is_async = not hasattr(call, "phase")
+    phase = "forward" if is_async else call.phase
+    node = execution.definition.spec["nodes"].get(call.node, {})
+    attributes = {
+        "trama.execution.id": str(execution.pk),
+        "trama.definition": execution.definition.name,
+        "trama.node.id": call.node,
+        "trama.node.type": node.get("type", ""),
+        "trama.phase": phase,
+        "trama.attempt": call.attempt,
+        "trama.step.seq": call.seq,
+        "http.request.method": str(call.request.get("method", "")),
+    }
+    ids = (0, wait_span_id(execution.pk, call.node, call.attempt)) if is_async else (0, 0)
+    name = f"{call.node}" if phase == "forward" else f"{call.node} {phase}"
+    span = _start_span(name, root_context(execution.pk), ids, kind=SpanKind.CLIENT, attributes=attributes)
+    _open_call.set((span, is_async))
+
+
+def trace_headers() -> dict[str, str]:
+    """``traceparent`` (and the other configured propagators' headers) of the attempt being sent."""
+    opened = _open_call.get()
+    if opened is None:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(opened[0]))
+    return carrier
+
+
+def call_finished(wire: dict, outcome) -> None:
+    """After the request came back (or failed): outcome and HTTP status on the span, and end it."""
+    opened = _open_call.get()
+    if opened is None:
+        return
+    span, is_async = opened
+    from executions.dispatch import is_success
+
+    response = outcome.response
+    if response is None:
+        result = outcome.failure or "network"
+    elif is_success(wire, response["status"]):
+        result = "accepted" if is_async else "succeeded"
+    else:
+        result = "failed"
+    if response is not None:
+        span.set_attribute("http.response.status_code", response["status"])
+    span.set_attribute("trama.outcome", result)
+    if result not in ("accepted", "succeeded"):
+        span.set_status(Status(StatusCode.ERROR, outcome.error or result))
+    span.end()
+    _open_call.set(None)
+
+
+def _close_open_call(result: str) -> None:
+    opened = _open_call.get()
+    if opened is not None:
+        opened[0].set_attribute("trama.outcome", result)
+        opened[0].end()
+        _open_call.set(None)
+
+
+def callback_received(execution_id, node: str, attempt: int, outcome: str) -> None:
+    """A callback for an async attempt arrived: a span in the execution's trace, linked to the waiting span."""
+    if not tracing_enabled():
+        return
+    wait = SpanContext(
+        trace_id_of(execution_id),
+        wait_span_id(execution_id, node, attempt),
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    links = [Link(wait, {"trama.link": "wait"})]
+    incoming = trace.get_current_span().get_span_context()
+    if incoming.is_valid:
+        links.append(Link(incoming, {"trama.link": "request"}))  # the HTTP request span, if Django is instrumented
+    attributes = {
+        "trama.execution.id": str(execution_id),
+        "trama.node.id": node,
+        "trama.attempt": attempt,
+        "trama.callback.outcome": outcome,
+    }
+    span = _start_span(
+        f"{node} callback", root_context(execution_id), kind=SpanKind.SERVER, links=links, attributes=attributes
+    )
+    span.end()
+
+
+def _emit_root_span(execution, status: str, finished_at: datetime | None) -> None:
+    """The execution's own span, written once by whoever commits the final status."""
+    definition = execution.definition
+    start = execution.started_at or execution.created_at
+    end = finished_at or start
+    ids = (trace_id_of(execution.pk), span_id_of(execution.pk, "execution"))
+    span = _start_span(
+        f"execution {definition.name}",
+        Context(),
+        ids,
+        start_time=_ns(start),
+        attributes={
+            "trama.execution.id": str(execution.pk),
+            "trama.definition": definition.name,
+            "trama.definition.version": definition.version,
+            "trama.execution.status": status,
+        },
+    )
+    if status != "SUCCEEDED":
+        span.set_status(Status(StatusCode.ERROR, status))
+    span.end(end_time=max(_ns(end), _ns(start)))
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000_000)
+
+
+# --- The write path's hook ------------------------------------------------------------------------
+
+
+def committed(execution, decision, fields: dict) -> None:
+    """A decision is being written (call inside the write's transaction, before
+    ``execution.status`` is updated): once it commits, log the state change
+    and, for a final status, emit the execution's root span. Nothing happens
+    for a write that rolls back."""
+    log = logger.isEnabledFor(logging.INFO)
+    final = fields.get("finished_at") is not None
+    root = final and tracing_enabled()
+    if not (log or root):
+        return
+    line = _state_line(execution, decision) if log else None
+    transaction.on_commit(lambda: _after_commit(execution, fields, line, root))
+
+
+def _after_commit(execution, fields: dict, line: tuple | None, root: bool) -> None:
+    try:
+        if line is not None:
+            logger.info(*line[0], extra=line[1])
+        if root:
+            _emit_root_span(execution, fields["status"], fields.get("finished_at"))
+    except Exception:  # telemetry must never break the engine
+        _log.warning("telemetry hook failed", exc_info=True)
+
+
+def _state_line(execution, decision) -> tuple[tuple, dict]:
+    state = decision.state
+    extra = {
+        "event": "state_change",
+        "execution_id": str(execution.pk),
+        "trace_id": _uuid(execution.pk).hex,
+        "definition": execution.definition.name,
+        "previous_status": execution.status,
+        "status": decision.status,
+        "node_id": state.get("node"),
+        "attempt": state.get("attempt"),
+        "phase": state.get("phase"),
+        "steps": {str(r.seq): r.fields["status"] for r in decision.steps if "status" in r.fields},
+    }
+    if state.get("error"):
+        extra["error"] = state["error"]
+    message = (
+        "execution %s %s -> %s at %s attempt %s",
+        str(execution.pk),
+        execution.status,
+        decision.status,
+        extra["node_id"],
+        extra["attempt"],
+    )
+    return message, extra
+
+
+def callback_answered(status: int) -> None:
+    """The receiver answered a callback with ``status``: count a refusal (and a duplicate) by reason."""
+    reason = _REJECT_REASONS.get(status)
+    if reason is not None:
+        CALLBACKS_REJECTED.labels(reason).inc()
+
+
+def callback_rejected(reason: str) -> None:
+    CALLBACKS_REJECTED.labels(reason).inc()

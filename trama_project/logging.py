@@ -1,0 +1,44 @@
+"""Log formatting: TRAMA_LOG_FORMAT=text (default) or json (one JSON object per line).
+
+The JSON line carries the standard fields (ts, level, logger, message) and
+every ``extra`` the caller passed, so the engine's state-change lines
+(executions/telemetry.py) come out with execution_id, node_id and attempt as
+fields a log pipeline can index.
+"""
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+
+from django.core.exceptions import ImproperlyConfigured
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_FORMATTERS = {"text": "plain", "json": "json"}
+
+
+def formatter_from_env(name: str = "TRAMA_LOG_FORMAT", default: str = "text") -> str:
+    """The LOGGING formatter the variable names; fails loudly on anything but text or json."""
+    raw = os.environ.get(name, default).strip().lower()
+    if raw not in _FORMATTERS:
+        raise ImproperlyConfigured(f"{name} must be text or json, got {raw!r}")
+    return _FORMATTERS[raw]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (newlines in messages are escaped)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str, separators=(",", ":"))
