@@ -285,11 +285,6 @@ def test_missing_template_path_fails_the_step_naming_the_path(service):
 SECRET = "s3cr3t-Value-9f8e7d"
 
 
-@pytest.mark.xfail(
-    reason="engine bug: template_data() turns the masked secrets (an empty dict subclass) into {} via `secrets or {}`,"
-    " so rendering the stored copy fails: every {{secrets.X}} reference is 'not found'",
-    strict=True,
-)
 def test_secrets_reach_the_service_but_are_never_stored(service, monkeypatch):
     monkeypatch.setenv("TRAMA_SECRET_API_KEY", SECRET)
     request = req(
@@ -316,10 +311,6 @@ def test_secrets_reach_the_service_but_are_never_stored(service, monkeypatch):
     assert "s3cr3t" not in rows
 
 
-@pytest.mark.xfail(
-    reason="engine bug: configured_secrets() exposes TRAMA_SECRET_KEY (the server's HMAC key) as {{secrets.KEY}}",
-    strict=True,
-)
 def test_the_server_secret_key_is_not_a_template_secret(service, monkeypatch):
     monkeypatch.setenv("TRAMA_SECRET_KEY", "server-hmac-key-do-not-leak")
     assert "KEY" not in configured_secrets()

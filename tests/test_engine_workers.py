@@ -105,11 +105,6 @@ def test_sleep_is_ended_by_the_timer_process(service, worker_pool):
     ]
 
 
-@pytest.mark.xfail(
-    reason="engine bug: the first call after a claim runs under the claim's TRAMA_LEASE_SECONDS lease, not the"
-    " call's timeout-based lease, so a slow first call is claimed and sent again while still in flight",
-    strict=True,
-)
 def test_a_slow_first_call_is_not_sent_again_while_in_flight(service, worker_pool):
     lease = {"TRAMA_LEASE_SECONDS": 1.5}
     worker_pool.start_worker(**lease)

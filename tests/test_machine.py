@@ -430,10 +430,6 @@ def test_backoff_base_is_capped_by_max_backoff():
             assert backoff_seconds(policy, attempt, key) <= 5.0 * 1.2
 
 
-@pytest.mark.xfail(
-    reason="engine bug: backoff_seconds applies the ±20% jitter after the max_backoff_s cap, so delays exceed it",
-    strict=True,
-)
 def test_backoff_never_exceeds_max_backoff():
     policy = retry(backoff_s=1.0, multiplier=2.0, max_backoff_s=5.0)
     delays = [backoff_seconds(policy, 10, f"key-{i}") for i in range(50)]
@@ -533,10 +529,6 @@ def test_on_failure_node_id_branches_there():
     assert d.state["output"] == {"handled": True}
 
 
-@pytest.mark.xfail(
-    reason="engine bug: _enter_fail passes record=False to _fail_node, which has no such parameter (TypeError)",
-    strict=True,
-)
 def test_fail_node_records_its_error_and_starts_compensation():
     nodes = chain("a", a={"compensation": comp("/a") | {"retry": retry(1)}})
     nodes["a"]["next"] = "stop"
@@ -889,10 +881,6 @@ def test_unacknowledged_wait_is_sent_again_after_resend_at_with_the_same_attempt
     assert run.accepted().state["wait"]["acked"] is True
 
 
-@pytest.mark.xfail(
-    reason="engine bug: an unacknowledged wait ignores its deadline (waits for resend_at, then sends an expired token)",
-    strict=True,
-)
 def test_unacknowledged_wait_past_its_deadline_times_out_instead_of_sending_again():
     run = Run(async_graph(timeout_s=5), "a")
     run.start()
