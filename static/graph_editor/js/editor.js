@@ -107,7 +107,7 @@ function renderPanel() {
   const nodeErrors = state.errors.filter((e) => errorNode(e.path) === selected);
   panel.append(
     el("div", { class: "panel-head" }, el("h2", {}, selected), startBtn, del),
-    nodeErrors.length ? el("ul", { class: "node-errors" }, nodeErrors.map((e) => el("li", {}, el("code", {}, e.path), " ", e.message))) : null,
+    el("ul", { class: "node-errors", hidden: !nodeErrors.length }, nodeErrors.map((e) => el("li", {}, el("code", {}, e.path), " ", e.message))),
     fieldRow("id", idInput), idError, fieldRow("type", typeSelect),
     ...nodeFields({
       node,
@@ -231,9 +231,9 @@ function showErrors() {
   }));
   const list = panel.querySelector(".node-errors");
   if (state.selected && list) {
-    list.replaceChildren(...state.errors.filter((e) => errorNode(e.path) === state.selected).map((e) => el("li", {}, el("code", {}, e.path), " ", e.message)));
-  } else if (state.selected && state.errors.some((e) => errorNode(e.path) === state.selected)) {
-    renderPanel();
+    const mine = state.errors.filter((e) => errorNode(e.path) === state.selected);
+    list.replaceChildren(...mine.map((e) => el("li", {}, el("code", {}, e.path), " ", e.message)));
+    list.hidden = !mine.length;
   }
   drawNow();
 }

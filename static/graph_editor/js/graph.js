@@ -40,7 +40,20 @@ export function nodeSummary(node) {
   }
 }
 
-function edgePath(a, b, isBack) {
+/** A smooth path from a's bottom through the virtual points (vertical tangents) to b's top. */
+function routedPath(a, b, points) {
+  const pts = [{ x: a.x + NODE_W / 2, y: a.y + NODE_H }, ...points, { x: b.x + NODE_W / 2, y: b.y - 6 }];
+  let d = `M${pts[0].x},${pts[0].y}`;
+  for (let i = 1; i < pts.length; i++) {
+    const p = pts[i - 1], q = pts[i], dy = (q.y - p.y) / 2;
+    d += ` C${p.x},${p.y + dy} ${q.x},${q.y - dy} ${q.x},${q.y}`;
+  }
+  const mid = pts[1];
+  return { d, mx: mid.x, my: mid.y - NODE_H / 2 };
+}
+
+function edgePath(a, b, isBack, points) {
+  if (points && points.length && !isBack) return routedPath(a, b, points);
   if (isBack) {
     const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x + NODE_W, y2 = b.y + NODE_H / 2;
     const bulge = Math.max(x1, x2) + 50 + Math.min(120, Math.abs(y1 - y2) / 6);
@@ -62,7 +75,7 @@ export function renderGraph(root, opts) {
     const a = layout.pos[e.from], b = layout.pos[e.to];
     if (!a || !b) continue;
     const isBack = layout.back.has(e.from + ">" + e.to) || e.from === e.to;
-    const p = edgePath(a, b, isBack);
+    const p = edgePath(a, b, isBack, layout.routes && layout.routes[e.from + ">" + e.to]);
     const cls = `edge edge-${e.kind} ${opts.edgeClass ? opts.edgeClass(e) : ""}`;
     parts.push(`<path class="${cls}" d="${p.d}" data-from="${esc(e.from)}" data-to="${esc(e.to)}" marker-end="url(#arrow)"/>`);
     if (e.label) parts.push(`<text class="edge-label" x="${p.mx + 4}" y="${p.my}">${esc(e.label)}</text>`);
@@ -156,7 +169,7 @@ export class Viewport {
 
 export function svgDefs() {
   return `<defs>
-    <marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+    <marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse">
       <path d="M0,0 L10,5 L0,10 z" class="arrow-head"/></marker>
   </defs>`;
 }

@@ -8,6 +8,7 @@ export const NODE_W = 168;
 export const NODE_H = 48;
 const GAP_X = 36;
 const GAP_Y = 58;
+const VIRTUAL_W = 16;
 const POLICIES = new Set(["compensate", "fail"]);
 
 /** Every edge out of one node: {from, to, kind, label}. */
@@ -118,22 +119,45 @@ export function layeredLayout(nodes, start) {
     }
   }
 
-  // Layers in discovery order, then barycentre sweeps to reduce crossings.
+  // Layers in discovery order. Edges longer than one layer get a chain of virtual nodes, so
+  // ordering sees them and they are drawn around the nodes in between instead of through them.
   const layers = [];
   for (const id of order) {
     const r = rank.get(id);
     (layers[r] = layers[r] || []).push(id);
   }
+  const routes = {};
+  const virtual = new Set();
+  for (const e of fwd) {
+    const span = rank.get(e.to) - rank.get(e.from);
+    const key = e.from + ">" + e.to;
+    if (span < 2 || key in routes) continue;
+    routes[key] = [];
+    let prev = e.from;
+    for (let r = rank.get(e.from) + 1; r < rank.get(e.to); r++) {
+      const v = `\u0000${key}@${r}`;
+      virtual.add(v);
+      layers[r].push(v);
+      routes[key].push(v);
+      pred.set(v, [prev]);
+      fwdSucc.set(v, []);
+      fwdSucc.get(prev).push(v);
+      prev = v;
+    }
+    fwdSucc.get(prev).push(e.to);
+    pred.get(e.to).push(prev);
+  }
+
+  // Barycentre sweeps (down, then up) to reduce crossings.
   const index = new Map();
-  const reindex = () => layers.forEach((layer) => layer.forEach((id, i) => index.set(id, i)));
-  reindex();
+  layers.forEach((layer) => layer && layer.forEach((id, i) => index.set(id, i)));
   const sweep = (neighbours, from, to, step) => {
     for (let r = from; r !== to; r += step) {
       const layer = layers[r];
       if (!layer) continue;
       const bary = new Map();
       for (const id of layer) {
-        const ns = neighbours.get(id);
+        const ns = neighbours.get(id) || [];
         bary.set(id, ns.length ? ns.reduce((s, n) => s + index.get(n), 0) / ns.length : index.get(id));
       }
       layer.sort((a, b) => bary.get(a) - bary.get(b));
@@ -145,16 +169,21 @@ export function layeredLayout(nodes, start) {
     sweep(fwdSucc, layers.length - 2, -1, -1);
   }
 
-  const widest = Math.max(1, ...layers.map((l) => (l ? l.length : 0)));
-  const fullW = widest * NODE_W + (widest - 1) * GAP_X;
+  const width = (id) => (virtual.has(id) ? VIRTUAL_W : NODE_W);
+  const layerWidth = (layer) => layer.reduce((w, id) => w + width(id), 0) + (layer.length - 1) * GAP_X;
+  const fullW = Math.max(NODE_W, ...layers.map((l) => (l ? layerWidth(l) : 0)));
   const pos = {};
+  const at = {};
   layers.forEach((layer, r) => {
     if (!layer) return;
-    const w = layer.length * NODE_W + (layer.length - 1) * GAP_X;
-    const x0 = (fullW - w) / 2;
-    layer.forEach((id, i) => {
-      pos[id] = { x: x0 + i * (NODE_W + GAP_X), y: r * (NODE_H + GAP_Y), rank: r };
-    });
+    let x = (fullW - layerWidth(layer)) / 2;
+    for (const id of layer) {
+      const p = { x, y: r * (NODE_H + GAP_Y), rank: r };
+      if (virtual.has(id)) at[id] = { x: x + VIRTUAL_W / 2, y: p.y + NODE_H / 2 };
+      else pos[id] = p;
+      x += width(id) + GAP_X;
+    }
   });
-  return { pos, back, width: fullW, height: Math.max(1, layers.length) * (NODE_H + GAP_Y) - GAP_Y };
+  for (const key of Object.keys(routes)) routes[key] = routes[key].map((v) => at[v]);
+  return { pos, back, routes, width: fullW, height: Math.max(1, layers.length) * (NODE_H + GAP_Y) - GAP_Y };
 }

@@ -110,11 +110,12 @@ export function renderTimeline(root, { steps, execution, now }) {
   for (let t = 0; t <= total; t += step) ticks.push(`<span class="tick" style="left:${(t / total) * 100}%">${tickLabel(t, step)}</span>`);
 
   const comp = spans.find((s) => s.phase === "compensation");
-  const band = comp
-    ? `<div class="phase-band" style="left:${pct(comp.start)}%;width:${100 - pct(comp.start)}%"><span>compensation</span></div>`
+  const bandAt = (label) => comp
+    ? `<div class="phase-band" style="left:${pct(comp.start)}%;width:${100 - pct(comp.start)}%">${label ? "<span>compensation</span>" : ""}</div>`
     : "";
+  const band = bandAt(false);
 
-  const html = [`<div class="tl-row tl-axis"><div class="tl-label">node</div><div class="tl-track">${ticks.join("")}</div></div>`];
+  const html = [`<div class="tl-row tl-axis"><div class="tl-label">node</div><div class="tl-track">${bandAt(true)}${ticks.join("")}</div></div>`];
   rows.forEach((row) => {
     const bars = row.bars.map((s) => {
       const i = spans.indexOf(s);
