@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The suite runs on PostgreSQL; pytest-django creates and drops test_<name>.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/trama
 
-.PHONY: run test lint format venv clean
+.PHONY: run test lint format venv clean chromium
 
 venv: $(VENV)/.installed
 
@@ -29,10 +29,16 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv lint
+test: venv lint chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/test_ui_browser.py) drive Debian's chromium through Playwright (never
+# `playwright install`). Installed with apt when missing; without it (not root) those tests skip.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "chromium could not be installed: the browser tests will be skipped" >&2
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
