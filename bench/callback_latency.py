@@ -62,7 +62,7 @@ def run(broker: str, count: int, concurrency: int) -> dict:
         },
     })  # fmt: skip
     procs = Processes(env)
-    procs.start("runserver", "--noreload", "--skip-checks", f"127.0.0.1:{port}")
+    procs.start_web(port)
     procs.start("qcluster")
     procs.start("trama_timers")
     wait_http(f"http://127.0.0.1:{port}/healthz")

@@ -65,6 +65,17 @@ class Processes:
         self.procs.append(proc)
         return proc
 
+    def start_web(self, port: int, workers: int = 2) -> subprocess.Popen:
+        """The production web server: gunicorn, threaded workers (keep-alive, TCP_NODELAY)."""
+        gunicorn = str(Path(PYTHON).with_name("gunicorn"))
+        proc = subprocess.Popen(
+            [gunicorn, "trama_project.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", "gthread",
+             "--threads", "8", "--log-level", "warning"],
+            cwd=REPO, env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
     def cpu_seconds(self) -> float:
         """User+system CPU of every live process in our groups (children included), from /proc."""
         total = 0.0

@@ -354,7 +354,8 @@ def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
     d = Decision(st)
     st["cancelled"] = True
     _close_open_step(d, env, "cancelled")
-    st["sleep"], st["wait"] = None, None
+    _abandon_wait(env, st)
+    st["sleep"] = None
     st["failure"] = st["failure"] or {"message": "cancelled"}
     if not event.compensate:
         return _finish(d, env, CANCELLED, error={"message": "cancelled"})
@@ -635,10 +636,18 @@ def _wait_timed_out(env: Env, d: Decision) -> Decision:
     st = d.state
     node = env.node(st["node"])
     _close_step(d, env, "timed_out", error={"message": f"no callback within {node['timeout_s']}s"})
-    st["wait"] = None
+    _abandon_wait(env, st)
     st["status"] = RUNNING
     error = {"node": st["node"], "attempt": st["attempt"], "failure": "timeout", "message": "callback timed out"}
     return _fail_node(env, d, error, on_failure=node.get("on_timeout") or "compensate")
+
+
+def _abandon_wait(env: Env, st: dict) -> None:
+    """Give up a wait. A request the service already accepted may have taken effect
+    (the callback just never came), so its compensation runs with the others."""
+    wait, st["wait"] = st["wait"], None
+    if wait and wait["acked"] and env.node(st["node"]).get("compensation") and st["node"] not in st["done"]:
+        st["done"].append(st["node"])
 
 
 def _start_compensation(st: dict) -> None:

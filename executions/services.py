@@ -165,7 +165,7 @@ class _Run:
             self._commit(decision, hold=False)
             return None
         if isinstance(call, machine.Call):
-            changed = decision.steps or decision.status != self.execution.status
+            changed = decision.steps or decision.status != self.execution.status or not self._lease_covers(call)
             if changed and not self._commit(decision, hold=True):
                 return None
             return self._perform_call(decision, call)
@@ -178,6 +178,11 @@ class _Run:
             return self._decide(decision.state, machine.Resume())
         self._commit(decision, hold=False)
         return None
+
+    def _lease_covers(self, call: machine.Call) -> bool:
+        """Whether the claim's lease outlasts this call with half the lease to spare (else a commit extends it)."""
+        timeout = float(call.request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT)
+        return time.monotonic() - self._mono + timeout <= settings.TRAMA_LEASE_SECONDS / 2
 
     def _decide(self, state: dict, event: machine.Event) -> machine.Decision | None:
         try:
@@ -271,8 +276,12 @@ class _Run:
 
 def _lease_seconds(decision: machine.Decision) -> float:
     call = decision.call
-    timeout = float(call.request.get("timeout_s") or 0) if call else 0.0
-    return max(settings.TRAMA_LEASE_SECONDS, timeout + 30.0)
+    return _lease_seconds_for(call) if call else settings.TRAMA_LEASE_SECONDS
+
+
+def _lease_seconds_for(call: machine.Call | machine.SendAsync) -> float:
+    """A lease outlasts the call's timeout by TRAMA_LEASE_SECONDS, the time a dead worker is waited for."""
+    return float(call.request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT) + settings.TRAMA_LEASE_SECONDS
 
 
 def _state_fields(decision: machine.Decision, now: datetime) -> dict:
@@ -286,6 +295,7 @@ def _state_fields(decision: machine.Decision, now: datetime) -> dict:
         "error": state["error"],
         "due_at": None if final else decision.due_at,
         "finished_at": now if final else None,
+        "updated_at": now,
     }
 
 
@@ -321,9 +331,11 @@ def env_for(execution: Execution, now: datetime) -> machine.Env:
 
 
 def configured_secrets() -> dict[str, str]:
-    """``{{secrets.NAME}}`` values: every TRAMA_SECRET_<NAME> environment variable."""
+    """``{{secrets.NAME}}`` values: every TRAMA_SECRET_<NAME> environment variable but the server's own key."""
     prefix = settings.TRAMA_SECRETS_PREFIX
-    return {k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix) and v}
+    return {
+        k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix) and v and k != "TRAMA_SECRET_KEY"
+    }
 
 
 def _render_request(

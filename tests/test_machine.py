@@ -890,3 +890,34 @@ def test_unacknowledged_wait_past_its_deadline_times_out_instead_of_sending_agai
     d = run.later(60).send(Resume())
     assert not isinstance(d.call, SendAsync)
     assert run.history[2]["status"] == "timed_out"
+
+
+# --- Abandoned waits ------------------------------------------------------------------------------
+
+
+def _accepted_pix_with_compensation(**extra) -> Run:
+    run = Run(async_graph(**extra), "a")
+    run.spec["nodes"]["pix"]["compensation"] = comp("/pix") | {"retry": retry(1)}
+    run.start()
+    run.ok({"id": 1})
+    run.accepted({"queued": True})
+    return run
+
+
+def test_cancel_of_an_accepted_wait_compensates_that_node_first():
+    run = _accepted_pix_with_compensation()
+    run.later(1).send(Cancel(compensate=True))
+    d = run.send(Resume())
+    assert (d.call.node, d.call.phase) == ("pix", COMPENSATION)
+    d = run.ok()
+    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert run.ok().status == "CANCELLED"
+
+
+def test_timeout_of_an_accepted_wait_compensates_that_node_first():
+    run = _accepted_pix_with_compensation(timeout_s=5)
+    d = run.later(6).send(Resume())
+    assert (d.call.node, d.call.phase) == ("pix", COMPENSATION)
+    d = run.ok()
+    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert run.ok().status == "COMPENSATED"

@@ -209,5 +209,5 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter_from_env("TRAMA_LOG_FORMAT")}},
     "root": {"handlers": ["console"], "level": env_str("TRAMA_LOG_LEVEL", "INFO")},
-    "loggers": {"django_q": {"level": env_str("TRAMA_QUEUE_LOG_LEVEL", "WARNING")}},
+    "loggers": {"django-q": {"level": env_str("TRAMA_QUEUE_LOG_LEVEL", "WARNING")}},
 }

@@ -20,10 +20,12 @@ class Command(BaseCommand):
     def handle(self, *args, addr: str, **options):
         self._print_welcome(addr)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        # Own sessions: Ctrl-C reaches only this process, which stops each child exactly once
+        # (qcluster hangs when it gets SIGINT from the terminal and again from us).
         processes = [
-            subprocess.Popen([*manage, "runserver", "--noreload", addr]),
-            subprocess.Popen([*manage, "qcluster"]),
-            subprocess.Popen([*manage, "trama_timers"]),
+            subprocess.Popen([*manage, "runserver", "--noreload", addr], start_new_session=True),
+            subprocess.Popen([*manage, "qcluster"], start_new_session=True),
+            subprocess.Popen([*manage, "trama_timers"], start_new_session=True),
         ]
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
@@ -50,7 +52,7 @@ class Command(BaseCommand):
     def _stop(processes: list[subprocess.Popen]) -> None:
         for process in processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
         for process in processes:
             try:
