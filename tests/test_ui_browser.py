@@ -222,6 +222,15 @@ def test_editor_draws_a_stored_graph_and_tries_a_switch_rule(page):
     wait_valid(page)  # the reference to it went too: card now ends the execution
     assert page.locator('.node[data-id="cool"]').count() == 0
 
+    port = page.locator('.node[data-id="card"] .port').bounding_box()
+    target = page.locator('.node[data-id="ship"] .node-box').bounding_box()
+    page.mouse.move(port["x"] + port["width"] / 2, port["y"] + port["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(target["x"] + 20, target["y"] + 20, steps=5)
+    page.mouse.up()  # dragged from card's port onto ship: card.next = ship
+    page.wait_for_selector('.edge[data-from="card"][data-to="ship"]', state="attached")
+    wait_valid(page)
+
 
 def test_editor_stays_responsive_with_200_nodes(page):
     steps = [{"id": f"s{i}", "request": {"method": "POST", "url": f"http://svc.local/{i}"}} for i in range(200)]
