@@ -77,6 +77,9 @@ def _refused(claims: CallbackClaims, body: dict) -> Answer:
     )
     if step is not None and (step.detail or {}).get("callback") == body:
         return Answer(200, "callback already applied", claims.execution_id)
+    parked = Execution.objects.filter(pk=claims.execution_id).values_list("pending_callback", flat=True).first()
+    if parked and parked["attempt"] == claims.attempt and parked["body"] == body:
+        return Answer(200, "callback already received", claims.execution_id)
     return Answer(409, "the node no longer waits for this callback (finished, timed out or cancelled)")
 
 

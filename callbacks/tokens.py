@@ -36,9 +36,15 @@ class CallbackClaims:
     expires_at: datetime
 
 
-def mint_callback_token(execution_id: str, node_id: str, attempt: int, expires_at: datetime) -> str:
+def mint_callback_token(execution_id: str, node_id: str, attempt: int, deadline: datetime) -> str:
+    """A token for one attempt, valid until the node's ``deadline`` plus TRAMA_CALLBACK_GRACE_SECONDS.
+
+    The grace lets a callback that arrives just after a timeout get a precise
+    409 ("no longer waits") instead of a bare 410; after it, the token is 410.
+    """
     keys = settings.TRAMA_CALLBACK_KEYS
-    payload = {"e": str(execution_id), "n": node_id, "a": attempt, "x": int(expires_at.timestamp())}
+    expires_at = deadline.timestamp() + settings.TRAMA_CALLBACK_GRACE_SECONDS
+    payload = {"e": str(execution_id), "n": node_id, "a": attempt, "x": int(expires_at)}
     return signing.dumps(payload, key=keys[0], salt=_SALT, compress=False)
 
 

@@ -76,10 +76,13 @@ class AsyncAccepted:
 
 @dataclass(frozen=True)
 class CallbackArrived:
+    """``received_at`` (ISO) is when it reached Trama, if not now (a callback parked for the sender)."""
+
     node: str
     attempt: int
     outcome: str  # "succeeded" | "failed"
     body: Any
+    received_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,11 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class Cancel:
+    """``overrule_success``: the cancel was accepted while a worker made the last call; its
+    success is not written yet, so the cancel still applies (and compensates it too)."""
+
     compensate: bool = True
+    overrule_success: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,10 +224,16 @@ def template_data(env: Env, state: dict, secrets: dict | None = None, callback: 
 def decide(env: Env, state: dict, event: Event) -> Decision:
     """Apply ``event`` to ``state``; the input state is not modified."""
     st = copy.deepcopy(state)
-    if st["status"] in FINAL and not isinstance(event, Retry):
+    if st["status"] in FINAL and not _applies_when_final(st, event):
         raise EventRejected(f"execution is {st['status']}")
     handler = _HANDLERS[type(event)]
     return handler(env, st, event)
+
+
+def _applies_when_final(st: dict, event: Event) -> bool:
+    if isinstance(event, Retry):
+        return st["status"] == FAILED
+    return isinstance(event, Cancel) and event.overrule_success and st["status"] == SUCCEEDED
 
 
 # --- Event handlers ------------------------------------------------------------------
@@ -321,6 +334,7 @@ def _on_async_accepted(env: Env, st: dict, event: AsyncAccepted) -> Decision:
 def _on_callback(env: Env, st: dict, event: CallbackArrived) -> Decision:
     d = Decision(st)
     _expect_waiting_for(st, event.node, event.attempt)
+    _expect_before_deadline(st, datetime.fromisoformat(event.received_at) if event.received_at else env.now)
     st["wait"] = None
     result = st["results"].setdefault(event.node, {})
     result["callback"] = {"body": event.body}
@@ -342,6 +356,7 @@ def _on_callback(env: Env, st: dict, event: CallbackArrived) -> Decision:
 def _on_heartbeat(env: Env, st: dict, event: Heartbeat) -> Decision:
     d = Decision(st)
     _expect_waiting_for(st, event.node, event.attempt)
+    _expect_before_deadline(st, env.now)
     node = env.node(event.node)
     extension = node.get("heartbeat_s") or node["timeout_s"]
     deadline = max(datetime.fromisoformat(st["wait"]["deadline"]), env.now + timedelta(seconds=extension))
@@ -353,6 +368,7 @@ def _on_heartbeat(env: Env, st: dict, event: Heartbeat) -> Decision:
 def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
     d = Decision(st)
     st["cancelled"] = True
+    st["output"] = None
     _close_open_step(d, env, "cancelled")
     _abandon_wait(env, st)
     st["sleep"] = None
@@ -745,6 +761,12 @@ def _close_open_step(d: Decision, env: Env, status: str) -> None:
 def _expect_open(st: dict, seq: int) -> None:
     if st["open_seq"] != seq:
         raise EventRejected(f"step {seq} is not the open step")
+
+
+def _expect_before_deadline(st: dict, when: datetime) -> None:
+    """A callback after the deadline is late even if no worker has timed the node out yet."""
+    if when >= datetime.fromisoformat(st["wait"]["deadline"]):
+        raise EventRejected("the node timed out")
 
 
 def _expect_waiting_for(st: dict, node: str, attempt: int) -> None:

@@ -56,6 +56,9 @@ class Execution(models.Model):
     cancel_request = models.JSONField(
         null=True, blank=True, help_text="A cancel that arrived while a worker held the execution."
     )
+    pending_callback = models.JSONField(
+        null=True, blank=True, help_text="A callback that arrived while its request was still being sent."
+    )
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     request_digest = models.CharField(max_length=64, blank=True)
     created_by = models.CharField(max_length=150, blank=True)

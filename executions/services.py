@@ -51,24 +51,35 @@ class TransitionRefused(Exception):
 # --- Starting ---------------------------------------------------------------------------
 
 
-def request_digest(definition: Definition, payload: Any) -> str:
-    canonical = json.dumps({"definition": definition.pk, "input": payload}, sort_keys=True, separators=(",", ":"))
+def request_digest(start_request: Any) -> str:
+    """SHA-256 of a start request as the client sent it, so a repeat matches even after a new version."""
+    canonical = json.dumps(start_request, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def find_replayed_start(idempotency_key: str, digest: str) -> Execution | None:
+    """The execution a start with this key already created; IdempotencyConflict if the body differed."""
+    existing = Execution.objects.filter(idempotency_key=idempotency_key).first()
+    return _same_start(existing, digest) if existing is not None else None
+
+
 def start_execution(
-    definition: Definition, payload: Any, idempotency_key: str | None = None, created_by: str = ""
+    definition: Definition,
+    payload: Any,
+    idempotency_key: str | None = None,
+    created_by: str = "",
+    digest: str | None = None,
 ) -> tuple[Execution, bool]:
     """Create a PENDING execution and wake a worker. Returns (execution, created).
 
     With an ``idempotency_key`` already used for the same body, the first
     execution comes back (created=False); for another body, IdempotencyConflict.
     """
-    digest = request_digest(definition, payload)
+    digest = digest or request_digest({"definition": definition.pk, "input": payload})
     if idempotency_key:
-        existing = Execution.objects.filter(idempotency_key=idempotency_key).first()
+        existing = find_replayed_start(idempotency_key, digest)
         if existing is not None:
-            return _same_start(existing, digest), False
+            return existing, False
     try:
         with transaction.atomic():
             execution = Execution.objects.create(
@@ -147,11 +158,13 @@ class _Run:
         return env_for(self.execution, self.now())
 
     def run(self) -> None:
-        if self.execution.cancel_request is not None:
-            # A cancel that arrived while the previous holder was mid-step, which then died.
-            decision = self._decide(self.execution.state, machine.Cancel(**self.execution.cancel_request))
-            if decision is not None:
-                self._commit(decision, hold=False, clear_cancel=True)
+        inbox = _inbox_events(self.execution.pending_callback, self.execution.cancel_request)
+        if inbox:
+            # Events left for the previous holder, which died before its next write.
+            decision = machine.Decision(self.execution.state)
+            for event in inbox:
+                decision = self._merge(decision, event)
+            self._commit(decision, hold=False, clear_inbox=True)
             return
         decision = self._decide(self.execution.state or machine.new_state(), machine.Resume())
         while decision is not None:
@@ -212,9 +225,9 @@ class _Run:
             return self._decide(decision.state, rendered)
         wire, recorded = rendered
         decision.actions.append(machine.StepRecord(call.seq, {"request": recorded}, new=False))
-        # WAITING is durable before the request leaves: a callback that beats the answer finds it.
-        decision.due_at = datetime.fromisoformat(decision.state["wait"]["resend_at"])
-        if not self._commit(decision, hold=False):
+        # WAITING is durable before the request leaves. The lease stays: a callback that beats
+        # the answer is parked in pending_callback and folded in by the commit below.
+        if not self._commit(decision, hold=True):
             return None
         headers = {"X-Trama-Callback-Url": cb["url"], "X-Trama-Callback-Token": token}
         telemetry.call_started(self.execution, call)
@@ -229,19 +242,20 @@ class _Run:
             return None
         return following
 
-    def _commit(self, decision: machine.Decision, hold: bool, clear_cancel: bool = False) -> bool:
+    def _commit(self, decision: machine.Decision, hold: bool, clear_inbox: bool = False) -> bool:
         """Write the decision if this worker still owns the execution; True if the worker may go on.
 
         ``hold`` keeps the lease (the worker goes on); otherwise the execution
-        is released with its ``due_at``. A cancel that arrived meanwhile makes
-        the write miss: it is folded in, written, and the worker stops.
+        is released with its ``due_at``. A cancel or an early callback that
+        arrived meanwhile (the inbox) makes the write miss: it is folded in,
+        written, and the worker stops.
         """
         fields = self._fields(decision, hold)
         query = Execution.objects.filter(pk=self.execution.pk, fence=self.fence)
-        if clear_cancel:
-            fields["cancel_request"] = None
+        if clear_inbox:
+            fields |= {"cancel_request": None, "pending_callback": None}
         else:
-            query = query.filter(cancel_request__isnull=True)
+            query = query.filter(cancel_request__isnull=True, pending_callback__isnull=True)
         with transaction.atomic():
             if query.update(**fields):
                 _write_steps(self.execution, decision.steps)
@@ -251,11 +265,16 @@ class _Run:
                 self.execution.status = decision.status
                 decision.actions = [a for a in decision.actions if not isinstance(a, machine.StepRecord)]
                 return True
-        cancel = Execution.objects.filter(pk=self.execution.pk, fence=self.fence).values_list("cancel_request").first()
-        if cancel is None or cancel[0] is None:
+        inbox = Execution.objects.filter(pk=self.execution.pk, fence=self.fence).values_list(
+            "pending_callback", "cancel_request"
+        )
+        events = _inbox_events(*inbox[0]) if inbox else []
+        if not events:
             logger.warning("lost the execution to another worker", extra=self._log_extra())
             return False
-        self._commit(self._merge(decision, machine.Cancel(**cancel[0])), hold=False, clear_cancel=True)
+        for event in events:
+            decision = self._merge(decision, event)
+        self._commit(decision, hold=False, clear_inbox=True)
         return False
 
     def _fields(self, decision: machine.Decision, hold: bool) -> dict:
@@ -272,6 +291,17 @@ class _Run:
 
     def _log_extra(self) -> dict:
         return {"execution_id": str(self.execution.pk), "fence": self.fence}
+
+
+def _inbox_events(pending_callback: dict | None, cancel_request: dict | None) -> list[machine.Event]:
+    """Events parked on the row for the lease holder, in the order they apply."""
+    events: list[machine.Event] = []
+    if pending_callback:
+        events.append(machine.CallbackArrived(**pending_callback))
+    if cancel_request:
+        # The holder's decision is not written yet: a cancel accepted before it overrules a success.
+        events.append(machine.Cancel(compensate=cancel_request["compensate"], overrule_success=True))
+    return events
 
 
 def _lease_seconds(decision: machine.Decision) -> float:
@@ -473,14 +503,33 @@ def wake_execution(execution_id) -> Execution:
 def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Callable[[dict], str]) -> None:
     """Apply an async node's callback; ``judge(node_spec)`` says "succeeded" or "failed".
 
-    Raises TransitionRefused if the node no longer waits, Execution.DoesNotExist
-    for an unknown execution. One locked read, one write: this is the resume hot path.
+    If the worker is still sending the request (it holds the lease and has not
+    seen the answer), the callback is parked in ``pending_callback`` for that
+    worker's next write, so the answer and the callback are both kept. Raises
+    TransitionRefused if the node no longer waits, Execution.DoesNotExist for
+    an unknown execution. One locked read, one write: the resume hot path.
     """
     with transaction.atomic():
         execution = _lock(execution_id)
         outcome = judge(execution.definition.spec["nodes"].get(node) or {})
-        telemetry.callback_received(execution_id, node, attempt, outcome)
-        _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
+        if not _sending(execution, node, attempt):
+            _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
+            return
+        if execution.pending_callback is not None:
+            raise TransitionRefused("a callback for this attempt is already pending")
+        parked = {"node": node, "attempt": attempt, "outcome": outcome, "body": body}
+        parked["received_at"] = execution.db_now.isoformat()
+        Execution.objects.filter(pk=execution.pk).update(pending_callback=parked)
+
+
+def _sending(execution: Execution, node: str, attempt: int) -> bool:
+    """A live worker is sending this node attempt's async request and has not seen the answer yet."""
+    state = execution.state
+    wait = state.get("wait") or {}
+    waiting_here = (
+        state.get("status") == machine.WAITING and state.get("node") == node and state.get("attempt") == attempt
+    )
+    return waiting_here and not wait.get("acked") and _leased(execution)
 
 
 def record_heartbeat(execution_id, node: str, attempt: int) -> None:

@@ -201,11 +201,6 @@ def test_same_idempotency_key_with_another_body_is_a_409(api):
     assert list(Execution.objects.values_list("input", flat=True)) == [{"n": 1}]
 
 
-@pytest.mark.xfail(
-    reason="bug: request_digest hashes the resolved Definition pk, so a repeat of the same body after a new "
-    "version was stored answers 409 instead of the first execution",
-    strict=True,
-)
 def test_same_idempotency_key_and_body_returns_the_first_execution_after_a_new_version(api):
     store_definition(saga("orders"))
     body = {"definition": "orders", "input": {"n": 1}}
@@ -305,11 +300,6 @@ def test_detail_with_a_path_that_is_not_a_uuid_is_a_404(api, suffix):
     assert api.get(f"{URL}{uuid.uuid4()}/{suffix}").status_code == 404
 
 
-@pytest.mark.xfail(
-    reason="bug: a non-uuid id under /api/v1/executions/ answers Django's HTML 404 page, not a JSON error "
-    "(executions/api/urls.py routes <uuid:pk>, so the view's JSON 404 never runs)",
-    strict=True,
-)
 @pytest.mark.parametrize("suffix", ["", "steps/"])
 def test_a_path_that_is_not_a_uuid_answers_a_json_404(api, suffix):
     response = api.get(f"{URL}not-a-uuid/{suffix}")
@@ -410,11 +400,6 @@ def test_cancel_during_a_running_call_takes_effect_when_the_call_is_written(api,
     assert execution.cancel_request is None
 
 
-@pytest.mark.xfail(
-    reason="bug: a cancel answered 202 while the last node's call is in flight is dropped and the execution "
-    "ends SUCCEEDED (services._Run._commit/_merge: Cancel on a final decision is rejected and ignored)",
-    strict=True,
-)
 @pytest.mark.django_db(transaction=True)
 def test_cancel_accepted_during_the_last_call_is_not_lost(api, service):
     store_definition(saga("orders", service.url, compensate=True))

@@ -186,6 +186,8 @@ TRAMA_EGRESS_ALLOW = env_list("TRAMA_EGRESS_ALLOW", [])
 TRAMA_SECRETS_PREFIX = "TRAMA_SECRET_"
 # Keys that sign callback tokens; the first signs, all verify (rotate by prepending).
 TRAMA_CALLBACK_KEYS = env_list("TRAMA_CALLBACK_KEYS", []) or [SECRET_KEY]
+# How long after a node's deadline its callback token still verifies (late callbacks get 409, then 410).
+TRAMA_CALLBACK_GRACE_SECONDS = env_int("TRAMA_CALLBACK_GRACE_SECONDS", 3600, minimum=0)
 # /metrics counts trama_* from the database; scrapes this close to the last one reuse it (docs/metrics.md).
 TRAMA_METRICS_CACHE_SECONDS = env_float("TRAMA_METRICS_CACHE_SECONDS", 5.0, minimum=0.0)
 

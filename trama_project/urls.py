@@ -20,3 +20,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("graph_editor.urls")),
 ]
+
+handler404 = "trama_project.views.not_found"
+handler500 = "trama_project.views.server_error"

@@ -1,5 +1,6 @@
 from django.db import connection
 from django.http import JsonResponse
+from django.views import defaults
 
 
 def healthz(request):
@@ -11,3 +12,17 @@ def healthz(request):
     except Exception as exc:  # any database failure means "not healthy", never a 500
         return JsonResponse({"status": "unhealthy", "database": str(exc.__class__.__name__)}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def not_found(request, exception=None):
+    """Unknown URLs under /api/ answer JSON like the rest of the API; elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": f"no API endpoint at {request.path}"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """Never a traceback to the user: a JSON body for the API, Django's plain page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "internal error; it has been logged"}, status=500)
+    return defaults.server_error(request)

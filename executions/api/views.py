@@ -1,13 +1,13 @@
 """Executions API: each view validates input, calls one service function, serializes."""
 
+import uuid
 from datetime import datetime
 
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -44,11 +44,11 @@ def _conflict(message: str) -> Response:
     return Response({"detail": message}, status=status.HTTP_409_CONFLICT)
 
 
-def _execution_or_404(pk) -> Execution:
+def _execution_or_404(pk: str) -> Execution:
     try:
-        return get_object_or_404(Execution.objects.select_related("definition"), pk=pk)
-    except (ValueError, ValidationError):
-        raise Http404 from None
+        return get_object_or_404(Execution.objects.select_related("definition"), pk=uuid.UUID(pk))
+    except ValueError:
+        raise NotFound("no execution with that id (ids are UUIDs)") from None
 
 
 def _resolve_definition(data: dict) -> Definition:
@@ -109,14 +109,19 @@ class ExecutionListCreateView(generics.ListAPIView):
     def post(self, request, *args, **kwargs):
         body = ExecutionStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        data = body.validated_data
         key = request.headers.get("Idempotency-Key", "").strip() or None
         if key and len(key) > 200:
             raise ValidationError({"Idempotency-Key": "must be at most 200 characters"})
-        definition = _resolve_definition(body.validated_data)
+        digest = services.request_digest({k: data.get(k) for k in ("definition", "version", "spec", "input")})
         try:
-            execution, created = services.start_execution(
-                definition, body.validated_data["input"], idempotency_key=key, created_by=str(request.user)
-            )
+            replayed = services.find_replayed_start(key, digest) if key else None
+            if replayed is not None:
+                execution, created = replayed, False
+            else:
+                execution, created = services.start_execution(
+                    _resolve_definition(data), data["input"], key, str(request.user), digest
+                )
         except services.IdempotencyConflict as exc:
             return _conflict(str(exc))
         headers = {"Location": f"/api/v1/executions/{execution.pk}/"}
