@@ -512,6 +512,7 @@ def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Ca
     with transaction.atomic():
         execution = _lock(execution_id)
         outcome = judge(execution.definition.spec["nodes"].get(node) or {})
+        telemetry.callback_received(execution_id, node, attempt, outcome)
         if not _sending(execution, node, attempt):
             _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
             return
