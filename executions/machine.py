@@ -31,7 +31,9 @@ COMPENSATING, SUCCEEDED, COMPENSATED, FAILED, CANCELLED = (
     "CANCELLED",
 )
 FINAL = frozenset({SUCCEEDED, COMPENSATED, FAILED, CANCELLED})
-FORWARD, COMPENSATION = "forward", "compensation"
+FORWARD, COMPENSATION, NOTIFY = "forward", "compensation", "notify"
+# Which ``notify`` request an outcome sends (CANCELLED sends none: somebody asked for it).
+NOTIFY_ON = {SUCCEEDED: "succeeded", FAILED: "failed", COMPENSATED: "failed"}
 # A switch loop that never reaches a call would spin forever inside one decide().
 MAX_HOPS_PER_DECISION = 1000
 # How long a sent-but-unacknowledged async request may stay unconfirmed before
@@ -269,7 +271,7 @@ def _end_sleep(env: Env, d: Decision) -> Decision:
         _close_step(d, env, "succeeded")
         st["status"] = RUNNING
         return _goto(env, d, env.node(st["node"]).get("next"))
-    st["status"] = COMPENSATING if st["phase"] == COMPENSATION else RUNNING
+    st["status"] = _working_status(st)
     return _run(env, d)  # back-off over: the next attempt
 
 
@@ -295,6 +297,8 @@ def _on_call_succeeded(env: Env, st: dict, event: CallSucceeded) -> Decision:
     _expect_open(st, event.seq)
     _close_step(d, env, "succeeded", extra=event.record)
     node_id = st["node"]
+    if st["phase"] == NOTIFY:
+        return _end_notify(d, env)
     if st["phase"] == COMPENSATION:
         st["compensate"].pop(0)
         st["attempt"] = 1
@@ -401,7 +405,7 @@ def _on_retry(env: Env, st: dict, event: Retry) -> Decision:
     elif event.skip:
         raise EventRejected("skip applies to a failed compensation only")
     st["attempt"] = st.get("attempt", 0) + 1 if not event.skip else 1
-    st["status"] = COMPENSATING if st["phase"] == COMPENSATION else RUNNING
+    st["status"] = _working_status(st)
     if st["phase"] == FORWARD:
         st["failure"] = None
     d.due_at = env.now
@@ -440,6 +444,8 @@ def _run(env: Env, d: Decision, run: bool = True) -> Decision:
             return d
         if st["phase"] == COMPENSATION:
             _next_compensation(env, d)
+        elif st["phase"] == NOTIFY:
+            _notify_call(env, d)
         else:
             _enter_node(env, d)
     return _fail_node(env, d, {"node": st["node"], "message": "too many nodes without a call in one step (a loop?)"})
@@ -589,6 +595,8 @@ _MASKED = _Masked()
 
 
 def _retry_policy(env: Env, st: dict) -> dict:
+    if st["phase"] == NOTIFY:
+        return env.spec["notify"][st["final"]["kind"]]["retry"]
     node = env.node(st["node"])
     if st["phase"] == COMPENSATION:
         return env.node(st["compensate"][0])["compensation"]["retry"]
@@ -617,7 +625,7 @@ def _back_off(env: Env, d: Decision, policy: dict) -> Decision:
     delay = backoff_seconds(policy, st["attempt"], f"{env.key}:{st['node']}:{st['phase']}")
     st["attempt"] += 1
     if delay <= 0:
-        st["status"] = COMPENSATING if st["phase"] == COMPENSATION else RUNNING
+        st["status"] = _working_status(st)
         d.due_at = env.now
         return d
     until = env.now + timedelta(seconds=delay)
@@ -631,9 +639,10 @@ def _fail_node(env: Env, d: Decision, error: dict, run: bool = True, on_failure:
     """A node failed for good: compensate, stop, or branch, as its ``on_failure`` says."""
     st = d.state
     st["open_seq"] = None
+    if st["phase"] == NOTIFY:
+        return _end_notify(d, env)  # a notification that fails for good changes no outcome
     if st["phase"] == COMPENSATION:
-        st["status"], st["error"] = FAILED, {**error, "phase": COMPENSATION}
-        return _finish(d, env, FAILED, error=st["error"])
+        return _finish(d, env, FAILED, error={**error, "phase": COMPENSATION})
     node = env.node(st["node"])
     policy = on_failure or node.get("on_failure") or "compensate"
     if policy not in ("compensate", "fail"):
@@ -692,12 +701,46 @@ def _succeed(env: Env, d: Decision, output: Any, explicit: bool = False) -> Deci
     return _finish(d, env, SUCCEEDED, output=output)
 
 
-def _finish(d: Decision, env: Env, status: str, output: Any = None, error: Any = None) -> Decision:
+def _finish(d: Decision, env: Env, status: str, output: Any = None, error: Any = None, notify: bool = True) -> Decision:
+    """End the execution, or first send its ``notify`` request for this outcome (the outcome waits in ``final``)."""
     st = d.state
+    kind = NOTIFY_ON.get(status)
+    if notify and kind and (env.spec.get("notify") or {}).get(kind):
+        st["final"] = {"status": status, "output": output, "error": error, "kind": kind, "phase": st["phase"],
+                       "node": st["node"], "attempt": st["attempt"]}  # fmt: skip
+        st["status"] = _working_status(st)
+        st["phase"], st["node"], st["attempt"] = NOTIFY, f"notify.{kind}", 1
+        st["open_seq"], st["sleep"], st["wait"] = None, None, None
+        return _run(env, d)
     st["status"], st["output"], st["error"] = status, output, error
     st["open_seq"], st["sleep"], st["wait"] = None, None, None
     d.due_at = None
     return d
+
+
+def _notify_call(env: Env, d: Decision) -> None:
+    st = d.state
+    request = env.spec["notify"][st["final"]["kind"]]
+    d.actions.append(Call(_open_step(d, env), st["node"], NOTIFY, st["attempt"], request))
+
+
+def _end_notify(d: Decision, env: Env) -> Decision:
+    """The notification is done (sent, or given up): the outcome it waited for takes effect."""
+    st = d.state
+    final = st.pop("final")
+    st["phase"], st["node"], st["attempt"] = final["phase"], final["node"], final["attempt"]
+    st["open_seq"] = None
+    return _finish(d, env, final["status"], final["output"], final["error"], notify=False)
+
+
+def _working_status(st: dict) -> str:
+    """RUNNING or COMPENSATING: what an execution that is not paused shows."""
+    phase = st["final"]["phase"] if st["phase"] == NOTIFY else st["phase"]
+    return COMPENSATING if phase == COMPENSATION else RUNNING
+
+
+def _node_type(env: Env, st: dict) -> str:
+    return "notify" if st["phase"] == NOTIFY else env.node(st["node"])["type"]
 
 
 # --- Step records -----------------------------------------------------------------------
@@ -714,7 +757,7 @@ def _open_step(d: Decision, env: Env, status: str | None = None, phase: str | No
     st["open_seq"] = st["seq"]
     fields = {
         "node_id": st["node"],
-        "node_type": env.node(st["node"])["type"],
+        "node_type": _node_type(env, st),
         "phase": phase or st["phase"],
         "attempt": st["attempt"],
         "started_at": env.now.isoformat(),

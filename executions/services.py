@@ -390,7 +390,7 @@ def _call_event(execution: Execution, state: dict, call: machine.Call, env: mach
     if isinstance(rendered, machine.CallFailed):
         return rendered
     wire, recorded = rendered
-    key_node = call.node if call.phase == machine.FORWARD else f"{call.node}.compensation"
+    key_node = f"{call.node}.compensation" if call.phase == machine.COMPENSATION else call.node
     telemetry.call_started(execution, call)
     outcome = dispatch.send(wire, _idempotency(execution, key_node, call.attempt))
     telemetry.call_finished(wire, outcome)
