@@ -1,24 +1,40 @@
 """Outbound HTTP: the one place Trama calls users' services.
 
 A pooled ``requests`` session per thread, connect and read timeouts, no
-redirects, the egress guard, and a cap on how much of a response is read and
-kept. Returns an ``Outcome`` instead of raising: the state machine decides what
-a failure means.
+redirects (a 3xx is an answer like any other), no cookies kept between calls,
+the egress guard, and a cap on how much of a response is read and kept.
+Returns an ``Outcome`` instead of raising: the state machine decides what a
+failure means.
+
+The egress guard resolves the host and checks every address; ``PinnedAdapter``
+then makes the connection to the checked address, so the name is never
+resolved a second time (see its docstring). Error messages never carry the
+URL: its query string may hold a secret.
 """
+
+from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 from executions import telemetry
-from executions.egress import EgressDenied, check_url
+from executions.egress import EgressDenied, Target, resolve
 
 _local = threading.local()
 _MAX_HEADERS = 50
+_MAX_HEADER_CHARS = 4096
+# Deeper JSON is kept as text: templates, rules and PostgreSQL all recurse over it.
+_MAX_JSON_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -32,58 +48,194 @@ class Outcome:
     elapsed_ms: float = 0.0
 
 
-def _session() -> requests.Session:
-    session = getattr(_local, "session", None)
-    if session is None:
+class PinnedAdapter(HTTPAdapter):
+    """Sends each request to the address the egress guard checked, never to a fresh DNS answer.
+
+    requests asks the adapter which urllib3 connection pool serves a request
+    (``build_connection_pool_key_attributes``). This adapter answers with a
+    pool for the checked IP address instead of the host name, so urllib3 opens
+    the socket to that IP and has no name to resolve. For https the pool also
+    gets ``server_hostname`` (TLS SNI) and ``assert_hostname`` (certificate
+    check) set to the name, and ``add_headers`` sets ``Host`` to the name: the
+    service sees exactly the request it would without pinning. Pools are keyed
+    by (IP, port, scheme, name), so keep-alive connections are reused only for
+    the same checked address.
+
+    A request with no checked address for its host fails closed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(pool_connections=10, pool_maxsize=10, max_retries=0)
+        self._target: Target | None = None
+
+    @contextmanager
+    def pinned(self, target: Target) -> Iterator[None]:
+        self._target = target
+        try:
+            yield
+        finally:
+            self._target = None
+
+    def _checked(self, request: requests.PreparedRequest) -> Target:
+        target = self._target
+        host = urlsplit(request.url).hostname
+        if target is None or host != target.host:
+            raise EgressDenied(f"egress refused: no checked address for host '{host}'")
+        return target
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        target = self._checked(request)
+        host_params["host"] = target.address
+        if host_params["scheme"] == "https":
+            pool_kwargs["server_hostname"] = target.host
+            pool_kwargs["assert_hostname"] = target.host
+        return host_params, pool_kwargs
+
+    def add_headers(self, request, **kwargs) -> None:
+        target = self._checked(request)
+        port = urlsplit(request.url).port
+        name = f"[{target.host}]" if ":" in target.host else target.host
+        request.headers["Host"] = f"{name}:{port}" if port else name
+
+
+def _session() -> tuple[requests.Session, PinnedAdapter]:
+    pair = getattr(_local, "session", None)
+    if pair is None:
         session = requests.Session()
         session.trust_env = False  # proxies from the environment must not reroute calls around the egress guard
-        _local.session = session
-    return session
+        # A per-thread session serves every execution: a cookie one service sets must not reach another call.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        adapter = PinnedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        pair = _local.session = (session, adapter)
+    return pair
 
 
 def send(request: dict, headers: dict[str, str]) -> Outcome:
     """Send a rendered request (docs/normalized-spec.md REQ); ``headers`` are added by Trama."""
-    url = str(request["url"])
+    session, adapter = _session()
     try:
-        check_url(url)
+        prepared = session.prepare_request(_build(request, headers))
+    except (requests.RequestException, ValueError) as exc:
+        return Outcome(None, "network", f"invalid request: {exc.__class__.__name__}")
+    try:
+        target = resolve(prepared.url)
     except EgressDenied as exc:
         return Outcome(None, "egress", str(exc))
-    all_headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()} | headers
-    all_headers |= telemetry.trace_headers()
-    kwargs: dict[str, Any] = {"headers": all_headers, "params": request.get("query") or None}
-    if "body" in request:
-        kwargs["json"] = request["body"]
     timeout = float(request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT)
     try:
-        with _session().request(
-            request["method"], url, timeout=(min(timeout, 5.0), timeout), allow_redirects=False, stream=True, **kwargs
-        ) as resp:
+        with (
+            adapter.pinned(target),
+            session.send(prepared, timeout=(min(timeout, 5.0), timeout), allow_redirects=False, stream=True) as resp,
+        ):
             return Outcome(_read_response(resp), elapsed_ms=resp.elapsed.total_seconds() * 1000)
+    except EgressDenied as exc:
+        return Outcome(None, "egress", str(exc))
     except requests.Timeout as exc:
-        return Outcome(None, "timeout", f"timed out after {timeout}s: {exc.__class__.__name__}")
-    except requests.RequestException as exc:
-        return Outcome(None, "network", f"{exc.__class__.__name__}: {exc}"[:500])
+        return Outcome(None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {_where(target)}")
+    except (requests.RequestException, OSError) as exc:
+        return Outcome(None, "network", f"{_describe(exc)} calling {_where(target)}")
+
+
+def _build(request: dict, headers: dict[str, str]) -> requests.Request:
+    all_headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()} | headers
+    all_headers |= telemetry.trace_headers()
+    body = {"json": request["body"]} if "body" in request else {}
+    return requests.Request(
+        str(request["method"]), str(request["url"]), headers=all_headers, params=request.get("query") or None, **body
+    )
+
+
+def _where(target: Target) -> str:
+    address = f"[{target.address}]" if ":" in target.address else target.address
+    return f"{target.host} ({address}:{target.port})"
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, without the URL (urllib3 puts the path and query in its messages).
+
+    The innermost OSError's text (e.g. "Connection refused") when there is one,
+    else the exception class names from outermost to innermost.
+    """
+    names, seen, current = [], set(), exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names.append(current.__class__.__name__)
+        if isinstance(current, OSError) and current.strerror:
+            return f"{names[0]}: {current.strerror}"
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in reversed(current.args) if isinstance(arg, BaseException)), None)
+        current = inner or current.__cause__ or current.__context__
+    return " / ".join(dict.fromkeys(names))
 
 
 def _read_response(resp: requests.Response) -> dict:
     cap = settings.TRAMA_RESPONSE_BODY_CAP
     raw = resp.raw.read(cap + 1, decode_content=True) if cap else b""
     truncated = len(raw) > cap
-    headers = dict(list(resp.headers.items())[:_MAX_HEADERS])
+    headers = {
+        _clean(str(k))[:_MAX_HEADER_CHARS]: _clean(str(v))[:_MAX_HEADER_CHARS]
+        for k, v in list(resp.headers.items())[:_MAX_HEADERS]
+    }
     return {"status": resp.status_code, "headers": headers, "body": _decode_body(raw[:cap], truncated)}
 
 
 def _decode_body(raw: bytes, truncated: bool) -> Any:
+    """JSON when the body parses as JSON, else text; bytes that are not UTF-8 become U+FFFD."""
     if not raw:
         return None
-    # PostgreSQL's jsonb cannot hold NUL characters, escaped or not.
-    text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd").replace("\\u0000", "\ufffd")
+    text = _clean(raw.decode("utf-8", errors="replace"))
     if truncated:
         return {"truncated": True, "text": text}
     try:
-        return json.loads(text)
-    except ValueError:
+        value = json.loads(raw.decode("utf-8", errors="replace"), parse_constant=_refuse, parse_float=_finite)
+    except (ValueError, RecursionError):
         return text
+    return _safe_json(value, 0, text)
+
+
+def _refuse(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON that PostgreSQL can store")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float (1e999) is kept as text instead of infinity."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _clean(text: str) -> str:
+    """PostgreSQL's jsonb holds no NUL character and no lone UTF-16 surrogate: both become U+FFFD."""
+    if "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
+def _safe_json(value: Any, depth: int, fallback: str) -> Any:
+    """``value`` with every string (keys too) cleaned; ``fallback`` (the text) if nested deeper than allowed."""
+    if depth > _MAX_JSON_DEPTH:
+        raise _TooDeep
+    try:
+        if isinstance(value, str):
+            return _clean(value)
+        if isinstance(value, list):
+            return [_safe_json(item, depth + 1, fallback) for item in value]
+        if isinstance(value, dict):
+            return {_clean(k): _safe_json(v, depth + 1, fallback) for k, v in value.items()}
+        return value
+    except _TooDeep:
+        if depth:
+            raise
+        return fallback
+
+
+class _TooDeep(Exception):
+    pass
 
 
 def is_success(request: dict, status: int) -> bool:
