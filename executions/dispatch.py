@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
 from executions import telemetry
 from executions.egress import EgressDenied, Target, resolve
@@ -66,34 +67,34 @@ class PinnedAdapter(HTTPAdapter):
 
     def __init__(self) -> None:
         super().__init__(pool_connections=10, pool_maxsize=10, max_retries=0)
-        self._target: Target | None = None
+        self._pin: tuple[Target, str] | None = None
 
     @contextmanager
-    def pinned(self, target: Target) -> Iterator[None]:
-        self._target = target
+    def pinned(self, target: Target, address: str) -> Iterator[None]:
+        """Within the block, requests for ``target.host`` connect to ``address`` (one of the checked ones)."""
+        self._pin = (target, address)
         try:
             yield
         finally:
-            self._target = None
+            self._pin = None
 
-    def _checked(self, request: requests.PreparedRequest) -> Target:
-        target = self._target
+    def _checked(self, request: requests.PreparedRequest) -> tuple[Target, str]:
         host = urlsplit(request.url).hostname
-        if target is None or host != target.host:
+        if self._pin is None or host != self._pin[0].host:
             raise EgressDenied(f"egress refused: no checked address for host '{host}'")
-        return target
+        return self._pin
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        target = self._checked(request)
-        host_params["host"] = target.address
+        target, address = self._checked(request)
+        host_params["host"] = address
         if host_params["scheme"] == "https":
             pool_kwargs["server_hostname"] = target.host
             pool_kwargs["assert_hostname"] = target.host
         return host_params, pool_kwargs
 
     def add_headers(self, request, **kwargs) -> None:
-        target = self._checked(request)
+        target, _ = self._checked(request)
         port = urlsplit(request.url).port
         name = f"[{target.host}]" if ":" in target.host else target.host
         request.headers["Host"] = f"{name}:{port}" if port else name
@@ -125,18 +126,36 @@ def send(request: dict, headers: dict[str, str]) -> Outcome:
     except EgressDenied as exc:
         return Outcome(None, "egress", str(exc))
     timeout = float(request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT)
-    try:
-        with (
-            adapter.pinned(target),
-            session.send(prepared, timeout=(min(timeout, 5.0), timeout), allow_redirects=False, stream=True) as resp,
-        ):
-            return Outcome(_read_response(resp), elapsed_ms=resp.elapsed.total_seconds() * 1000)
-    except EgressDenied as exc:
-        return Outcome(None, "egress", str(exc))
-    except requests.Timeout as exc:
-        return Outcome(None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {_where(target)}")
-    except (requests.RequestException, OSError) as exc:
-        return Outcome(None, "network", f"{_describe(exc)} calling {_where(target)}")
+    for address in target.addresses:
+        try:
+            with (
+                adapter.pinned(target, address),
+                session.send(prepared, timeout=(min(timeout, 5.0), timeout), allow_redirects=False, stream=True) as r,
+            ):
+                return Outcome(_read_response(r), elapsed_ms=r.elapsed.total_seconds() * 1000)
+        except EgressDenied as exc:
+            return Outcome(None, "egress", str(exc))
+        except requests.Timeout as exc:
+            return Outcome(None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {_where(target)}")
+        except (requests.RequestException, OSError) as exc:
+            if address != target.addresses[-1] and _not_connected(exc):
+                continue  # nothing was sent: the next checked address may answer
+            return Outcome(None, "network", f"{_describe(exc)} calling {_where(target, address)}")
+        except (
+            ValueError
+        ) as exc:  # http.client refuses a header or method it cannot encode (its text may quote a secret)
+            return Outcome(
+                None,
+                "network",
+                f"invalid request: {exc.__class__.__name__} (a header, method or URL HTTP cannot carry)",
+            )
+    raise AssertionError("unreachable: a Target has at least one address")
+
+
+def _not_connected(exc: BaseException) -> bool:
+    """The connection was refused or unreachable, so the request never left."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _build(request: dict, headers: dict[str, str]) -> requests.Request:
@@ -148,9 +167,10 @@ def _build(request: dict, headers: dict[str, str]) -> requests.Request:
     )
 
 
-def _where(target: Target) -> str:
-    address = f"[{target.address}]" if ":" in target.address else target.address
-    return f"{target.host} ({address}:{target.port})"
+def _where(target: Target, address: str | None = None) -> str:
+    address = address or target.address
+    shown = f"[{address}]" if ":" in address else address
+    return f"{target.host} ({shown}:{target.port})"
 
 
 def _describe(exc: BaseException) -> str:

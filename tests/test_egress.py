@@ -1,0 +1,351 @@
+"""The egress guard: which addresses outbound calls may reach, and that the connection goes where it was checked.
+
+Refusals are checked on IP literals and on names whose resolution the test
+controls; nothing here ever sends traffic beyond the loopback range (an
+allowed private address is checked with ``resolve`` only, never called).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from executions import dispatch
+from executions.egress import EgressDenied, resolve
+from executions.services import start_execution
+from tests.engine_support import drive, history, req, retry, store, task
+from tests.support import Reply
+
+ALWAYS_REFUSED = [
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ("http://169.254.1.1/", "169.254.1.1"),
+    ("http://[fe80::1]/", "fe80::1"),
+    ("http://[fd00:ec2::254]/", "fd00:ec2::254"),
+    ("http://[::ffff:169.254.169.254]/", "::ffff:a9fe:a9fe (169.254.169.254)"),
+    ("http://[2002:a9fe:a9fe::1]/", "169.254.169.254"),  # 6to4 wrapping the metadata address
+    ("http://[64:ff9b::a9fe:a9fe]/", "169.254.169.254"),  # NAT64 wrapping the metadata address
+    ("http://0.0.0.0/", "0.0.0.0"),
+    ("http://224.0.0.1/", "224.0.0.1"),
+]
+INTERNAL = [
+    ("http://127.0.0.1/", "127.0.0.1"),
+    ("http://127.8.9.10/", "127.8.9.10"),
+    ("http://[::1]/", "::1"),
+    ("http://10.1.2.3/", "10.1.2.3"),
+    ("http://172.16.0.1/", "172.16.0.1"),
+    ("http://172.31.255.254/", "172.31.255.254"),
+    ("http://192.168.1.1/", "192.168.1.1"),
+    ("http://100.64.0.1/", "100.64.0.1"),
+    ("http://100.127.255.254/", "100.127.255.254"),
+    ("http://[fc00::1]/", "fc00::1"),
+    ("http://[fd12:3456::1]/", "fd12:3456::1"),
+    ("http://[::ffff:10.0.0.1]/", "10.0.0.1"),
+    ("http://[::ffff:127.0.0.1]/", "127.0.0.1"),
+]
+
+
+@pytest.fixture
+def allow(settings):
+    def set_allow(*items: str) -> None:
+        settings.TRAMA_EGRESS_ALLOW = list(items)
+
+    set_allow()
+    return set_allow
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Answer getaddrinfo for chosen names from a script (one answer per lookup); other names resolve normally.
+
+    Every lookup of a scripted name is recorded, so a test can see how often it was resolved.
+    """
+    real = socket.getaddrinfo
+    answers: dict[str, list[list[str]]] = {}
+    lookups: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in answers:
+            return real(host, port, *args, **kwargs)
+        lookups.append(name)
+        script = answers[name]
+        addresses = script.pop(0) if len(script) > 1 else script[0]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, int(port or 0)))
+            for a in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    class FakeDns:
+        def answer(self, name: str, *rounds: list[str]) -> None:
+            answers[name] = list(rounds)
+
+        def lookups_of(self, name: str) -> int:
+            return lookups.count(name)
+
+    return FakeDns()
+
+
+# --- Which addresses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "named"), ALWAYS_REFUSED)
+def test_link_local_and_metadata_addresses_are_refused_even_when_allowed(allow, url, named):
+    allow("0.0.0.0/0", "::/0", "169.254.0.0/16", "fe80::/10", "fd00:ec2::254")
+    with pytest.raises(EgressDenied) as refused:
+        resolve(url)
+    assert named in str(refused.value)
+    assert "never allowed" in str(refused.value)
+
+
+@pytest.mark.parametrize(("url", "named"), INTERNAL)
+def test_internal_addresses_are_refused_by_default_naming_the_address(allow, url, named):
+    with pytest.raises(EgressDenied) as refused:
+        resolve(url)
+    assert named in str(refused.value)
+    assert "TRAMA_EGRESS_ALLOW" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "cidr", "address"),
+    [
+        ("http://10.1.2.3:8080/x", "10.0.0.0/8", "10.1.2.3"),
+        ("http://172.20.0.5/", "172.16.0.0/12", "172.20.0.5"),
+        ("http://192.168.7.7/", "192.168.7.7", "192.168.7.7"),
+        ("http://100.64.3.4/", "100.64.0.0/10", "100.64.3.4"),
+        ("http://[fd12::9]/", "fc00::/7", "fd12::9"),
+        ("http://[::ffff:10.9.9.9]/", "10.0.0.0/8", "::ffff:a09:909"),
+    ],
+)
+def test_internal_address_is_allowed_by_a_cidr_in_the_allow_list(allow, url, cidr, address):
+    with pytest.raises(EgressDenied):
+        resolve(url)
+    allow(cidr)
+    assert resolve(url).addresses == (address,)  # checked only: no connection is made
+
+
+def test_a_cidr_allows_only_its_own_range(allow):
+    allow("10.20.0.0/16")
+    assert resolve("http://10.20.1.1/").address == "10.20.1.1"
+    with pytest.raises(EgressDenied, match=r"10\.21\.1\.1"):
+        resolve("http://10.21.1.1/")
+
+
+def test_public_address_needs_no_allow_entry(allow):
+    assert resolve("https://93.184.216.34/").addresses == ("93.184.216.34",)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/", "gopher://127.0.0.1:70/", "data:,x"])
+def test_only_http_and_https_are_allowed(allow, url):
+    allow("127.0.0.1")
+    with pytest.raises(EgressDenied, match="http and https only"):
+        resolve(url)
+
+
+def test_localhost_resolving_to_loopback_is_refused_unless_its_name_is_allowed(allow, service, db):
+    url = service.url.replace("127.0.0.1", "localhost") + "/ping"
+    outcome = dispatch.send(req("GET", url), {})
+    assert outcome.failure == "egress"
+    assert "'localhost' resolves to 127.0.0.1" in outcome.error
+    assert service.requests == []
+
+    allow("localhost")
+    outcome = dispatch.send(req("GET", url), {})
+    assert outcome.failure is None and outcome.response["status"] == 200
+    assert [(r.method, r.path, r.header("Host")) for r in service.requests] == [
+        ("GET", "/ping", f"localhost:{service.url.rsplit(':', 1)[1]}")
+    ]
+
+
+def test_a_name_with_one_internal_address_among_public_ones_is_refused(allow, fake_dns):
+    fake_dns.answer("mixed.example", ["93.184.216.34", "10.0.0.7"])
+    with pytest.raises(EgressDenied) as refused:
+        resolve("http://mixed.example/")
+    assert "'mixed.example' resolves to 10.0.0.7" in str(refused.value)
+
+
+def test_a_name_resolving_to_the_metadata_address_is_refused_even_when_the_name_is_allowed(allow, fake_dns):
+    allow("evil.example")
+    fake_dns.answer("evil.example", ["::ffff:169.254.169.254"])
+    with pytest.raises(EgressDenied, match=r"169\.254\.169\.254.*never allowed"):
+        resolve("http://evil.example/")
+
+
+def test_a_name_that_does_not_resolve_is_refused_naming_it(allow):
+    with pytest.raises(EgressDenied, match=r"'no-such-host\.invalid' does not resolve"):
+        resolve("http://no-such-host.invalid/")
+
+
+# --- Where the connection goes --------------------------------------------------------------------
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_dns_answer(allow, fake_dns, service, db):
+    """DNS rebinding: the first answer passes the check, a later one would point elsewhere.
+
+    127.0.0.2 is loopback too but nothing listens there, so a second lookup would
+    make the call fail; it reaches the service because the checked address is used.
+    """
+    allow("rebind.test")
+    fake_dns.answer("rebind.test", ["127.0.0.1"], ["127.0.0.2"])
+    port = service.url.rsplit(":", 1)[1]
+    outcome = dispatch.send(req("POST", f"http://rebind.test:{port}/orders", body={"n": 1}), {})
+    assert outcome.failure is None, outcome.error
+    assert outcome.response["status"] == 200
+    assert fake_dns.lookups_of("rebind.test") == 1  # the guard's lookup, and no other
+    assert [(r.path, r.header("Host"), r.body) for r in service.requests] == [
+        ("/orders", f"rebind.test:{port}", {"n": 1})
+    ]
+    # The next call is checked afresh: now the name points at 127.0.0.2, where nothing answers.
+    outcome = dispatch.send(req("POST", f"http://rebind.test:{port}/orders", body={"n": 2}), {})
+    assert outcome.failure == "network" and "127.0.0.2" in outcome.error
+    assert len(service.requests) == 1
+
+
+def test_a_second_checked_address_is_tried_when_the_first_refuses_the_connection(allow, fake_dns, service, db):
+    allow("127.0.0.0/8")
+    fake_dns.answer("two.test", ["127.0.0.2", "127.0.0.1"])
+    port = service.url.rsplit(":", 1)[1]
+    outcome = dispatch.send(req("GET", f"http://two.test:{port}/x"), {})
+    assert outcome.failure is None, outcome.error
+    assert len(service.requests) == 1
+
+
+@pytest.fixture(scope="module")
+def tls_service(tmp_path_factory):
+    """An https service on 127.0.0.1 whose certificate names only ``pinned.test``; records the SNI it saw."""
+    tmp = tmp_path_factory.mktemp("tls")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=pinned.test",
+         "-addext", "subjectAltName=DNS:pinned.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    seen: list[tuple[str | None, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.connection.server_name, self.headers.get("Host")))
+            body = b'{"tls": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def remember_sni(sock, name, ctx):
+        sock.server_name = name
+
+    context.sni_callback = remember_sni
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], str(cert), seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def trust(monkeypatch):
+    """Make this thread's dispatch session trust a CA file (the test certificate)."""
+
+    def use(ca_file: str) -> None:
+        session, _ = dispatch._session()
+        monkeypatch.setattr(session, "verify", ca_file)
+
+    return use
+
+
+def test_https_to_a_pinned_address_sends_sni_and_verifies_the_certificate_for_the_name(
+    allow, fake_dns, tls_service, trust, db
+):
+    port, ca, seen = tls_service
+    trust(ca)
+    allow("pinned.test", "other.test")
+    fake_dns.answer("pinned.test", ["127.0.0.1"], ["127.0.0.2"])
+    outcome = dispatch.send(req("GET", f"https://pinned.test:{port}/"), {})
+    assert outcome.failure is None, outcome.error
+    assert outcome.response["status"] == 200
+    assert seen[-1] == ("pinned.test", f"pinned.test:{port}")
+
+    # The same address under a name the certificate does not carry: verification fails, nothing is read.
+    fake_dns.answer("other.test", ["127.0.0.1"])
+    outcome = dispatch.send(req("GET", f"https://other.test:{port}/"), {})
+    assert outcome.failure == "network"
+    assert "SSL" in outcome.error
+
+
+# --- Redirects, cookies, error text ---------------------------------------------------------------
+
+
+def test_a_redirect_is_an_answer_not_followed(allow, service, db):
+    allow("127.0.0.1")
+    service.script("GET", "/start", Reply(302, None, headers={"Location": "http://169.254.169.254/latest/"}))
+    outcome = dispatch.send(req("GET", service.url + "/start"), {})
+    assert outcome.response["status"] == 302
+    assert outcome.response["headers"]["location"] == "http://169.254.169.254/latest/"
+    assert [r.path for r in service.requests] == ["/start"]
+    assert not dispatch.is_success(req("GET", "x"), 302)
+    assert dispatch.is_success(req("GET", "x", success_status=[302]), 302)
+
+
+def test_a_cookie_one_service_sets_is_not_sent_on_later_calls(allow, service, db):
+    allow("127.0.0.1")
+    service.script("GET", "/login", Reply(200, {"ok": True}, headers={"Set-Cookie": "session=victim; Path=/"}))
+    dispatch.send(req("GET", service.url + "/login"), {})
+    dispatch.send(req("GET", service.url + "/other"), {})
+    assert [r.header("Cookie") for r in service.requests] == [None, None]
+
+
+def test_network_error_names_host_and_address_but_not_the_query(allow, db):
+    allow("127.0.0.1")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcome = dispatch.send(req("GET", f"http://127.0.0.1:{port}/p", query={"api_key": "hush-hush-123"}), {})
+    assert outcome.failure == "network"
+    assert f"127.0.0.1:{port}" in outcome.error and "Connection refused" in outcome.error
+    assert "hush-hush-123" not in outcome.error and "/p" not in outcome.error
+
+
+# --- In an execution ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_call_fails_the_step_with_the_refusal_in_the_history(allow, api, service):
+    definition = store(
+        {"a": task(req("GET", "http://[::ffff:169.254.169.254]/latest/meta-data/"), retry=retry(3))}, "a"
+    )
+    execution = drive(start_execution(definition, {})[0])
+    assert execution.status == "COMPENSATED"  # nothing to compensate: the first node failed
+    assert history(execution) == [("a", "forward", 1, "failed")]  # an egress refusal is not retried
+    steps = api.get(f"/api/v1/executions/{execution.pk}/steps/").json()
+    assert steps[0]["error"]["failure"] == "egress"
+    assert "169.254.169.254" in steps[0]["error"]["message"]
+    assert "never allowed" in steps[0]["error"]["message"]
+    detail = api.get(f"/api/v1/executions/{execution.pk}/").json()
+    assert "169.254.169.254" in detail["error"]["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_templated_url_cannot_reach_a_file(allow, service):
+    allow("127.0.0.1")
+    definition = store({"a": task(req("GET", "{{payload.target}}"), on_failure="fail")}, "a")
+    execution = drive(start_execution(definition, {"target": "file:///etc/passwd"})[0])
+    assert execution.status == "FAILED"
+    step = execution.steps.get()
+    assert step.error["failure"] == "egress" and "'file'" in step.error["message"]
+    assert step.response_body is None
