@@ -48,11 +48,15 @@ class EgressDenied(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """Where a checked URL's connection goes: ``address`` (an IP literal) stands for ``host``."""
+    """Where a checked URL's connection goes: ``addresses`` (IP literals, all checked) stand for ``host``."""
 
     host: str
     port: int
-    address: str
+    addresses: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
 
 
 def resolve(url: str) -> Target:
@@ -72,7 +76,7 @@ def resolve(url: str) -> Target:
     host_allowed = host.rstrip(".").lower() in hosts
     for address in addresses:
         check_address(address, host_allowed, networks, host)
-    return Target(host=host, port=port, address=str(addresses[0]))
+    return Target(host=host, port=port, addresses=tuple(str(a) for a in addresses))
 
 
 def check_url(url: str) -> None:
