@@ -201,6 +201,11 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("TRAMA_SECURE_COOKIES", False)
     CSRF_COOKIE_SECURE = env_bool("TRAMA_SECURE_COOKIES", False)
     SECURE_HSTS_SECONDS = env_int("TRAMA_HSTS_SECONDS", 0, minimum=0)
+    # Only sent when TRAMA_HSTS_SECONDS > 0; docs/security.md says when to turn them off.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TRAMA_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("TRAMA_HSTS_PRELOAD", True)
+    # Load balancers probe /healthz over plain HTTP; a redirect would read as "down".
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 LOGGING = {
     "version": 1,
@@ -211,5 +216,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter_from_env("TRAMA_LOG_FORMAT")}},
     "root": {"handlers": ["console"], "level": env_str("TRAMA_LOG_LEVEL", "INFO")},
-    "loggers": {"django-q": {"level": env_str("TRAMA_QUEUE_LOG_LEVEL", "WARNING")}},
+    "loggers": {
+        "django-q": {"level": env_str("TRAMA_QUEUE_LOG_LEVEL", "WARNING")},
+        # urllib3 logs each request's URL at DEBUG, query string included: a {{secrets.X}} there would leak.
+        "urllib3": {"level": "WARNING"},
+    },
 }
