@@ -36,6 +36,8 @@ FORWARD, COMPENSATION, NOTIFY = "forward", "compensation", "notify"
 NOTIFY_ON = {SUCCEEDED: "succeeded", FAILED: "failed", COMPENSATED: "failed"}
 # A switch loop that never reaches a call would spin forever inside one decide().
 MAX_HOPS_PER_DECISION = 1000
+# A parent waiting on its branches is woken by their BranchFinished events; this is only a safety re-check.
+JOIN_RECHECK = timedelta(hours=1)
 # How long a sent-but-unacknowledged async request may stay unconfirmed before
 # another worker sends it again (the sender died between commit and answer).
 ASYNC_ACK_GRACE_S = 30.0
@@ -112,7 +114,28 @@ class Retry:
     skip: bool = False
 
 
-Event = Resume | CallSucceeded | CallFailed | AsyncAccepted | CallbackArrived | Heartbeat | Cancel | Wake | Retry
+@dataclass(frozen=True)
+class BranchFinished:
+    """A branch execution of a parallel node ended: its status, its nodes' results, its compensable nodes."""
+
+    branch: str
+    status: str
+    results: dict
+    done: list
+
+
+Event = (
+    BranchFinished
+    | Resume
+    | CallSucceeded
+    | CallFailed
+    | AsyncAccepted
+    | CallbackArrived
+    | Heartbeat
+    | Cancel
+    | Wake
+    | Retry
+)
 
 
 # --- Actions -----------------------------------------------------------------------
@@ -138,6 +161,22 @@ class SendAsync:
     attempt: int
     request: dict
     deadline: datetime
+
+
+@dataclass(frozen=True)
+class Fork:
+    """Start one branch execution per head node (in the same transaction as this decision)."""
+
+    node: str
+    branches: list
+
+
+@dataclass(frozen=True)
+class CancelBranches:
+    """Cancel these still-running branches (after this decision is committed)."""
+
+    branches: list
+    compensate: bool
 
 
 @dataclass(frozen=True)
@@ -196,6 +235,14 @@ def new_state() -> dict:
     }
 
 
+def branch_state(parent: dict, head: str) -> dict:
+    """The state a branch execution starts from: at its head node, seeing what the parent saw."""
+    state = new_state()
+    state["node"], state["branch"] = head, head
+    state["results"] = copy.deepcopy(parent["results"])
+    return state
+
+
 @dataclass(frozen=True)
 class Env:
     """What the machine may read besides the state: the graph, the input, the clock."""
@@ -243,8 +290,11 @@ def _applies_when_final(st: dict, event: Event) -> bool:
 
 def _on_resume(env: Env, st: dict, event: Resume) -> Decision:
     d = Decision(st)
+    if st.get("join") and st["join"]["pending"]:
+        d.due_at = env.now + JOIN_RECHECK  # branches still running: they wake this execution
+        return d
     if st["status"] == PENDING:
-        st["status"], st["node"], st["attempt"] = RUNNING, env.spec["start"], 1
+        st["status"], st["node"], st["attempt"] = RUNNING, st["node"] or env.spec["start"], 1
         return _run(env, d)
     if st["status"] == SLEEPING:
         return _resume_sleep(env, d)
@@ -377,6 +427,10 @@ def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
     _abandon_wait(env, st)
     st["sleep"] = None
     st["failure"] = st["failure"] or {"message": "cancelled"}
+    join = st.get("join")
+    if join and join["pending"]:
+        join["failed"] = True
+        d.actions.append(CancelBranches(list(join["pending"]), event.compensate))
     if not event.compensate:
         return _finish(d, env, CANCELLED, error={"message": "cancelled"})
     if st["phase"] == FORWARD:
@@ -412,17 +466,58 @@ def _on_retry(env: Env, st: dict, event: Retry) -> Decision:
     return d
 
 
-_HANDLERS = {
-    Resume: _on_resume,
-    CallSucceeded: _on_call_succeeded,
-    CallFailed: _on_call_failed,
-    AsyncAccepted: _on_async_accepted,
-    CallbackArrived: _on_callback,
-    Heartbeat: _on_heartbeat,
-    Cancel: _on_cancel,
-    Wake: _on_wake,
-    Retry: _on_retry,
-}
+# --- Parallel branches ------------------------------------------------------------------
+
+
+def _enter_parallel(env: Env, d: Decision, node: dict) -> None:
+    """Fork: each branch runs as an execution of its own, so any free worker advances it."""
+    st = d.state
+    _open_step(d, env, status="waiting", detail={"branches": node["branches"]})
+    st["join"] = {"node": st["node"], "pending": list(node["branches"]), "done": {}, "failed": False}
+    st["status"] = WAITING
+    d.actions.append(Fork(st["node"], list(node["branches"])))
+    d.due_at = env.now + JOIN_RECHECK
+
+
+def _on_branch_finished(env: Env, st: dict, event: BranchFinished) -> Decision:
+    d = Decision(st)
+    join = st.get("join")
+    if not join or event.branch not in join["pending"]:
+        raise EventRejected(f"not waiting for branch '{event.branch}'")
+    join["pending"].remove(event.branch)
+    st["results"].update(event.results)
+    if event.status == FAILED:
+        st["branch_failed_for_good"] = True  # a branch needs an operator, so the whole execution does
+    if event.status == SUCCEEDED:
+        join["done"][event.branch] = event.done
+    elif not join["failed"]:
+        join["failed"] = True
+        message = f"branch '{event.branch}' ended {event.status}"
+        st["failure"] = {"node": join["node"], "branch": event.branch, "failure": "branch", "message": message}
+        if join["pending"]:
+            d.actions.append(CancelBranches(list(join["pending"]), compensate=True))
+    if join["pending"]:
+        d.due_at = env.now + JOIN_RECHECK
+        return d
+    return _join(env, d)
+
+
+def _join(env: Env, d: Decision) -> Decision:
+    """Every branch has ended: go on at ``next``, or compensate what ran before the fork."""
+    st = d.state
+    join = st.pop("join")
+    node = env.node(join["node"])
+    if not join["failed"]:
+        _close_step(d, env, "succeeded")
+        for head in node["branches"]:  # branch steps are compensated by this execution from now on
+            st["done"] += join["done"].get(head, [])
+        st["status"], st["node"] = RUNNING, join["node"]
+        return _goto(env, d, node.get("next"), run=False)
+    _close_open_step(d, env, "failed")
+    if st["phase"] != COMPENSATION:
+        _start_compensation(st)
+    st["status"] = COMPENSATING
+    return _run(env, d, run=False)
 
 
 # --- Walking the graph ------------------------------------------------------------------
@@ -475,7 +570,9 @@ def _enter_node(env: Env, d: Decision) -> None:
         _enter_succeed(env, d, node)
     elif kind == "fail":
         _enter_fail(env, d, node)
-    else:  # validation rejects unknown types; "parallel" is not run by this engine yet
+    elif kind == "parallel":
+        _enter_parallel(env, d, node)
+    else:  # validation rejects unknown types
         _fail_node(env, d, {"node": st["node"], "message": f"node type '{kind}' is not supported by this engine"})
 
 
@@ -684,7 +781,7 @@ def _start_compensation(st: dict) -> None:
 def _next_compensation(env: Env, d: Decision) -> None:
     st = d.state
     if not st["compensate"]:
-        status = CANCELLED if st["cancelled"] else COMPENSATED
+        status = CANCELLED if st["cancelled"] else FAILED if st.get("branch_failed_for_good") else COMPENSATED
         _finish(d, env, status, error=st["failure"])
         return
     node_id = st["compensate"][0]
@@ -705,7 +802,7 @@ def _finish(d: Decision, env: Env, status: str, output: Any = None, error: Any =
     """End the execution, or first send its ``notify`` request for this outcome (the outcome waits in ``final``)."""
     st = d.state
     kind = NOTIFY_ON.get(status)
-    if notify and kind and (env.spec.get("notify") or {}).get(kind):
+    if notify and kind and not st.get("branch") and (env.spec.get("notify") or {}).get(kind):
         st["final"] = {"status": status, "output": output, "error": error, "kind": kind, "phase": st["phase"],
                        "node": st["node"], "attempt": st["attempt"]}  # fmt: skip
         st["status"] = _working_status(st)
@@ -815,3 +912,18 @@ def _expect_before_deadline(st: dict, when: datetime) -> None:
 def _expect_waiting_for(st: dict, node: str, attempt: int) -> None:
     if st["status"] != WAITING or st["node"] != node or st["attempt"] != attempt or st["cancelled"]:
         raise EventRejected("the node no longer waits for this callback")
+
+
+# Defined last: every handler above is in scope.
+_HANDLERS = {
+    Resume: _on_resume,
+    CallSucceeded: _on_call_succeeded,
+    CallFailed: _on_call_failed,
+    AsyncAccepted: _on_async_accepted,
+    CallbackArrived: _on_callback,
+    Heartbeat: _on_heartbeat,
+    Cancel: _on_cancel,
+    Wake: _on_wake,
+    Retry: _on_retry,
+    BranchFinished: _on_branch_finished,
+}

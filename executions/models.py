@@ -43,6 +43,11 @@ class Execution(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     definition = models.ForeignKey(Definition, on_delete=models.PROTECT, related_name="executions")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="branches",
+        help_text="For one branch of a parallel node: the execution that forked it.",
+    )  # fmt: skip
+    branch = models.CharField(max_length=64, blank=True, help_text="The branch's first node, for a branch execution.")
     status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
     input = models.JSONField(default=dict)
     output = models.JSONField(null=True, blank=True)

@@ -9,6 +9,7 @@ on ``Execution.fence``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -259,11 +260,12 @@ class _Run:
         with transaction.atomic():
             if query.update(**fields):
                 _write_steps(self.execution, decision.steps)
+                _carry_out_branch_actions(self.execution, decision)
                 if fields["due_at"] is not None and fields["due_at"] <= self.now() and not hold:
                     enqueue(self.execution.pk)
                 telemetry.committed(self.execution, decision, fields)
                 self.execution.status = decision.status
-                decision.actions = [a for a in decision.actions if not isinstance(a, machine.StepRecord)]
+                decision.actions = [a for a in decision.actions if isinstance(a, machine.Call | machine.SendAsync)]
                 return True
         inbox = Execution.objects.filter(pk=self.execution.pk, fence=self.fence).values_list(
             "pending_callback", "cancel_request"
@@ -469,9 +471,60 @@ def _apply_locked(execution: Execution, event: machine.Event) -> None:
         fields["cancel_request"] = None
     Execution.objects.filter(pk=execution.pk).update(**fields)
     _write_steps(execution, decision.steps)
+    _carry_out_branch_actions(execution, decision)
     telemetry.committed(execution, decision, fields)
     if decision.due_at is not None and decision.due_at <= now:
         enqueue(execution.pk)
+
+
+# --- Parallel branches ------------------------------------------------------------------------------
+
+
+def _carry_out_branch_actions(execution: Execution, decision: machine.Decision) -> None:
+    """Call inside the transaction that wrote ``decision``: forks, sibling cancels, and the join report."""
+    for action in decision.actions:
+        if isinstance(action, machine.Fork):
+            _spawn_branches(execution, decision.state, action)
+        elif isinstance(action, machine.CancelBranches):
+            # After commit and outside this row's lock: each branch takes its own lock, then ours.
+            transaction.on_commit(lambda a=action: _cancel_branches(execution.pk, a))
+    if decision.status in FINAL_STATUSES and execution.parent_id:
+        _report_to_parent(execution, decision.state)
+
+
+def _spawn_branches(parent: Execution, state: dict, fork: machine.Fork) -> None:
+    branches = [
+        Execution(
+            definition_id=parent.definition_id,
+            parent=parent,
+            branch=head,
+            input=parent.input,
+            state=machine.branch_state(state, head),
+            due_at=timezone.now(),
+            created_by=parent.created_by,
+        )
+        for head in fork.branches
+    ]
+    for branch in Execution.objects.bulk_create(branches):
+        enqueue(branch.pk)
+
+
+def _report_to_parent(branch: Execution, state: dict) -> None:
+    """A branch ended: tell its parent, under the parent's lock (branch lock first, then parent: one order)."""
+    parent = _lock(branch.parent_id)
+    results = {k: v for k, v in state["results"].items() if k not in parent.state.get("results", {})}
+    event = machine.BranchFinished(branch.branch, state["status"], results, state["done"])
+    try:
+        _apply_locked(parent, event)
+    except TransitionRefused:
+        logger.info("parent no longer waits for branch %s", branch.branch, extra={"execution_id": str(parent.pk)})
+
+
+def _cancel_branches(parent_id, action: machine.CancelBranches) -> None:
+    for branch in Execution.objects.filter(parent_id=parent_id, branch__in=action.branches):
+        # One that ended on its own meanwhile refuses; its report reaches the parent anyway.
+        with contextlib.suppress(TransitionRefused):
+            cancel_execution(branch.pk, compensate=action.compensate)
 
 
 def cancel_execution(execution_id, compensate: bool = True) -> Execution:

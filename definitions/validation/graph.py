@@ -52,6 +52,32 @@ def check_structure(start: str, nodes: dict[str, dict], paths: dict[str, str], p
     for node_id in nodes:
         if node_id not in can_end:
             problems.add(paths[node_id], f"node '{node_id}' is in a cycle with no exit: no path from it reaches an end")
+    for node_id, node in nodes.items():
+        if node["type"] == "parallel" and node.get("branches"):
+            _check_branches(node_id, node, nodes, paths, problems)
+
+
+def _check_branches(fork: str, node: dict, nodes: dict[str, dict], paths: dict[str, str], problems: Problems) -> None:
+    """Each branch stays inside its fork: it does not loop back to it, reach what follows the join,
+    or share a node with another branch (a branch runs as an execution of its own)."""
+    follows_join = _reachable([node["next"]], _edges_in(nodes)) if node.get("next") else set()
+    owner: dict[str, str] = {}
+    for index, head in enumerate(node["branches"]):
+        where = f"{paths[fork]}.branches[{index}]"
+        region = _reachable([head], _edges_in(nodes)) if head in nodes else set()
+        if fork in region:
+            problems.add(where, f"branch '{head}' loops back to its fork '{fork}'")
+        escaped = sorted(region & follows_join)
+        if escaped:
+            problems.add(where, f"branch '{head}' escapes its fork: it reaches '{escaped[0]}', which follows the join")
+        shared = sorted(n for n in region if n in owner)
+        if shared:
+            problems.add(where, f"branch '{head}' shares node '{shared[0]}' with branch '{owner[shared[0]]}'")
+        owner.update({n: head for n in region if n not in owner})
+
+
+def _edges_in(nodes: dict[str, dict]):
+    return lambda node_id: all_edges(nodes[node_id]) if node_id in nodes else []
 
 
 def _reachable(roots: list[str], neighbours) -> set[str]:

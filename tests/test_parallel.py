@@ -1,0 +1,151 @@
+"""The parallel node: branches as executions of their own, joined when all succeed."""
+
+import pytest
+
+from definitions.services import store_definition
+from executions.models import Execution
+from executions.services import cancel_execution, start_execution
+from tests.engine_support import drive, history
+from tests.support.service import Callback, Reply
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _allow_loopback(settings, live_server):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    settings.TRAMA_PUBLIC_URL = live_server.url
+
+
+def post(url: str, path: str, **extra) -> dict:
+    return {"method": "POST", "url": f"{url}{path}"} | extra
+
+
+def undo(url: str, path: str) -> dict:
+    return {"method": "DELETE", "url": f"{url}{path}"}
+
+
+def fork_graph(url: str) -> dict:
+    """reserve -> fork(email | pay(async) | wait -> audit) -> ship, every task undoable."""
+    return {
+        "name": "fork",
+        "kind": "graph",
+        "start": "reserve",
+        "nodes": {
+            "reserve": {"type": "task", "request": post(url, "/reserve"), "compensation": undo(url, "/reserve"),
+                        "next": "fork"},
+            "fork": {"type": "parallel", "branches": ["email", "pay", "wait"], "next": "ship"},
+            "email": {"type": "task", "request": post(url, "/email"), "compensation": undo(url, "/email")},
+            "pay": {"type": "async_task", "request": post(url, "/pay"), "compensation": undo(url, "/pay"),
+                    "timeout_s": 30},
+            "wait": {"type": "sleep", "duration_s": 0.3, "next": "audit"},
+            "audit": {"type": "task", "compensation": undo(url, "/audit"),
+                      "request": post(url, "/audit", body={"reserved": "{{nodes.reserve.response.status}}"})},
+            "ship": {"type": "task", "request": post(url, "/ship", body={
+                "email": "{{nodes.email.response.status}}", "paid": "{{nodes.pay.callback.body.ok}}"})},
+        },
+    }  # fmt: skip
+
+
+def drive_all(execution: Execution, timeout: float = 20.0) -> Execution:
+    """Drive the parent and its branches in-process until the parent is final."""
+    import time
+
+    from django.utils import timezone
+
+    from executions.models import FINAL_STATUSES
+    from executions.services import advance_execution
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution.refresh_from_db()
+        if execution.status in FINAL_STATUSES:
+            return execution
+        due = Execution.objects.filter(due_at__lte=timezone.now()).filter(pk=execution.pk) | Execution.objects.filter(
+            parent=execution, due_at__lte=timezone.now()
+        )
+        for pk in due.values_list("pk", flat=True):
+            advance_execution(pk)
+        time.sleep(0.02)
+    raise AssertionError(f"stuck in {execution.status}: {execution.state}")
+
+
+def test_branches_run_as_executions_and_join_before_next(service):
+    service.script("POST", "/pay", Reply(202, callback=Callback({"ok": True}, delay_s=0.1)))
+    execution, _ = start_execution(store_definition(fork_graph(service.url)), {})
+    execution = drive_all(execution)
+    assert execution.status == "SUCCEEDED"
+    branches = {b.branch: b for b in execution.branches.all()}
+    assert set(branches) == {"email", "pay", "wait"}
+    assert all(b.status == "SUCCEEDED" for b in branches.values())
+    assert history(branches["wait"]) == [("wait", "forward", 1, "succeeded"), ("audit", "forward", 1, "succeeded")]
+    # A branch sees what ran before the fork; after the join, templates read every branch's nodes.
+    assert service.calls("POST", "/audit")[0].body == {"reserved": 200}
+    assert service.calls("POST", "/ship")[0].body == {"email": 200, "paid": True}
+    assert [h[0] for h in history(execution)] == ["reserve", "fork", "ship"]
+    assert service.calls("POST", "/ship")[0].at > max(c.at for c in service.calls("POST", "/audit"))
+
+
+def test_a_failing_branch_cancels_the_others_and_everything_is_compensated(service):
+    service.script("POST", "/email", Reply(400))
+    service.script("POST", "/pay", Reply(202))  # never calls back: cancelled while waiting
+    execution, _ = start_execution(store_definition(fork_graph(service.url)), {})
+    execution = drive_all(execution)
+    assert execution.status == "COMPENSATED"
+    assert execution.error["branch"] == "email"
+    branches = {b.branch: b.status for b in execution.branches.all()}
+    assert branches["email"] == "COMPENSATED"
+    assert branches["pay"] == "CANCELLED" and branches["wait"] == "CANCELLED"
+    assert len(service.calls("DELETE", "/pay")) == 1  # accepted async request undone
+    assert len(service.calls("DELETE", "/reserve")) == 1
+    assert service.calls("POST", "/ship") == []
+    # The fork's own compensation (reserve) runs after every branch has finished compensating.
+    last_branch_undo = max(c.at for c in service.calls("DELETE", "/pay"))
+    assert service.calls("DELETE", "/reserve")[0].at > last_branch_undo
+
+
+def test_cancelling_the_parent_cancels_running_branches(service):
+    service.script("POST", "/pay", Reply(202))
+    execution, _ = start_execution(store_definition(fork_graph(service.url)), {})
+    drive(execution, until={"WAITING"})
+    for branch in execution.branches.all():
+        drive(branch, until={"WAITING", "SLEEPING", "SUCCEEDED"})
+    cancel_execution(execution.pk, compensate=True)
+    execution = drive_all(execution)
+    assert execution.status == "CANCELLED"
+    wait_until(lambda: all(b.status in ("CANCELLED", "SUCCEEDED") for b in execution.branches.all()))
+    assert len(service.calls("DELETE", "/reserve")) == 1
+
+
+def _fork_with(branch_nodes: dict, branches: list[str]) -> dict:
+    url = "http://svc"
+    nodes = {
+        "a": {"type": "task", "request": post(url, "/a"), "next": "fork"},
+        "fork": {"type": "parallel", "branches": branches, "next": "z"},
+        "z": {"type": "task", "request": post(url, "/z")},
+    }
+    return {"name": "bad-fork", "kind": "graph", "start": "a", "nodes": nodes | branch_nodes}
+
+
+@pytest.mark.parametrize(
+    ("branch_nodes", "branches", "message"),
+    [
+        ({"b": {"type": "task", "request": post("http://svc", "/b"), "next": "z"}}, ["b"], "escapes its fork"),
+        ({"b": {"type": "task", "request": post("http://svc", "/b"), "next": "a"}}, ["b"], "loops back"),
+        (
+            {
+                "b": {"type": "task", "request": post("http://svc", "/b"), "next": "c"},
+                "c": {"type": "task", "request": post("http://svc", "/c")},
+                "d": {"type": "task", "request": post("http://svc", "/d"), "next": "c"},
+            },
+            ["b", "d"],
+            "shares node 'c'",
+        ),
+    ],
+)
+def test_validation_rejects_a_branch_that_leaves_its_fork(api, branch_nodes, branches, message):
+    response = api.post("/api/v1/definitions/validate/", _fork_with(branch_nodes, branches), format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert any(e["path"].startswith("nodes.fork.branches[") and message in e["message"] for e in errors), errors
