@@ -149,3 +149,17 @@ def test_validation_rejects_a_branch_that_leaves_its_fork(api, branch_nodes, bra
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert any(e["path"].startswith("nodes.fork.branches[") and message in e["message"] for e in errors), errors
+
+
+def test_steps_api_shows_branches_side_by_side_and_the_list_hides_them(api, service):
+    service.script("POST", "/pay", Reply(202, callback=Callback({"ok": True}, delay_s=0.1)))
+    execution, _ = start_execution(store_definition(fork_graph(service.url)), {})
+    execution = drive_all(execution)
+    steps = api.get(f"/api/v1/executions/{execution.pk}/steps/").json()
+    by_branch = {}
+    for step in steps:
+        by_branch.setdefault(step["branch"], []).append(step["node_id"])
+    assert by_branch == {"": ["reserve", "fork", "ship"], "email": ["email"], "pay": ["pay"], "wait": ["wait", "audit"]}
+    listed = api.get("/api/v1/executions/").json()["results"]
+    assert [e["id"] for e in listed] == [str(execution.pk)]
+    assert len(api.get("/api/v1/executions/?include_branches=true").json()["results"]) == 4

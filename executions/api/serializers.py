@@ -45,6 +45,8 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "definition",
             "version",
             "inline",
+            "parent",
+            "branch",
             "status",
             "input",
             "output",
@@ -65,9 +67,16 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
 
 class StepSerializer(serializers.ModelSerializer):
+    execution = serializers.UUIDField(source="execution_id", read_only=True)
+    branch = serializers.CharField(
+        source="execution.branch", read_only=True, help_text="The parallel branch it ran in ('' for the main line)."
+    )
+
     class Meta:
         model = Step
         fields = [
+            "execution",
+            "branch",
             "seq",
             "node_id",
             "node_type",

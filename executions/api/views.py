@@ -22,7 +22,7 @@ from executions.api.serializers import (
     RetrySerializer,
     StepSerializer,
 )
-from executions.models import Execution, ExecutionStatus
+from executions.models import Execution, ExecutionStatus, Step
 from trama_project.api import ErrorSerializer
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
@@ -37,6 +37,7 @@ LIST_FILTERS = [
     OpenApiParameter("definition", OpenApiTypes.STR, description="Definition name."),
     OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="ISO-8601."),
     OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="ISO-8601."),
+    OpenApiParameter("include_branches", OpenApiTypes.BOOL, description="Also list parallel branch executions."),
 ]
 
 
@@ -66,8 +67,19 @@ def _resolve_definition(data: dict) -> Definition:
         raise ValidationError({field: f"no stored definition {data['definition']!r} with that version"}) from None
 
 
+def _with_branches(execution_id) -> list:
+    """The execution and every branch execution forked under it, nested forks included."""
+    ids, frontier = [execution_id], [execution_id]
+    while frontier:
+        frontier = list(Execution.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+        ids += frontier
+    return ids
+
+
 def _filter_executions(params) -> "list | object":
     queryset = Execution.objects.select_related("definition").order_by("-created_at")
+    if params.get("include_branches", "").lower() not in ("1", "true", "yes"):
+        queryset = queryset.filter(parent__isnull=True)
     if params.get("status"):
         wanted = [s.strip().upper() for s in params["status"].split(",")]
         unknown = [s for s in wanted if s not in ExecutionStatus.values]
@@ -142,7 +154,9 @@ class ExecutionStepsView(generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self):
-        return _execution_or_404(self.kwargs["pk"]).steps.order_by("seq")
+        """The execution's steps and its parallel branches' steps, side by side in time order."""
+        ids = _with_branches(_execution_or_404(self.kwargs["pk"]).pk)
+        return Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
 
     @extend_schema(tags=["executions"], operation_id="executions_steps", summary="The step history, in order",
                    responses={200: StepSerializer(many=True), 401: ErrorSerializer, 404: ErrorSerializer})  # fmt: skip
