@@ -196,10 +196,8 @@ def _read_response(resp: requests.Response) -> dict:
     cap = settings.TRAMA_RESPONSE_BODY_CAP
     raw = resp.raw.read(cap + 1, decode_content=True) if cap else b""
     truncated = len(raw) > cap
-    headers = {
-        _clean(str(k))[:_MAX_HEADER_CHARS]: _clean(str(v))[:_MAX_HEADER_CHARS]
-        for k, v in list(resp.headers.items())[:_MAX_HEADERS]
-    }
+    headers = {_cut(str(k), _MAX_HEADER_CHARS): _cut(str(v), _MAX_HEADER_CHARS) for k, v in resp.headers.items()}
+    headers = dict(list(headers.items())[:_MAX_HEADERS])
     return {"status": resp.status_code, "headers": headers, "body": _decode_body(raw[:cap], truncated)}
 
 
@@ -209,12 +207,34 @@ def _decode_body(raw: bytes, truncated: bool) -> Any:
         return None
     text = _clean(raw.decode("utf-8", errors="replace"))
     if truncated:
-        return {"truncated": True, "text": text}
+        return {"truncated": True, "text": _without_partial_secret(text)}
     try:
         value = json.loads(raw.decode("utf-8", errors="replace"), parse_constant=_refuse, parse_float=_finite)
     except (ValueError, RecursionError):
         return text
     return _safe_json(value, 0, text)
+
+
+def _cut(text: str, limit: int) -> str:
+    text = _clean(text)
+    return text if len(text) <= limit else _without_partial_secret(text[:limit])
+
+
+def _without_partial_secret(text: str) -> str:
+    """Drop a tail that is the start of a configured secret.
+
+    Text cut at a cap may end inside an echoed secret; the history scrubs
+    (executions.services) whole occurrences only, so the first characters of
+    the secret would be kept.
+    """
+    from executions.services import configured_secrets  # late: the write path imports this module
+
+    for secret in configured_secrets().values():
+        for n in range(min(len(secret) - 1, len(text)), 0, -1):
+            if text.endswith(secret[:n]):
+                text = text[:-n]
+                break
+    return text
 
 
 def _refuse(constant: str) -> Any:
