@@ -13,7 +13,6 @@ WAITING with a ``due_at``). Every node attempt becomes a step record.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -235,11 +234,20 @@ def new_state() -> dict:
     }
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars): several times faster than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value
+
+
 def branch_state(parent: dict, head: str) -> dict:
     """The state a branch execution starts from: at its head node, seeing what the parent saw."""
     state = new_state()
     state["node"], state["branch"] = head, head
-    state["results"] = copy.deepcopy(parent["results"])
+    state["results"] = copy_json(parent["results"])
     return state
 
 
@@ -272,7 +280,7 @@ def template_data(env: Env, state: dict, secrets: dict | None = None, callback: 
 
 def decide(env: Env, state: dict, event: Event) -> Decision:
     """Apply ``event`` to ``state``; the input state is not modified."""
-    st = copy.deepcopy(state)
+    st = copy_json(state)
     if st["status"] in FINAL and not _applies_when_final(st, event):
         raise EventRejected(f"execution is {st['status']}")
     handler = _HANDLERS[type(event)]
