@@ -8,8 +8,9 @@ import json
 
 from django.contrib import admin
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from definitions.diff import diff_specs
 from definitions.models import Definition
 
 
@@ -37,6 +38,7 @@ class DefinitionAdmin(admin.ModelAdmin):
         "spec_json",
         "source_json",
         "ui_links",
+        "diff_previous",
     )
     readonly_fields = fields
 
@@ -61,6 +63,18 @@ class DefinitionAdmin(admin.ModelAdmin):
     def source_json(self, obj: Definition) -> str:
         return pretty_json(obj.source)
 
+    @admin.display(description="changes since the previous version")
+    def diff_previous(self, obj: Definition) -> str:
+        """The normalized spec against the previous version of the same name, side by side."""
+        previous = (
+            Definition.objects.filter(name=obj.name, is_inline=False, version__lt=obj.version)
+            .order_by("-version")
+            .first()
+        )
+        if obj.is_inline or previous is None:
+            return "— (first version)"
+        return diff_table(previous, obj)
+
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -69,3 +83,37 @@ class DefinitionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def diff_rows(diff: dict) -> list[tuple[str, str, str]]:
+    """(what, old side, new side) rows of a diff (definitions.diff.diff_specs), as text."""
+    rows = [
+        (f"top level: {field}", _cell(change["from"]), _cell(change["to"]))
+        for field, change in diff["top_level"].items()
+    ]
+    rows += [(f"node {node_id}", "—", "added") for node_id in diff["added"]]
+    rows += [(f"node {node_id}", "removed", "—") for node_id in diff["removed"]]
+    for node in diff["changed"]:
+        rows += [(f"{node['id']}.{f}", _cell(c["from"]), _cell(c["to"])) for f, c in node["fields"].items()]
+    return rows
+
+
+def _cell(value) -> str:
+    return "(absent)" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def diff_table(previous: Definition, current: Definition) -> str:
+    """An escaped HTML table of what changed, old version left and new version right, with the API link."""
+    rows = diff_rows(diff_specs(previous.spec, current.spec))
+    api = reverse("definition-diff", args=[current.name, previous.version, current.version])
+    if not rows:
+        return format_html('No change in the normalized spec since v{} (<a href="{}">API</a>).', previous.version, api)
+    body = format_html_join("", "<tr><td><code>{}</code></td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>", rows)
+    return format_html(
+        "<table><thead><tr><th>field</th><th>v{}</th><th>v{}</th></tr></thead><tbody>{}</tbody></table>"
+        '<p><a href="{}">as JSON (API)</a></p>',
+        previous.version,
+        current.version,
+        body,
+        api,
+    )

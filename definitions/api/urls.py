@@ -25,6 +25,7 @@ register_converter(DefinitionNameConverter, "definition_name")
 urlpatterns = [
     path("definitions/", views.DefinitionListCreateView.as_view(), name="definition-list"),
     path("definitions/validate/", views.DefinitionValidateView.as_view(), name="definition-validate"),
+    path("definitions/simulate/", views.DefinitionSimulateView.as_view(), name="definition-simulate"),
     path("definitions/<definition_name:name>/", views.DefinitionLatestView.as_view(), name="definition-latest"),
     path(
         "definitions/<definition_name:name>/versions/",
@@ -35,6 +36,11 @@ urlpatterns = [
         "definitions/<definition_name:name>/versions/<int:version>/",
         views.DefinitionVersionView.as_view(),
         name="definition-version",
+    ),
+    path(
+        "definitions/<definition_name:name>/versions/<int:version>/diff/<int:other>/",
+        views.DefinitionDiffView.as_view(),
+        name="definition-diff",
     ),
     path("expressions/evaluate/", views.ExpressionEvaluateView.as_view(), name="expression-evaluate"),
 ]

@@ -8,13 +8,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from definitions.api.serializers import (
+    DefinitionDiffSerializer,
     DefinitionSerializer,
     DefinitionSourceSerializer,
     DefinitionSummarySerializer,
     EvaluateResultSerializer,
     EvaluateSerializer,
+    SimulateSerializer,
+    SimulationSerializer,
     ValidationOkSerializer,
 )
+from definitions.diff import diff_specs
 from definitions.models import Definition
 from definitions.rules import RuleError, evaluate, rule_problems
 from definitions.services import (
@@ -25,6 +29,7 @@ from definitions.services import (
     latest_definitions,
     store_definition,
 )
+from definitions.simulation import mock_problems, simulate
 from definitions.validation import validate_definition
 from trama_project.api import ErrorSerializer
 
@@ -168,3 +173,68 @@ class ExpressionEvaluateView(APIView):
             return Response({"result": evaluate(rule, data)})
         except RuleError as exc:
             return invalid_response([{"path": "rule", "message": str(exc)}], f"rule failed: {exc}")
+
+
+class DefinitionSimulateView(APIView):
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_simulate",
+        summary="Dry-run a definition against mocked responses: no call made, nothing stored",
+        request=SimulateSerializer,
+        responses={200: SimulationSerializer, **WRITE_ERRORS, 404: ErrorSerializer},
+    )
+    def post(self, request):
+        serializer = SimulateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        spec, label = self._spec(data)
+        if isinstance(spec, list):
+            return invalid_response(spec, str(DefinitionInvalid(spec)))
+        problems = mock_problems(spec, data["mocks"])
+        if problems:
+            summary = f"{problems[0]['path']}: {problems[0]['message']}"
+            return invalid_response(
+                problems, summary if len(problems) == 1 else f"Mocks are invalid ({len(problems)} problems)."
+            )
+        result = simulate(spec, data["input"], data["mocks"], data["max_steps"], definition=label)
+        return Response(SimulationSerializer(result.as_dict()).data)
+
+    @staticmethod
+    def _spec(data: dict) -> tuple[dict | list, tuple[str, int] | None]:
+        """(normalized spec, (name, version)) of what to run; (errors, None) for an invalid inline definition."""
+        if "definition" in data:
+            result = validate_definition(data["definition"])
+            errors = [{**e, "path": f"definition.{e['path']}" if e["path"] else "definition"} for e in result.errors]
+            return (errors, None) if errors else (result.spec, None)
+        name = data["name"]
+        try:
+            found = get_definition(name, data["version"]) if "version" in data else latest_definition(name)
+        except Definition.DoesNotExist:
+            version = f" version {data['version']}" if "version" in data else ""
+            raise NotFound(f"No definition named '{name}'{version}.")
+        return found.spec, (found.name, found.version)
+
+
+class DefinitionDiffView(APIView):
+    @extend_schema(
+        tags=["definitions"],
+        operation_id="definitions_diff",
+        summary="What changed between two versions (node ids added, removed, changed fields)",
+        parameters=[
+            NAME,
+            OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH, description="The older version."),
+            OpenApiParameter("other", OpenApiTypes.INT, OpenApiParameter.PATH, description="The newer version."),
+        ],
+        responses={200: DefinitionDiffSerializer, **READ_ERRORS},
+    )
+    def get(self, request, name: str, version: int, other: int):
+        old, new = self._version(name, version), self._version(name, other)
+        body = {"name": name, "from_version": version, "to_version": other, **diff_specs(old.spec, new.spec)}
+        return Response(DefinitionDiffSerializer(body).data)
+
+    @staticmethod
+    def _version(name: str, version: int) -> Definition:
+        try:
+            return get_definition(name, version)
+        except Definition.DoesNotExist:
+            raise NotFound(f"Definition '{name}' has no version {version}.")

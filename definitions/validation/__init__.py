@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from definitions import upstream
 from definitions.validation.graph import check_node_references, check_structure
 from definitions.validation.nodes import Context, validate_node
 from definitions.validation.problems import Problems, check_keys, nesting_depth, read_string, type_name
@@ -38,6 +39,9 @@ class ValidationResult:
 
 def validate_definition(source: Any) -> ValidationResult:
     """Check ``source`` (parsed JSON) completely; see the module docstring."""
+    if upstream.is_upstream(source):  # SPEC 2.2: the original runtime's JSON is converted first
+        spec, errors = upstream.validate_upstream(source, validate_definition)
+        return ValidationResult(spec, errors)
     problems = Problems()
     if not isinstance(source, dict):
         problems.add("", f"a definition must be a JSON object, got {type_name(source)}")

@@ -1,0 +1,267 @@
+"""Dry runs: the real state machine against mocked responses and a simulated clock.
+
+:func:`simulate` drives ``executions.machine.decide`` the way a worker does
+(executions/services.py ``_Run``), except that every ``Call`` / ``SendAsync``
+is answered from the caller's mocks instead of the network, and the clock jumps
+to each ``due_at`` at once (sleeps, back-offs and callback deadlines cost no
+time). Requests are rendered with the engine's template data and secrets masked
+(``***``). No ORM, no HTTP: nothing is sent and nothing is stored.
+
+Mocks, per node id (docs/definitions.md, "Simulating a run")::
+
+    {"status": 200, "body": {...}, "headers": {...},
+     "fail_times": N, "fail_status": 500,      # the first N calls answer fail_status
+     "timeout": true,                            # task: every call times out; async: no callback comes
+     "callback": {...},                          # async: the callback body (default {"status": "succeeded"})
+     "compensation": {...same shape, for the node's compensation call...}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from callbacks.services import callback_outcome
+from definitions import templating
+from executions import dispatch, machine
+
+DEFAULT_MAX_STEPS = 1000
+MAX_STEPS_LIMIT = 10_000
+MOCK_FIELDS = {"status", "body", "headers", "fail_times", "fail_status", "timeout", "callback", "compensation"}
+COMPENSATION_MOCK_FIELDS = MOCK_FIELDS - {"callback", "compensation"}
+CALL_TYPES = ("task", "async_task")
+SIMULATED_TOKEN = "simulated"
+DEFAULT_FAIL_STATUS = 500
+
+
+@dataclass
+class SimulationResult:
+    """The answer of ``POST definitions/simulate/``: final status, output, error, path, steps, calls."""
+
+    status: str
+    output: Any = None
+    error: Any = None
+    path: list[str] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+    calls: int = 0
+
+    def as_dict(self) -> dict:
+        keys = ("status", "output", "error", "path", "steps", "calls")
+        return {key: getattr(self, key) for key in keys}
+
+
+# --- Checking the mocks ------------------------------------------------------------------
+
+
+def mock_problems(spec: dict, mocks: Any) -> list[dict]:
+    """Every problem with ``mocks`` as ``{"path", "message"}`` (paths start at ``mocks``)."""
+    if not isinstance(mocks, dict):
+        return [{"path": "mocks", "message": "mocks must be an object: node id -> mock"}]
+    problems: list[dict] = []
+    for node_id, mock in mocks.items():
+        path = f"mocks.{node_id}"
+        node = spec["nodes"].get(node_id)
+        if node is None:
+            problems.append({"path": path, "message": f"unknown node '{node_id}': the definition has no such node"})
+        elif node["type"] not in CALL_TYPES:
+            problems.append({"path": path, "message": f"node '{node_id}' is a {node['type']} node: it makes no call"})
+        else:
+            problems += _one_mock_problems(mock, path, node, MOCK_FIELDS)
+    return problems
+
+
+def _one_mock_problems(mock: Any, path: str, node: dict, allowed: set[str]) -> list[dict]:
+    if not isinstance(mock, dict):
+        return [{"path": path, "message": "a mock must be an object"}]
+    problems = [{"path": f"{path}.{key}", "message": f"unknown field '{key}'"} for key in mock if key not in allowed]
+    for key in ("status", "fail_status"):
+        if key in mock and not _is_int(mock[key], 100, 599):
+            problems.append({"path": f"{path}.{key}", "message": f"{key} must be an HTTP status code (100-599)"})
+    if "fail_times" in mock and not _is_int(mock["fail_times"], 0, 1000):
+        problems.append({"path": f"{path}.fail_times", "message": "fail_times must be an integer from 0 to 1000"})
+    if "timeout" in mock and not isinstance(mock["timeout"], bool):
+        problems.append({"path": f"{path}.timeout", "message": "timeout must be true or false"})
+    if "headers" in mock and not isinstance(mock["headers"], dict):
+        problems.append({"path": f"{path}.headers", "message": "headers must be an object"})
+    problems += _callback_problems(mock, path, node)
+    if "compensation" in mock:
+        if not node.get("compensation"):
+            problems.append({"path": f"{path}.compensation", "message": "the node has no compensation"})
+        else:
+            problems += _one_mock_problems(mock["compensation"], f"{path}.compensation", node, COMPENSATION_MOCK_FIELDS)
+    return problems
+
+
+def _callback_problems(mock: dict, path: str, node: dict) -> list[dict]:
+    if "callback" not in mock:
+        return []
+    where, body = f"{path}.callback", mock["callback"]
+    if node["type"] != "async_task":
+        return [{"path": where, "message": "only async_task nodes receive callbacks"}]
+    if not isinstance(body, dict):
+        return [{"path": where, "message": "callback must be an object (the callback body)"}]
+    if body.get("status") == "running":
+        return [{"path": where, "message": "a heartbeat ({'status': 'running'}) is not an outcome"}]
+    return []
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+# --- The run ----------------------------------------------------------------------------------
+
+
+def simulate(
+    spec: dict,
+    payload: Any,
+    mocks: dict | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    definition: tuple[str, int] | None = None,
+    now: datetime | None = None,
+) -> SimulationResult:
+    """Run ``spec`` (normalized, valid) on ``payload`` against ``mocks`` (checked by :func:`mock_problems`).
+
+    ``definition`` is the (name, version) templates see as ``execution.definition``
+    / ``execution.version`` (version 0 for an unstored definition). Stops after
+    ``max_steps`` history steps, reporting the status reached then.
+    """
+    return _Simulation(spec, payload, mocks or {}, max_steps, definition, now or timezone.now()).run()
+
+
+class _Simulation:
+    """One dry run: the machine's state, the simulated clock, the history built from StepRecords."""
+
+    def __init__(self, spec, payload, mocks, max_steps, definition, now):
+        name, version = definition or (spec["name"], 0)
+        self.spec, self.payload, self.mocks, self.max_steps = spec, payload, mocks, max_steps
+        self.meta = {"id": "simulation", "definition": name, "version": version, "started_at": now.isoformat()}
+        self.clock = now
+        self.steps: dict[int, dict] = {}
+        self.calls = 0
+        self.sent: dict[tuple[str, str], int] = {}  # (node, phase) -> calls answered so far
+        self.state: dict = machine.new_state()
+        self.decision: machine.Decision | None = None
+
+    def env(self) -> machine.Env:
+        return machine.Env(spec=self.spec, payload=self.payload, execution=self.meta, now=self.clock, key="simulation")
+
+    def run(self) -> SimulationResult:
+        self.state = machine.new_state()
+        event: machine.Event = machine.Resume()
+        # Each round records at least one step or moves the clock; the bound only guards against a stall.
+        for _ in range(4 * self.max_steps + 10):
+            self._apply(event)
+            if self.state["status"] in machine.FINAL or len(self.steps) >= self.max_steps:
+                break
+            event = self._next_event(self.decision)
+        return self._result(self.state)
+
+    def _apply(self, event: machine.Event) -> None:
+        self.decision = machine.decide(self.env(), self.state, event)
+        self._record(self.decision.steps)
+        self.state = self.decision.state
+
+    def _next_event(self, decision: machine.Decision) -> machine.Event:
+        call = decision.call
+        if isinstance(call, machine.Call):
+            return self._answer_call(decision.state, call)
+        if isinstance(call, machine.SendAsync):
+            return self._answer_async(decision, call)
+        if decision.due_at is not None and decision.due_at > self.clock:
+            self.clock = decision.due_at  # a sleep, back-off or deadline: no waiting in a dry run
+        return machine.Resume()
+
+    def _answer_call(self, state: dict, call: machine.Call) -> machine.Event:
+        recorded = self._render(state, call.request)
+        if isinstance(recorded, templating.TemplateError):
+            return machine.CallFailed(call.seq, "template", str(recorded))
+        mock = self._mock(call.node, call.phase)
+        return self._outcome(call.seq, call.node, call.phase, recorded, mock)
+
+    def _answer_async(self, decision: machine.Decision, call: machine.SendAsync) -> machine.Event:
+        cb = {"url": f"{settings.TRAMA_PUBLIC_URL}/api/v1/callbacks/{SIMULATED_TOKEN}/", "token": SIMULATED_TOKEN}
+        recorded = self._render(decision.state, call.request, cb)
+        if isinstance(recorded, templating.TemplateError):
+            return machine.CallFailed(call.seq, "template", str(recorded))
+        self._record([machine.StepRecord(call.seq, {"request": recorded}, new=False)])
+        mock = self._mock(call.node, machine.FORWARD)
+        event = self._outcome(call.seq, call.node, machine.FORWARD, recorded, mock, async_call=True)
+        if not isinstance(event, machine.AsyncAccepted) or mock.get("timeout"):
+            return event  # a failed send is retried or fails the node; a timeout waits for the deadline
+        self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
+        body = mock.get("callback", {"status": "succeeded"})
+        outcome = callback_outcome(self.spec["nodes"][call.node], body)
+        return machine.CallbackArrived(call.node, call.attempt, outcome, body)
+
+    def _outcome(self, seq, node, phase, recorded, mock, async_call=False) -> machine.Event:
+        """The event a worker would report for this mocked answer (as executions.services._outcome_event)."""
+        self.calls += 1
+        count = self.sent[(node, phase)] = self.sent.get((node, phase), 0) + 1
+        record: dict[str, Any] = {"request": recorded}
+        if mock.get("timeout") and not async_call:
+            self.clock += timedelta(seconds=float(recorded.get("timeout_s") or 0))
+            return machine.CallFailed(
+                seq, "timeout", f"timed out after {recorded.get('timeout_s')}s (simulated)", None, record
+            )
+        response = self._response(mock, count, async_call)
+        record |= {"response_status": response["status"], "response_headers": response["headers"]}
+        record["response_body"] = response["body"]
+        if not dispatch.is_success(recorded, response["status"]):
+            return machine.CallFailed(seq, "status", f"HTTP {response['status']}", response, record)
+        if async_call:
+            return machine.AsyncAccepted(seq, response, record)
+        return machine.CallSucceeded(seq, response, record)
+
+    @staticmethod
+    def _response(mock: dict, count: int, async_call: bool) -> dict:
+        if count <= mock.get("fail_times", 0):
+            status = mock.get("fail_status", DEFAULT_FAIL_STATUS)
+        else:
+            status = mock.get("status", 202 if async_call else 200)
+        return {"status": status, "headers": dict(mock.get("headers") or {}), "body": mock.get("body", {})}
+
+    def _mock(self, node: str, phase: str) -> dict:
+        mock = self.mocks.get(node) or {}
+        return (mock.get("compensation") or {}) if phase == machine.COMPENSATION else mock
+
+    def _render(self, state: dict, request: dict, cb: dict | None = None) -> dict | templating.TemplateError:
+        """The request as the history would store it: rendered, secrets masked, no retry policy."""
+        data = machine.template_data(self.env(), state, machine._MASKED, cb)
+        try:
+            recorded = templating.render(request, data)
+        except templating.TemplateError as exc:
+            return exc
+        recorded.pop("retry", None)
+        return recorded
+
+    def _record(self, records: list[machine.StepRecord]) -> None:
+        for record in records:
+            self.steps.setdefault(record.seq, {}).update(record.fields)
+
+    def _result(self, state: dict) -> SimulationResult:
+        steps = [_step_view(self.steps[seq]) for seq in sorted(self.steps)][: self.max_steps]
+        error = state["error"]
+        if state["status"] not in machine.FINAL:
+            error = {"message": f"simulation stopped after max_steps ({self.max_steps}) steps", "node": state["node"]}
+        path = [s["node_id"] for s in steps if s["phase"] == machine.FORWARD and s["attempt"] == 1]
+        return SimulationResult(state["status"], state["output"], error, path, steps, self.calls)
+
+
+def _step_view(fields: dict) -> dict:
+    response = None
+    if fields.get("response_status") is not None:
+        response = {
+            "status": fields["response_status"],
+            "headers": fields.get("response_headers") or {},
+            "body": fields.get("response_body"),
+        }
+    keys = ("node_id", "node_type", "phase", "attempt", "status", "request")
+    view = {key: fields.get(key) for key in keys}
+    view |= {"response": response, "detail": fields.get("detail"), "error": fields.get("error")}
+    view |= {"started_at": fields.get("started_at"), "finished_at": fields.get("finished_at")}
+    return view
