@@ -38,6 +38,26 @@ SIMULATED_TOKEN = "simulated"
 DEFAULT_FAIL_STATUS = 500
 
 
+class _MaskedSecrets(dict):
+    """Every ``{{secrets.NAME}}`` reads as ``***``, as in the stored history (no secret is ever shown)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        return "***"
+
+    def get(self, key: str, default: Any = None) -> str:
+        return "***"
+
+
+_MASKED_SECRETS = _MaskedSecrets()
+
+
+class _Unsupported(Exception):
+    """The machine asked for something a dry run cannot answer (e.g. starting parallel branches)."""
+
+
 @dataclass
 class SimulationResult:
     """The answer of ``POST definitions/simulate/``: final status, output, error, path, steps, calls."""
@@ -154,11 +174,14 @@ class _Simulation:
         self.state = machine.new_state()
         event: machine.Event = machine.Resume()
         # Each round records at least one step or moves the clock; the bound only guards against a stall.
-        for _ in range(4 * self.max_steps + 10):
-            self._apply(event)
-            if self.state["status"] in machine.FINAL or len(self.steps) >= self.max_steps:
-                break
-            event = self._next_event(self.decision)
+        try:
+            for _ in range(4 * self.max_steps + 10):
+                self._apply(event)
+                if self.state["status"] in machine.FINAL or len(self.steps) >= self.max_steps:
+                    break
+                event = self._next_event(self.decision)
+        except _Unsupported as exc:
+            return self._result(self.state, stopped=str(exc))
         return self._result(self.state)
 
     def _apply(self, event: machine.Event) -> None:
@@ -167,6 +190,10 @@ class _Simulation:
         self.state = self.decision.state
 
     def _next_event(self, decision: machine.Decision) -> machine.Event:
+        known = (machine.Call, machine.SendAsync, machine.StepRecord)
+        other = [type(action).__name__ for action in decision.actions if not isinstance(action, known)]
+        if other:
+            raise _Unsupported(f"the simulation cannot run {', '.join(other)} actions yet")
         call = decision.call
         if isinstance(call, machine.Call):
             return self._answer_call(decision.state, call)
@@ -231,7 +258,7 @@ class _Simulation:
 
     def _render(self, state: dict, request: dict, cb: dict | None = None) -> dict | templating.TemplateError:
         """The request as the history would store it: rendered, secrets masked, no retry policy."""
-        data = machine.template_data(self.env(), state, machine._MASKED, cb)
+        data = machine.template_data(self.env(), state, _MASKED_SECRETS, cb)
         try:
             recorded = templating.render(request, data)
         except templating.TemplateError as exc:
@@ -243,10 +270,12 @@ class _Simulation:
         for record in records:
             self.steps.setdefault(record.seq, {}).update(record.fields)
 
-    def _result(self, state: dict) -> SimulationResult:
+    def _result(self, state: dict, stopped: str | None = None) -> SimulationResult:
         steps = [_step_view(self.steps[seq]) for seq in sorted(self.steps)][: self.max_steps]
         error = state["error"]
-        if state["status"] not in machine.FINAL:
+        if stopped is not None:
+            error = {"message": stopped, "node": state["node"]}
+        elif state["status"] not in machine.FINAL:
             error = {"message": f"simulation stopped after max_steps ({self.max_steps}) steps", "node": state["node"]}
         path = [s["node_id"] for s in steps if s["phase"] == machine.FORWARD and s["attempt"] == 1]
         return SimulationResult(state["status"], state["output"], error, path, steps, self.calls)

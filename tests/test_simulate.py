@@ -297,3 +297,18 @@ def test_requires_a_token(api):
     from rest_framework.test import APIClient
 
     assert APIClient().post(URL, {"definition": order_saga()}, format="json").status_code == 401
+
+
+def test_a_parallel_node_is_reported_not_stalled(api):
+    task = {"type": "task", "request": {"method": "POST", "url": "http://svc.local/a"}}
+    source = {
+        "name": "fan",
+        "kind": "graph",
+        "start": "fork",
+        "nodes": {"fork": {"type": "parallel", "branches": ["a", "b"], "next": "end"}, "a": task, "b": task,
+                  "end": {"type": "succeed"}},
+    }  # fmt: skip
+    answer = run(api, {"definition": source})
+    # Branches run as executions of their own, which a dry run does not start (yet): it says so and stops.
+    assert answer["status"] != "SUCCEEDED"
+    assert "cannot run" in str(answer["error"]) or "not supported" in str(answer["error"])
