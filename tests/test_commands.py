@@ -172,6 +172,28 @@ def test_trama_run_drive_honours_sleeps_and_retry_backoff(service, egress):
     assert calls[1].at - calls[0].at >= 0.15
 
 
+def fork(service_url: str) -> dict:
+    """a -> parallel(b | c) -> d: branches run as executions of their own."""
+
+    def post(path: str, next_node: str | None = None) -> dict:
+        node = {"type": "task", "request": {"method": "POST", "url": f"{service_url}/{path}"}}
+        return node | ({"next": next_node} if next_node else {})
+
+    return {"name": "fan-out", "kind": "graph", "start": "a", "nodes": {
+        "a": post("a", "split"), "split": {"type": "parallel", "branches": ["b", "c"], "next": "d"},
+        "b": post("b"), "c": post("c"), "d": post("d"),
+    }}  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_trama_run_drive_advances_parallel_branches_too(service, egress):
+    store_definition(fork(service.url))
+    out = run("trama_run", "fan-out", "--drive", "--timeout", "20")
+    assert "<b> b #1 succeeded HTTP 200" in out and "<c> c #1 succeeded HTTP 200" in out
+    assert out.splitlines()[-1].startswith("SUCCEEDED ")
+    assert sorted(r.path for r in service.requests) == ["/a", "/b", "/c", "/d"]
+
+
 @pytest.mark.django_db
 def test_trama_run_unknown_definition_is_bad_usage():
     error = fails("trama_run", "nope")
@@ -288,6 +310,20 @@ def test_trama_prune_never_deletes_active_executions(aged):
     run("trama_prune", "--older-than", "1s")
     assert set(Execution.objects.values_list("status", flat=True)) == {"PENDING"}
     assert "nothing to prune" in str(fails("trama_prune", "--older-than", "1s"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_trama_prune_deletes_parallel_branches_with_their_parent_only(service, egress):
+    store_definition(fork(service.url))
+    run("trama_run", "fan-out", "--drive", "--quiet")
+    parent = Execution.objects.get(parent__isnull=True)
+    assert parent.branches.count() == 2
+    Execution.objects.filter(parent=parent).update(finished_at=ago(days=40))
+    assert "nothing to prune" in str(fails("trama_prune", "--older-than", "30d"))  # the parent ended just now
+    assert Execution.objects.count() == 3
+    Execution.objects.filter(pk=parent.pk).update(finished_at=ago(days=40))
+    assert "pruned 1 execution(s)" in run("trama_prune", "--older-than", "30d")
+    assert not Execution.objects.exists() and not Step.objects.exists()
 
 
 def test_trama_prune_dry_run_deletes_nothing(aged):

@@ -4,7 +4,9 @@ Only final executions (SUCCEEDED, COMPENSATED, FAILED, CANCELLED) are ever
 deleted, with their steps; active ones are never touched, however old. Each
 batch locks its rows and re-checks the status under the lock, so a FAILED
 execution being retried at that moment is either retried or pruned, never
-half of each. Definitions stay (executions pin them, and they are small).
+half of each. Branch executions of ``parallel`` nodes go with their parent,
+never on their own (the parent's history lists their steps). Definitions stay
+(executions pin them, and they are small).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class Command(BaseCommand):
         if total == 0:
             raise CommandError(f"nothing to prune: no execution finished more than {older_than} ago")
         if dry_run:
-            steps = Step.objects.filter(execution__in=prunable(age)).count()
+            roots = list(prunable(age).values_list("pk", flat=True))
+            steps = Step.objects.filter(execution_id__in=_with_branches(roots)).count()
             self.stdout.write(f"dry run: would delete {total} execution(s) and {steps} step(s) older than {older_than}")
             return
         deleted = self._prune(age, batch_size, total)
@@ -53,9 +56,10 @@ class Command(BaseCommand):
 
 
 def prunable(age: timedelta) -> QuerySet[Execution]:
-    """Final executions that ended more than ``age`` ago (by the database clock)."""
+    """Top-level final executions that ended more than ``age`` ago (by the database clock)."""
     ended = Coalesce("finished_at", "updated_at")
-    return Execution.objects.alias(ended=ended).filter(status__in=FINAL_STATUSES, ended__lt=Now() - age)
+    top_level = Execution.objects.filter(parent__isnull=True)
+    return top_level.alias(ended=ended).filter(status__in=FINAL_STATUSES, ended__lt=Now() - age)
 
 
 def prune_batch(age: timedelta, batch_size: int) -> int:
@@ -68,6 +72,17 @@ def prune_batch(age: timedelta, batch_size: int) -> int:
         ids = list(prunable(age).select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch_size])
         if not ids:
             return 0
-        Step.objects.filter(execution_id__in=ids).delete()
+        family = _with_branches(ids)
+        Step.objects.filter(execution_id__in=family).delete()
+        Execution.objects.filter(pk__in=family).exclude(pk__in=ids).delete()
         Execution.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).delete()
     return len(ids)
+
+
+def _with_branches(ids: list) -> list:
+    """``ids`` and every branch execution under them (a branch may fork branches of its own)."""
+    family, parents = list(ids), list(ids)
+    while parents:
+        parents = list(Execution.objects.filter(parent_id__in=parents).values_list("pk", flat=True))
+        family.extend(parents)
+    return family

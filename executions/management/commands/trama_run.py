@@ -102,11 +102,11 @@ def _definition(name: str, version: int | None) -> Definition:
 
 
 class _Follower:
-    """Polls one execution and its steps, printing each step once per status it reaches."""
+    """Polls one execution, its parallel branches and their steps, printing each step once per status."""
 
     def __init__(self, command: BaseCommand, execution: Execution, quiet: bool):
         self.command, self.execution_id, self.quiet = command, execution.pk, quiet
-        self.printed: dict[int, str] = {}
+        self.printed: dict[tuple, str] = {}
         self.status = execution.status
 
     def follow(self, drive: bool, timeout: float | None) -> str:
@@ -114,27 +114,34 @@ class _Follower:
         started = time.monotonic()
         hinted = drive
         while True:
-            execution = Execution.objects.annotate(db_now=Now()).get(pk=self.execution_id)
-            self._report(execution)
-            if execution.status in FINAL_STATUSES:
-                return execution.status
+            family = _family(self.execution_id)
+            root = family[0]
+            self._report(family)
+            if root.status in FINAL_STATUSES:
+                return root.status
             if timeout is not None and time.monotonic() - started > timeout:
-                return execution.status
-            if drive and _due(execution):
-                advance_execution(execution.pk)
+                return root.status
+            due = [member.pk for member in family if _due(member)]
+            if drive and due:
+                for execution_id in due:
+                    advance_execution(execution_id)
                 continue
             if not hinted and time.monotonic() - started > NO_WORKER_HINT_AFTER_S:
-                hinted = self._hint_if_unclaimed(execution)
-            time.sleep(_pause(execution) if drive else POLL_S)
+                hinted = self._hint_if_unclaimed(root)
+            time.sleep(_pause(family) if drive else POLL_S)
 
-    def _report(self, execution: Execution) -> None:
-        for step in Step.objects.filter(execution_id=self.execution_id).order_by("seq"):
-            if self.printed.get(step.seq) != step.status:
-                self.printed[step.seq] = step.status
-                self._say(_step_line(step))
-        if execution.status != self.status:
-            self.status = execution.status
-            self._say(f"  -> {execution.status}")
+    def _report(self, family: list[Execution]) -> None:
+        labels = {m.pk: (f" <{m.branch}>" if m.parent_id else "") for m in family}
+        steps = Step.objects.filter(execution_id__in=labels).order_by("started_at", "seq")
+        for step in steps:
+            key = (step.execution_id, step.seq)
+            if self.printed.get(key) != step.status:
+                self.printed[key] = step.status
+                self._say(_step_line(step, labels[step.execution_id]))
+        root = family[0]
+        if root.status != self.status:
+            self.status = root.status
+            self._say(f"  -> {root.status}")
 
     def _hint_if_unclaimed(self, execution: Execution) -> bool:
         if execution.status == ExecutionStatus.PENDING:
@@ -149,24 +156,35 @@ class _Follower:
             self.command.stdout.write(line)
 
 
-def _due(execution) -> bool:
+def _family(execution_id) -> list[Execution]:
+    """The execution first, then the branches its parallel nodes forked (and theirs), with the database clock."""
+    query = Execution.objects.annotate(db_now=Now()).only("pk", "status", "due_at", "parent_id", "branch")
+    family = [query.get(pk=execution_id)]
+    parents = [execution_id]
+    while parents:
+        children = list(query.filter(parent_id__in=parents))
+        family.extend(children)
+        parents = [child.pk for child in children]
+    return family
+
+
+def _due(execution: Execution) -> bool:
     return execution.due_at is not None and execution.due_at <= execution.db_now
 
 
-def _pause(execution) -> float:
-    """Sleep until the execution is due (a sleep node, a back-off), but look again at least every POLL_S."""
-    if execution.due_at is None:
-        return POLL_S
-    return max(0.01, min(POLL_S, (execution.due_at - execution.db_now).total_seconds()))
+def _pause(family: list[Execution]) -> float:
+    """Sleep until the next member is due (a sleep node, a back-off), but look again at least every POLL_S."""
+    waits = [(m.due_at - m.db_now).total_seconds() for m in family if m.due_at is not None]
+    return max(0.01, min([POLL_S, *waits]))
 
 
-def _step_line(step: Step) -> str:
+def _step_line(step: Step, label: str = "") -> str:
     response = f" HTTP {step.response_status}" if step.response_status is not None else ""
     took = _took(step.started_at, step.finished_at)
     message = step.error.get("message") if isinstance(step.error, dict) else None
     error = f" {message}" if message and message != f"HTTP {step.response_status}" else ""
     phase = "" if step.phase == "forward" else f" [{step.phase}]"
-    return f"  {step.seq:>3} {step.node_id}{phase} #{step.attempt} {step.status}{response}{took}{error}"
+    return f"  {step.seq:>3}{label} {step.node_id}{phase} #{step.attempt} {step.status}{response}{took}{error}"
 
 
 def _took(started: datetime | None, finished: datetime | None) -> str:

@@ -5,6 +5,8 @@ within ``TRAMA_TIMER_POLL_SECONDS``; one still overdue well after that means
 no timer loop or no worker is running (or they cannot reach the database or
 the broker). FAILED executions wait for an operator by design: a retry moves
 them out of FAILED, so every FAILED row is one nobody has retried since.
+Branch executions of ``parallel`` nodes are listed like any other when they
+are late; a FAILED branch is not, since its parent is FAILED too.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def stuck_executions(margin: timedelta, include_failed: bool = True, limit: int 
         status__in=WORKING, lease_until=None, due_at__lt=late
     )
     if include_failed:
-        query |= Q(status=ExecutionStatus.FAILED)
+        # A failed branch of a parallel node ends its parent FAILED too: the parent is the one to retry.
+        query |= Q(status=ExecutionStatus.FAILED, parent__isnull=True)
     found = Execution.objects.filter(query).select_related("definition").annotate(db_now=Now())
     oldest_first = found.order_by(F("due_at").asc(nulls_last=True), "finished_at")[:limit]
     rows = [_row(execution) for execution in oldest_first]
@@ -75,6 +78,8 @@ def _row(execution: Execution) -> dict:
         "definition": execution.definition.name,
         "version": execution.definition.version,
         "status": execution.status,
+        "parent": str(execution.parent_id) if execution.parent_id else None,
+        "branch": execution.branch or None,
         "node": execution.current_node,
         "reason": reason,
         "explanation": REASONS[reason],
@@ -103,11 +108,13 @@ def _since(execution: Execution, reason: str) -> datetime | None:
 
 
 def _as_table(rows: list[dict]) -> str:
-    body = [
-        [r["id"], f"{r['definition']} v{r['version']}", r["status"], r["node"] or "-", r["reason"], r["since"], _ago(r)]
-        for r in rows
-    ]
+    body = [[r["id"], _what(r), r["status"], r["node"] or "-", r["reason"], r["since"], _ago(r)] for r in rows]
     return table(body, ["ID", "DEFINITION", "STATUS", "NODE", "REASON", "SINCE", "LATE"])
+
+
+def _what(row: dict) -> str:
+    definition = f"{row['definition']} v{row['version']}"
+    return f"{definition} branch {row['branch']} of {row['parent']}" if row["parent"] else definition
 
 
 def _ago(row: dict) -> str:
