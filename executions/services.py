@@ -376,7 +376,7 @@ def _render_request(
     """(what goes on the wire, what the history stores with secrets masked), or a failed attempt."""
     try:
         wire = templating.render(request, machine.template_data(env, state, configured_secrets(), cb))
-        recorded = templating.render(request, machine.template_data(env, state, machine._MASKED, cb))
+        recorded = templating.render(request, machine.template_data(env, state, machine.MASKED, cb))
     except templating.TemplateError as exc:
         return machine.CallFailed(state["open_seq"], "template", str(exc))
     recorded.pop("retry", None)

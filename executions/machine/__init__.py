@@ -1,0 +1,107 @@
+"""The execution state machine: state + event -> new state + actions. Pure.
+
+No ORM, no HTTP, no clock of its own: the caller (executions/services.py)
+passes ``now`` and applies what comes back. The state is a JSON dict stored on
+the execution row; see ``new_state`` for its keys.
+
+The machine walks the normalized graph (docs/normalized-spec.md). It moves
+through switch, sleep-that-is-over, succeed and fail nodes by itself and stops
+at the first thing that needs the outside world: an HTTP call (``Call``), an
+async call followed by a wait (``SendAsync``), or a pause (status SLEEPING or
+WAITING with a ``due_at``). Every node attempt becomes a step record.
+
+The package: ``model`` (vocabulary), ``handlers`` (``decide``), ``flow`` (walking the
+graph), ``steps`` (history records). Import from here.
+"""
+
+from executions.machine.flow import backoff_seconds
+from executions.machine.handlers import decide
+from executions.machine.model import (
+    ASYNC_ACK_GRACE_S,
+    CANCELLED,
+    COMPENSATED,
+    COMPENSATING,
+    COMPENSATION,
+    FAILED,
+    FINAL,
+    FORWARD,
+    JOIN_RECHECK,
+    MASKED,
+    MAX_HOPS_PER_DECISION,
+    NOTIFY,
+    NOTIFY_ON,
+    PENDING,
+    RUNNING,
+    SLEEPING,
+    SUCCEEDED,
+    WAITING,
+    AsyncAccepted,
+    BranchFinished,
+    Call,
+    CallbackArrived,
+    CallFailed,
+    CallSucceeded,
+    Cancel,
+    CancelBranches,
+    Decision,
+    Env,
+    Event,
+    EventRejected,
+    Fork,
+    Heartbeat,
+    Resume,
+    Retry,
+    SendAsync,
+    StepRecord,
+    Wake,
+    branch_state,
+    copy_json,
+    new_state,
+    template_data,
+)
+
+__all__ = [
+    "ASYNC_ACK_GRACE_S",
+    "CANCELLED",
+    "COMPENSATED",
+    "COMPENSATING",
+    "COMPENSATION",
+    "FAILED",
+    "FINAL",
+    "FORWARD",
+    "JOIN_RECHECK",
+    "MASKED",
+    "MAX_HOPS_PER_DECISION",
+    "NOTIFY",
+    "NOTIFY_ON",
+    "PENDING",
+    "RUNNING",
+    "SLEEPING",
+    "SUCCEEDED",
+    "WAITING",
+    "AsyncAccepted",
+    "BranchFinished",
+    "Call",
+    "CallFailed",
+    "CallSucceeded",
+    "CallbackArrived",
+    "Cancel",
+    "CancelBranches",
+    "Decision",
+    "Env",
+    "Event",
+    "EventRejected",
+    "Fork",
+    "Heartbeat",
+    "Resume",
+    "Retry",
+    "SendAsync",
+    "StepRecord",
+    "Wake",
+    "backoff_seconds",
+    "branch_state",
+    "copy_json",
+    "decide",
+    "new_state",
+    "template_data",
+]

@@ -1,0 +1,358 @@
+"""Walking the graph: entering nodes, failure, retry and compensation, notifications, parallel joins."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from definitions import rules, templating
+from executions.machine.model import (
+    ASYNC_ACK_GRACE_S,
+    CANCELLED,
+    COMPENSATED,
+    COMPENSATING,
+    COMPENSATION,
+    FAILED,
+    FINAL,
+    FORWARD,
+    JOIN_RECHECK,
+    MASKED,
+    MAX_HOPS_PER_DECISION,
+    NOTIFY,
+    NOTIFY_ON,
+    RUNNING,
+    SLEEPING,
+    SUCCEEDED,
+    WAITING,
+    Call,
+    CallFailed,
+    Decision,
+    Env,
+    Fork,
+    SendAsync,
+    template_data,
+)
+from executions.machine.steps import close_open_step, close_step, open_step
+
+
+def _enter_parallel(env: Env, d: Decision, node: dict) -> None:
+    """Fork: each branch runs as an execution of its own, so any free worker advances it."""
+    st = d.state
+    open_step(d, env, status="waiting", detail={"branches": node["branches"]})
+    st["join"] = {"node": st["node"], "pending": list(node["branches"]), "done": {}, "failed": False}
+    st["status"] = WAITING
+    d.actions.append(Fork(st["node"], list(node["branches"])))
+    d.due_at = env.now + JOIN_RECHECK
+
+
+def join_branches(env: Env, d: Decision) -> Decision:
+    """Every branch has ended: go on at ``next``, or compensate what ran before the fork."""
+    st = d.state
+    join = st.pop("join")
+    node = env.node(join["node"])
+    if not join["failed"]:
+        close_step(d, env, "succeeded")
+        for head in node["branches"]:  # branch steps are compensated by this execution from now on
+            st["done"] += join["done"].get(head, [])
+        st["status"], st["node"] = RUNNING, join["node"]
+        return goto(env, d, node.get("next"), run=False)
+    close_open_step(d, env, "failed")
+    if st["phase"] != COMPENSATION:
+        start_compensation(st)
+    st["status"] = COMPENSATING
+    return walk(env, d, run=False)
+
+
+def walk(env: Env, d: Decision, run: bool = True) -> Decision:
+    """Advance from the current position until a call or a pause.
+
+    ``run=False`` is for events applied outside a worker (a callback, a cancel):
+    they only make the execution runnable (due now) and leave the walking to
+    the worker the caller enqueues.
+    """
+    if not run:
+        d.due_at = env.now
+        return d
+    st = d.state
+    for _ in range(MAX_HOPS_PER_DECISION):
+        if st["status"] in FINAL or d.call is not None or d.due_at is not None:
+            return d
+        if st["phase"] == COMPENSATION:
+            _next_compensation(env, d)
+        elif st["phase"] == NOTIFY:
+            _notify_call(env, d)
+        else:
+            _enter_node(env, d)
+    return fail_node(env, d, {"node": st["node"], "message": "too many nodes without a call in one step (a loop?)"})
+
+
+def goto(env: Env, d: Decision, next_id: str | None, run: bool = True) -> Decision:
+    st = d.state
+    if next_id is None:
+        return _succeed(env, d, None)
+    st["node"], st["attempt"] = next_id, 1
+    return walk(env, d, run)
+
+
+def _enter_node(env: Env, d: Decision) -> None:
+    st = d.state
+    node = env.node(st["node"])
+    kind = node["type"]
+    if kind == "task":
+        d.actions.append(Call(open_step(d, env), st["node"], FORWARD, st["attempt"], node["request"]))
+    elif kind == "async_task":
+        send_async(env, d)
+    elif kind == "switch":
+        _enter_switch(env, d, node)
+    elif kind == "sleep":
+        _enter_sleep(env, d, node)
+    elif kind == "succeed":
+        _enter_succeed(env, d, node)
+    elif kind == "fail":
+        _enter_fail(env, d, node)
+    elif kind == "parallel":
+        _enter_parallel(env, d, node)
+    else:  # validation rejects unknown types
+        fail_node(env, d, {"node": st["node"], "message": f"node type '{kind}' is not supported by this engine"})
+
+
+def send_async(env: Env, d: Decision, resend: bool = False) -> Decision:
+    st = d.state
+    node = env.node(st["node"])
+    seq = st["open_seq"] if resend else open_step(d, env, status="waiting")
+    deadline = env.now + timedelta(seconds=node["timeout_s"])
+    if resend:
+        deadline = datetime.fromisoformat(st["wait"]["deadline"])
+    resend_at = env.now + timedelta(seconds=node["request"]["timeout_s"] + ASYNC_ACK_GRACE_S)
+    st["status"] = WAITING
+    st["wait"] = {"deadline": deadline.isoformat(), "acked": False, "resend_at": resend_at.isoformat()}
+    d.actions.append(SendAsync(seq, st["node"], st["attempt"], node["request"], deadline))
+    return d
+
+
+def _enter_switch(env: Env, d: Decision, node: dict) -> None:
+    st = d.state
+    data = template_data(env, st, secrets=MASKED)
+    try:
+        target, matched = _pick_case(node, data)
+    except rules.RuleError as exc:
+        open_step(d, env)
+        close_step(d, env, "failed", error={"message": str(exc)})
+        fail_node(env, d, {"node": st["node"], "failure": "rule", "message": str(exc)})
+        return
+    open_step(d, env)
+    close_step(d, env, "succeeded", detail={"matched_case": matched, "next": target})
+    st["node"], st["attempt"] = target, 1
+
+
+def _pick_case(node: dict, data: dict) -> tuple[str, int | None]:
+    for index, case in enumerate(node["cases"]):
+        if rules.evaluate(case["when"], data):
+            return case["next"], index
+    return node["default"], None
+
+
+def _enter_sleep(env: Env, d: Decision, node: dict) -> None:
+    st = d.state
+    try:
+        until = _sleep_until(env, st, node)
+    except (templating.TemplateError, ValueError) as exc:
+        open_step(d, env)
+        close_step(d, env, "failed", error={"message": str(exc)})
+        fail_node(env, d, {"node": st["node"], "failure": "template", "message": str(exc)})
+        return
+    open_step(d, env, status="sleeping", detail={"until": until.isoformat()})
+    if until <= env.now:
+        close_step(d, env, "succeeded")
+        st["node"], st["attempt"] = node.get("next"), 1
+        if st["node"] is None:
+            _succeed(env, d, None)
+        return
+    st["status"] = SLEEPING
+    st["sleep"] = {"until": until.isoformat(), "kind": "node"}
+    d.due_at = until
+
+
+def _sleep_until(env: Env, st: dict, node: dict) -> datetime:
+    if node.get("duration_s") is not None:
+        return env.now + timedelta(seconds=node["duration_s"])
+    raw = templating.render(node["until"], template_data(env, st, secrets=MASKED))
+    until = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    if until.tzinfo is None:
+        raise ValueError(f"'until' {raw!r} has no time zone")
+    return until
+
+
+def _enter_succeed(env: Env, d: Decision, node: dict) -> None:
+    st = d.state
+    open_step(d, env)
+    try:
+        output = _render_value(env, st, node.get("output"))
+    except templating.TemplateError as exc:
+        close_step(d, env, "failed", error={"message": str(exc)})
+        fail_node(env, d, {"node": st["node"], "failure": "template", "message": str(exc)})
+        return
+    close_step(d, env, "succeeded")
+    _succeed(env, d, output, explicit=node.get("output") is not None)
+
+
+def _enter_fail(env: Env, d: Decision, node: dict) -> None:
+    st = d.state
+    open_step(d, env)
+    try:
+        error = _render_value(env, st, node.get("error"))
+    except templating.TemplateError as exc:
+        error = {"message": str(exc)}
+    close_step(d, env, "failed", error=error)
+    failure = {"node": st["node"], "failure": "fail_node", "message": "fail node reached", "error": error}
+    fail_node(env, d, failure, on_failure="compensate")
+
+
+def _render_value(env: Env, st: dict, value: Any) -> Any:
+    return templating.render(value, template_data(env, st, secrets=MASKED)) if value is not None else None
+
+
+def retry_policy(env: Env, st: dict) -> dict:
+    if st["phase"] == NOTIFY:
+        return env.spec["notify"][st["final"]["kind"]]["retry"]
+    node = env.node(st["node"])
+    if st["phase"] == COMPENSATION:
+        return env.node(st["compensate"][0])["compensation"]["retry"]
+    return node["retry"]
+
+
+def retryable(policy: dict, event: CallFailed) -> bool:
+    if event.failure in ("network", "timeout"):
+        return event.failure in policy["retry_on"]
+    if event.failure != "status" or event.response is None:
+        return False  # template and egress errors fail the same way every time
+    status = event.response["status"]
+    return status in policy["retry_on"] or f"{status // 100}xx" in policy["retry_on"]
+
+
+def backoff_seconds(policy: dict, attempt: int, key: str) -> float:
+    """Exponential back-off with ±20% jitter derived from ``key`` (deterministic, so testable), capped."""
+    base = policy["backoff_s"] * policy["multiplier"] ** (attempt - 1)
+    digest = hashlib.sha256(f"{key}:{attempt}".encode()).digest()
+    jitter = 0.8 + 0.4 * (int.from_bytes(digest[:4], "big") / 2**32)
+    return min(policy["max_backoff_s"], base * jitter)
+
+
+def back_off(env: Env, d: Decision, policy: dict) -> Decision:
+    st = d.state
+    delay = backoff_seconds(policy, st["attempt"], f"{env.key}:{st['node']}:{st['phase']}")
+    st["attempt"] += 1
+    if delay <= 0:
+        st["status"] = working_status(st)
+        d.due_at = env.now
+        return d
+    until = env.now + timedelta(seconds=delay)
+    st["status"] = SLEEPING
+    st["sleep"] = {"until": until.isoformat(), "kind": "backoff"}
+    d.due_at = until
+    return d
+
+
+def fail_node(env: Env, d: Decision, error: dict, run: bool = True, on_failure: str | None = None) -> Decision:
+    """A node failed for good: compensate, stop, or branch, as its ``on_failure`` says."""
+    st = d.state
+    st["open_seq"] = None
+    if st["phase"] == NOTIFY:
+        return end_notify(d, env)  # a notification that fails for good changes no outcome
+    if st["phase"] == COMPENSATION:
+        return finish(d, env, FAILED, error={**error, "phase": COMPENSATION})
+    node = env.node(st["node"])
+    policy = on_failure or node.get("on_failure") or "compensate"
+    if policy not in ("compensate", "fail"):
+        st["results"].setdefault(st["node"], {})["error"] = error
+        st["status"] = RUNNING
+        return goto(env, d, policy, run)
+    st["failure"] = error
+    if policy == "fail":
+        return finish(d, env, FAILED, error=error)
+    start_compensation(st)
+    st["status"] = COMPENSATING
+    return walk(env, d, run)
+
+
+def wait_timed_out(env: Env, d: Decision) -> Decision:
+    st = d.state
+    node = env.node(st["node"])
+    close_step(d, env, "timed_out", error={"message": f"no callback within {node['timeout_s']}s"})
+    abandon_wait(env, st)
+    st["status"] = RUNNING
+    error = {"node": st["node"], "attempt": st["attempt"], "failure": "timeout", "message": "callback timed out"}
+    return fail_node(env, d, error, on_failure=node.get("on_timeout") or "compensate")
+
+
+def abandon_wait(env: Env, st: dict) -> None:
+    """Give up a wait. A request the service already accepted may have taken effect
+    (the callback just never came), so its compensation runs with the others."""
+    wait, st["wait"] = st["wait"], None
+    if wait and wait["acked"] and env.node(st["node"]).get("compensation") and st["node"] not in st["done"]:
+        st["done"].append(st["node"])
+
+
+def start_compensation(st: dict) -> None:
+    st["phase"] = COMPENSATION
+    st["compensate"] = list(reversed(st["done"]))
+    st["attempt"] = 1
+
+
+def _next_compensation(env: Env, d: Decision) -> None:
+    st = d.state
+    if not st["compensate"]:
+        status = CANCELLED if st["cancelled"] else FAILED if st.get("branch_failed_for_good") else COMPENSATED
+        finish(d, env, status, error=st["failure"])
+        return
+    node_id = st["compensate"][0]
+    st["node"] = node_id
+    request = env.node(node_id)["compensation"]
+    d.actions.append(Call(open_step(d, env, phase=COMPENSATION), node_id, COMPENSATION, st["attempt"], request))
+
+
+def _succeed(env: Env, d: Decision, output: Any, explicit: bool = False) -> Decision:
+    st = d.state
+    if not explicit:
+        last = st["results"].get(st["last_call"] or "", {})
+        output = (last.get("callback") or last.get("response") or {}).get("body")
+    return finish(d, env, SUCCEEDED, output=output)
+
+
+def finish(d: Decision, env: Env, status: str, output: Any = None, error: Any = None, notify: bool = True) -> Decision:
+    """End the execution, or first send its ``notify`` request for this outcome (the outcome waits in ``final``)."""
+    st = d.state
+    kind = NOTIFY_ON.get(status)
+    if notify and kind and not st.get("branch") and (env.spec.get("notify") or {}).get(kind):
+        st["final"] = {"status": status, "output": output, "error": error, "kind": kind, "phase": st["phase"],
+                       "node": st["node"], "attempt": st["attempt"]}  # fmt: skip
+        st["status"] = working_status(st)
+        st["phase"], st["node"], st["attempt"] = NOTIFY, f"notify.{kind}", 1
+        st["open_seq"], st["sleep"], st["wait"] = None, None, None
+        return walk(env, d)
+    st["status"], st["output"], st["error"] = status, output, error
+    st["open_seq"], st["sleep"], st["wait"] = None, None, None
+    d.due_at = None
+    return d
+
+
+def _notify_call(env: Env, d: Decision) -> None:
+    st = d.state
+    request = env.spec["notify"][st["final"]["kind"]]
+    d.actions.append(Call(open_step(d, env), st["node"], NOTIFY, st["attempt"], request))
+
+
+def end_notify(d: Decision, env: Env) -> Decision:
+    """The notification is done (sent, or given up): the outcome it waited for takes effect."""
+    st = d.state
+    final = st.pop("final")
+    st["phase"], st["node"], st["attempt"] = final["phase"], final["node"], final["attempt"]
+    st["open_seq"] = None
+    return finish(d, env, final["status"], final["output"], final["error"], notify=False)
+
+
+def working_status(st: dict) -> str:
+    """RUNNING or COMPENSATING: what an execution that is not paused shows."""
+    phase = st["final"]["phase"] if st["phase"] == NOTIFY else st["phase"]
+    return COMPENSATING if phase == COMPENSATION else RUNNING

@@ -1,0 +1,291 @@
+"""``decide``: one handler per event, applying it to a copy of the state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from executions.machine.flow import (
+    abandon_wait,
+    back_off,
+    end_notify,
+    fail_node,
+    finish,
+    goto,
+    join_branches,
+    retry_policy,
+    retryable,
+    send_async,
+    start_compensation,
+    wait_timed_out,
+    walk,
+    working_status,
+)
+from executions.machine.model import (
+    CANCELLED,
+    COMPENSATING,
+    COMPENSATION,
+    FAILED,
+    FINAL,
+    FORWARD,
+    JOIN_RECHECK,
+    NOTIFY,
+    PENDING,
+    RUNNING,
+    SLEEPING,
+    SUCCEEDED,
+    WAITING,
+    AsyncAccepted,
+    BranchFinished,
+    CallbackArrived,
+    CallFailed,
+    CallSucceeded,
+    Cancel,
+    CancelBranches,
+    Decision,
+    Env,
+    Event,
+    EventRejected,
+    Heartbeat,
+    Resume,
+    Retry,
+    Wake,
+    copy_json,
+)
+from executions.machine.steps import (
+    close_open_step,
+    close_step,
+    expect_before_deadline,
+    expect_open,
+    expect_waiting_for,
+    update_open_step,
+)
+
+
+def decide(env: Env, state: dict, event: Event) -> Decision:
+    """Apply ``event`` to ``state``; the input state is not modified."""
+    st = copy_json(state)
+    if st["status"] in FINAL and not _applies_when_final(st, event):
+        raise EventRejected(f"execution is {st['status']}")
+    handler = _HANDLERS[type(event)]
+    return handler(env, st, event)
+
+
+def _applies_when_final(st: dict, event: Event) -> bool:
+    if isinstance(event, Retry):
+        return st["status"] == FAILED
+    return isinstance(event, Cancel) and event.overrule_success and st["status"] == SUCCEEDED
+
+
+def _on_resume(env: Env, st: dict, event: Resume) -> Decision:
+    d = Decision(st)
+    if st.get("join") and st["join"]["pending"]:
+        d.due_at = env.now + JOIN_RECHECK  # branches still running: they wake this execution
+        return d
+    if st["status"] == PENDING:
+        st["status"], st["node"], st["attempt"] = RUNNING, st["node"] or env.spec["start"], 1
+        return walk(env, d)
+    if st["status"] == SLEEPING:
+        return _resume_sleep(env, d)
+    if st["status"] == WAITING:
+        return _resume_wait(env, d)
+    # RUNNING or COMPENSATING: a worker died mid-step or a callback made it runnable.
+    return walk(env, d)
+
+
+def _resume_sleep(env: Env, d: Decision) -> Decision:
+    st = d.state
+    until = datetime.fromisoformat(st["sleep"]["until"])
+    if env.now < until:
+        d.due_at = until  # woken early (a duplicate wake-up): sleep on
+        return d
+    return _end_sleep(env, d)
+
+
+def _end_sleep(env: Env, d: Decision) -> Decision:
+    st = d.state
+    kind = st["sleep"]["kind"]
+    st["sleep"] = None
+    if kind == "node":
+        close_step(d, env, "succeeded")
+        st["status"] = RUNNING
+        return goto(env, d, env.node(st["node"]).get("next"))
+    st["status"] = working_status(st)
+    return walk(env, d)  # back-off over: the next attempt
+
+
+def _resume_wait(env: Env, d: Decision) -> Decision:
+    st = d.state
+    wait = st["wait"]
+    deadline = datetime.fromisoformat(wait["deadline"])
+    if env.now >= deadline:
+        return wait_timed_out(env, d)
+    if wait["acked"]:
+        d.due_at = deadline
+        return d
+    resend_at = datetime.fromisoformat(wait["resend_at"])
+    if env.now < resend_at:
+        d.due_at = min(resend_at, deadline)
+        return d
+    # The sender died between committing WAITING and getting its answer: send again (same attempt, same key).
+    return send_async(env, d, resend=True)
+
+
+def _on_call_succeeded(env: Env, st: dict, event: CallSucceeded) -> Decision:
+    d = Decision(st)
+    expect_open(st, event.seq)
+    close_step(d, env, "succeeded", extra=event.record)
+    node_id = st["node"]
+    if st["phase"] == NOTIFY:
+        return end_notify(d, env)
+    if st["phase"] == COMPENSATION:
+        st["compensate"].pop(0)
+        st["attempt"] = 1
+        return walk(env, d)
+    st["results"][node_id] = {"response": event.response}
+    st["last_call"] = node_id
+    if env.node(node_id).get("compensation"):
+        st["done"].append(node_id)
+    return goto(env, d, env.node(node_id).get("next"))
+
+
+def _on_call_failed(env: Env, st: dict, event: CallFailed) -> Decision:
+    d = Decision(st)
+    expect_open(st, event.seq)
+    close_step(d, env, "failed", error={"failure": event.failure, "message": event.error}, extra=event.record)
+    if event.response is not None and st["phase"] == FORWARD:
+        st["results"][st["node"]] = {"response": event.response}
+    policy = retry_policy(env, st)
+    error = {"node": st["node"], "attempt": st["attempt"], "failure": event.failure, "message": event.error}
+    if st["attempt"] < policy["max_attempts"] and retryable(policy, event):
+        return back_off(env, d, policy)
+    return fail_node(env, d, error)
+
+
+def _on_async_accepted(env: Env, st: dict, event: AsyncAccepted) -> Decision:
+    d = Decision(st)
+    expect_open(st, event.seq)
+    if st["status"] != WAITING or st["wait"]["acked"]:
+        raise EventRejected("not waiting for an acknowledgement")
+    st["wait"]["acked"] = True
+    st["results"][st["node"]] = {"response": event.response}
+    update_open_step(d, event.record)
+    d.due_at = datetime.fromisoformat(st["wait"]["deadline"])
+    return d
+
+
+def _on_callback(env: Env, st: dict, event: CallbackArrived) -> Decision:
+    d = Decision(st)
+    expect_waiting_for(st, event.node, event.attempt)
+    expect_before_deadline(st, datetime.fromisoformat(event.received_at) if event.received_at else env.now)
+    st["wait"] = None
+    result = st["results"].setdefault(event.node, {})
+    result["callback"] = {"body": event.body}
+    st["status"] = RUNNING
+    if event.outcome == "succeeded":
+        close_step(d, env, "succeeded", detail={"callback": event.body})
+        st["last_call"] = event.node
+        if env.node(event.node).get("compensation"):
+            st["done"].append(event.node)
+        return goto(env, d, env.node(event.node).get("next"), run=False)
+    close_step(d, env, "failed", detail={"callback": event.body}, error={"message": "callback reported failure"})
+    policy = env.node(event.node)["retry"]
+    error = {"node": event.node, "attempt": event.attempt, "failure": "callback", "message": "callback said failed"}
+    if st["attempt"] < policy["max_attempts"]:
+        return back_off(env, d, policy)
+    return fail_node(env, d, error, run=False)
+
+
+def _on_heartbeat(env: Env, st: dict, event: Heartbeat) -> Decision:
+    d = Decision(st)
+    expect_waiting_for(st, event.node, event.attempt)
+    expect_before_deadline(st, env.now)
+    node = env.node(event.node)
+    extension = node.get("heartbeat_s") or node["timeout_s"]
+    deadline = max(datetime.fromisoformat(st["wait"]["deadline"]), env.now + timedelta(seconds=extension))
+    st["wait"]["deadline"] = deadline.isoformat()
+    d.due_at = deadline if st["wait"]["acked"] else datetime.fromisoformat(st["wait"]["resend_at"])
+    return d
+
+
+def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
+    d = Decision(st)
+    st["cancelled"] = True
+    st["output"] = None
+    close_open_step(d, env, "cancelled")
+    abandon_wait(env, st)
+    st["sleep"] = None
+    st["failure"] = st["failure"] or {"message": "cancelled"}
+    join = st.get("join")
+    if join and join["pending"]:
+        join["failed"] = True
+        d.actions.append(CancelBranches(list(join["pending"]), event.compensate))
+    if not event.compensate:
+        return finish(d, env, CANCELLED, error={"message": "cancelled"})
+    if st["phase"] == FORWARD:
+        start_compensation(st)
+    st["status"] = COMPENSATING
+    return walk(env, d, run=False)
+
+
+def _on_wake(env: Env, st: dict, event: Wake) -> Decision:
+    if st["status"] != SLEEPING:
+        raise EventRejected("execution is not sleeping")
+    d = Decision(st)
+    st["sleep"]["until"] = env.now.isoformat()
+    d.due_at = env.now
+    return d
+
+
+def _on_retry(env: Env, st: dict, event: Retry) -> Decision:
+    """Resume a FAILED execution from the node, or compensation, that failed."""
+    if st["status"] != FAILED:
+        raise EventRejected("only a FAILED execution can be retried")
+    d = Decision(st)
+    st["error"], st["output"] = None, None
+    if st["phase"] == COMPENSATION and event.skip:
+        st["compensate"].pop(0)
+    elif event.skip:
+        raise EventRejected("skip applies to a failed compensation only")
+    st["attempt"] = st.get("attempt", 0) + 1 if not event.skip else 1
+    st["status"] = working_status(st)
+    if st["phase"] == FORWARD:
+        st["failure"] = None
+    d.due_at = env.now
+    return d
+
+
+def _on_branch_finished(env: Env, st: dict, event: BranchFinished) -> Decision:
+    d = Decision(st)
+    join = st.get("join")
+    if not join or event.branch not in join["pending"]:
+        raise EventRejected(f"not waiting for branch '{event.branch}'")
+    join["pending"].remove(event.branch)
+    st["results"].update(event.results)
+    if event.status == FAILED:
+        st["branch_failed_for_good"] = True  # a branch needs an operator, so the whole execution does
+    if event.status == SUCCEEDED:
+        join["done"][event.branch] = event.done
+    elif not join["failed"]:
+        join["failed"] = True
+        message = f"branch '{event.branch}' ended {event.status}"
+        st["failure"] = {"node": join["node"], "branch": event.branch, "failure": "branch", "message": message}
+        if join["pending"]:
+            d.actions.append(CancelBranches(list(join["pending"]), compensate=True))
+    if join["pending"]:
+        d.due_at = env.now + JOIN_RECHECK
+        return d
+    return join_branches(env, d)
+
+
+_HANDLERS = {
+    Resume: _on_resume,
+    CallSucceeded: _on_call_succeeded,
+    CallFailed: _on_call_failed,
+    AsyncAccepted: _on_async_accepted,
+    CallbackArrived: _on_callback,
+    Heartbeat: _on_heartbeat,
+    Cancel: _on_cancel,
+    Wake: _on_wake,
+    Retry: _on_retry,
+    BranchFinished: _on_branch_finished,
+}
