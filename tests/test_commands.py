@@ -194,6 +194,16 @@ def test_trama_run_drive_advances_parallel_branches_too(service, egress):
     assert sorted(r.path for r in service.requests) == ["/a", "/b", "/c", "/d"]
 
 
+@pytest.mark.workers
+def test_trama_run_follows_an_execution_that_real_workers_advance(service, egress, worker_pool):
+    worker_pool.start_worker()
+    worker_pool.start_timers()
+    store_definition(saga(service.url))
+    out = run("trama_run", "ship-it", "--timeout", "60")
+    assert "reserve #1 succeeded HTTP 200" in out and out.splitlines()[-1].startswith("SUCCEEDED ")
+    assert [r.path for r in service.requests] == ["/reserve", "/charge"]
+
+
 @pytest.mark.django_db
 def test_trama_run_unknown_definition_is_bad_usage():
     error = fails("trama_run", "nope")
