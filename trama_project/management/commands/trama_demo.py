@@ -48,13 +48,15 @@ class Command(BaseCommand):
             self.stdout.write(f"  python3 {directory / script}        # http://127.0.0.1:{port}")
         self.stdout.write("  make run        # web + worker + timers; sets TRAMA_EGRESS_ALLOW=127.0.0.1,localhost")
         if not {"127.0.0.1", "localhost"} & set(settings.TRAMA_EGRESS_ALLOW):
-            self.stdout.write("  (this shell has no TRAMA_EGRESS_ALLOW for 127.0.0.1: calls to the demo services are refused)")
+            self.stdout.write(
+                "  (TRAMA_EGRESS_ALLOW here lacks 127.0.0.1: calls to the demo services would be refused)"
+            )
         self.stdout.write("\nThen start each example, from the shell or over HTTP:")
         for name in names:
             payload = json.dumps(DEMOS.get(name, (None, None, {}))[2])
             self.stdout.write(f"  echo '{payload}' | .venv/bin/python manage.py trama_run {name} --input -")
         self.stdout.write(
             '  curl -X POST $API/executions/ -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
-            "-d '{\"definition\": \"<name>\", \"input\": {...}}'"
+            '-d \'{"definition": "<name>", "input": {...}}\''
         )
         self.stdout.write("Without a worker running, add --drive to trama_run. Async callbacks need the web server.")
