@@ -1,0 +1,46 @@
+"""The one write path of executions: every status change goes through here.
+
+Workers call ``advance_execution``; the API calls ``start_execution``,
+``cancel_execution``, ``retry_execution`` and ``wake_execution``; the callback
+receiver calls ``deliver_callback``. Each one asks the pure state machine
+(executions/machine.py) what to do and applies the answer with a write fenced
+on ``Execution.fence``.
+
+Modules: ``starting``, ``worker`` (claim and advance), ``external`` (cancel, retry,
+wake, callbacks, parallel branches), ``calls`` (HTTP glue), ``records`` (the writes),
+``timers``. Import from here.
+"""
+
+from executions.services.calls import configured_secrets, env_for
+from executions.services.external import (
+    cancel_execution,
+    deliver_callback,
+    record_heartbeat,
+    retry_execution,
+    wake_execution,
+)
+from executions.services.records import TransitionRefused, enqueue
+from executions.services.starting import IdempotencyConflict, find_replayed_start, request_digest, start_execution
+from executions.services.timers import RENUDGE_AFTER_S, enqueue_due_executions
+from executions.services.worker import RUN_BUDGET_S, advance_execution, claim_execution
+
+__all__ = [
+    "RENUDGE_AFTER_S",
+    "RUN_BUDGET_S",
+    "IdempotencyConflict",
+    "TransitionRefused",
+    "advance_execution",
+    "cancel_execution",
+    "claim_execution",
+    "configured_secrets",
+    "deliver_callback",
+    "enqueue",
+    "enqueue_due_executions",
+    "env_for",
+    "find_replayed_start",
+    "record_heartbeat",
+    "request_digest",
+    "retry_execution",
+    "start_execution",
+    "wake_execution",
+]

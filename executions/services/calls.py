@@ -1,0 +1,93 @@
+"""Turning a machine Call into an HTTP request and its answer into a machine event."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+from definitions import templating
+from executions import dispatch, machine, telemetry
+from executions.models import Execution
+
+
+def env_for(execution: Execution, now: datetime) -> machine.Env:
+    definition = execution.definition
+    meta = {
+        "id": str(execution.pk),
+        "definition": definition.name,
+        "version": definition.version,
+        "started_at": (execution.started_at or execution.created_at).isoformat(),
+    }
+    return machine.Env(spec=definition.spec, payload=execution.input, execution=meta, now=now, key=str(execution.pk))
+
+
+def configured_secrets() -> dict[str, str]:
+    """``{{secrets.NAME}}`` values: every TRAMA_SECRET_<NAME> environment variable but the server's own key."""
+    prefix = settings.TRAMA_SECRETS_PREFIX
+    return {
+        k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix) and v and k != "TRAMA_SECRET_KEY"
+    }
+
+
+def render_request(
+    execution: Execution, state: dict, request: dict, env: machine.Env, cb: dict | None = None
+) -> tuple[dict, dict] | machine.CallFailed:
+    """(what goes on the wire, what the history stores with secrets masked), or a failed attempt."""
+    try:
+        wire = templating.render(request, machine.template_data(env, state, configured_secrets(), cb))
+        recorded = templating.render(request, machine.template_data(env, state, machine.MASKED, cb))
+    except templating.TemplateError as exc:
+        return machine.CallFailed(state["open_seq"], "template", str(exc))
+    recorded.pop("retry", None)
+    return wire, recorded
+
+
+def idempotency_headers(execution: Execution, node: str, attempt: int) -> dict:
+    return {"Idempotency-Key": f"{execution.pk}:{node}:{attempt}"}
+
+
+def call_event(execution: Execution, state: dict, call: machine.Call, env: machine.Env) -> machine.Event:
+    rendered = render_request(execution, state, call.request, env)
+    if isinstance(rendered, machine.CallFailed):
+        return rendered
+    wire, recorded = rendered
+    key_node = f"{call.node}.compensation" if call.phase == machine.COMPENSATION else call.node
+    telemetry.call_started(execution, call)
+    outcome = dispatch.send(wire, idempotency_headers(execution, key_node, call.attempt))
+    telemetry.call_finished(wire, outcome)
+    return outcome_event(call.seq, wire, recorded, outcome)
+
+
+def outcome_event(seq: int, wire: dict, recorded: dict, outcome: dispatch.Outcome, async_call: bool = False):
+    record: dict[str, Any] = {"request": recorded}
+    response = outcome.response
+    if response is None:
+        return machine.CallFailed(seq, outcome.failure or "network", outcome.error, None, record)
+    response = _scrub_secrets(response)
+    record |= {
+        "response_status": response["status"],
+        "response_headers": response["headers"],
+        "response_body": response["body"],
+    }
+    if not dispatch.is_success(wire, response["status"]):
+        return machine.CallFailed(seq, "status", f"HTTP {response['status']}", response, record)
+    if async_call:
+        return machine.AsyncAccepted(seq, response, record)
+    return machine.CallSucceeded(seq, response, record)
+
+
+def _scrub_secrets(value: Any) -> Any:
+    """A service that echoes a secret back must not get it stored."""
+    secrets = [s for s in configured_secrets().values() if len(s) >= 4]
+    if not secrets:
+        return value
+    text = json.dumps(value)
+    if not any(s in text for s in secrets):
+        return value
+    for secret in secrets:
+        text = text.replace(json.dumps(secret)[1:-1], "***")
+    return json.loads(text)

@@ -1,0 +1,172 @@
+"""Events from outside a worker (cancel, retry, wake, callbacks, parallel branches), applied under the row lock."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from executions import machine, telemetry
+from executions.models import FINAL_STATUSES, Execution
+from executions.services.calls import env_for
+from executions.services.records import TransitionRefused, enqueue, logger, state_fields, write_steps
+
+
+def _apply_external(execution_id, event: machine.Event) -> Execution:
+    """Apply an event that does not come from a worker's own call, under the row lock.
+
+    The fence is bumped so a worker that claimed the row meanwhile cannot
+    overwrite the result. Raises TransitionRefused when the machine rejects the
+    event, or when a worker holds a live lease.
+    """
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        if _leased(execution):
+            raise TransitionRefused("a worker is in the middle of a step; try again")
+        _apply_locked(execution, event)
+    execution.refresh_from_db()
+    return execution
+
+
+def _lock(execution_id) -> Execution:
+    return (
+        Execution.objects.select_for_update().select_related("definition").annotate(db_now=Now()).get(pk=execution_id)
+    )
+
+
+def _leased(execution: Execution) -> bool:
+    return execution.lease_until is not None and execution.lease_until > execution.db_now
+
+
+def _apply_locked(execution: Execution, event: machine.Event) -> None:
+    """Call while holding the row lock (``_lock``) inside transaction.atomic()."""
+    now = execution.db_now
+    try:
+        decision = machine.decide(env_for(execution, now), execution.state, event)
+    except machine.EventRejected as exc:
+        raise TransitionRefused(str(exc)) from None
+    fields = state_fields(decision, now) | {"fence": F("fence") + 1, "lease_until": None}
+    if decision.status in FINAL_STATUSES:
+        fields["cancel_request"] = None
+    Execution.objects.filter(pk=execution.pk).update(**fields)
+    write_steps(execution, decision.steps)
+    carry_out_branch_actions(execution, decision)
+    telemetry.committed(execution, decision, fields)
+    if decision.due_at is not None and decision.due_at <= now:
+        enqueue(execution.pk)
+
+
+def carry_out_branch_actions(execution: Execution, decision: machine.Decision) -> None:
+    """Call inside the transaction that wrote ``decision``: forks, sibling cancels, and the join report."""
+    for action in decision.actions:
+        if isinstance(action, machine.Fork):
+            _spawn_branches(execution, decision.state, action)
+        elif isinstance(action, machine.CancelBranches):
+            # After commit and outside this row's lock: each branch takes its own lock, then ours.
+            transaction.on_commit(lambda a=action: _cancel_branches(execution.pk, a))
+    if decision.status in FINAL_STATUSES and execution.parent_id:
+        _report_to_parent(execution, decision.state)
+
+
+def _spawn_branches(parent: Execution, state: dict, fork: machine.Fork) -> None:
+    branches = [
+        Execution(
+            definition_id=parent.definition_id,
+            parent=parent,
+            branch=head,
+            input=parent.input,
+            state=machine.branch_state(state, head),
+            due_at=timezone.now(),
+            created_by=parent.created_by,
+        )
+        for head in fork.branches
+    ]
+    for branch in Execution.objects.bulk_create(branches):
+        enqueue(branch.pk)
+
+
+def _report_to_parent(branch: Execution, state: dict) -> None:
+    """A branch ended: tell its parent, under the parent's lock (branch lock first, then parent: one order)."""
+    parent = _lock(branch.parent_id)
+    results = {k: v for k, v in state["results"].items() if k not in parent.state.get("results", {})}
+    event = machine.BranchFinished(branch.branch, state["status"], results, state["done"])
+    try:
+        _apply_locked(parent, event)
+    except TransitionRefused:
+        logger.info("parent no longer waits for branch %s", branch.branch, extra={"execution_id": str(parent.pk)})
+
+
+def _cancel_branches(parent_id, action: machine.CancelBranches) -> None:
+    for branch in Execution.objects.filter(parent_id=parent_id, branch__in=action.branches):
+        # One that ended on its own meanwhile refuses; its report reaches the parent anyway.
+        with contextlib.suppress(TransitionRefused):
+            cancel_execution(branch.pk, compensate=action.compensate)
+
+
+def cancel_execution(execution_id, compensate: bool = True) -> Execution:
+    """Cancel now; or, if a worker is in the middle of a step, leave a request that its next write folds in.
+
+    Both happen under the row lock, so the worker's write either comes before
+    (and the cancel applies to what it wrote) or sees the request.
+    """
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        if execution.status in FINAL_STATUSES:
+            raise TransitionRefused(f"execution is {execution.status}")
+        if _leased(execution):
+            Execution.objects.filter(pk=execution.pk).update(cancel_request={"compensate": compensate})
+        else:
+            _apply_locked(execution, machine.Cancel(compensate=compensate))
+    execution.refresh_from_db()
+    return execution
+
+
+def retry_execution(execution_id, skip: bool = False) -> Execution:
+    return _apply_external(execution_id, machine.Retry(skip=skip))
+
+
+def wake_execution(execution_id) -> Execution:
+    return _apply_external(execution_id, machine.Wake())
+
+
+def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Callable[[dict], str]) -> None:
+    """Apply an async node's callback; ``judge(node_spec)`` says "succeeded" or "failed".
+
+    If the worker is still sending the request (it holds the lease and has not
+    seen the answer), the callback is parked in ``pending_callback`` for that
+    worker's next write, so the answer and the callback are both kept. Raises
+    TransitionRefused if the node no longer waits, Execution.DoesNotExist for
+    an unknown execution. One locked read, one write: the resume hot path.
+    """
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        outcome = judge(execution.definition.spec["nodes"].get(node) or {})
+        telemetry.callback_received(execution_id, node, attempt, outcome)
+        if not _sending(execution, node, attempt):
+            _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
+            return
+        if execution.pending_callback is not None:
+            raise TransitionRefused("a callback for this attempt is already pending")
+        parked = {"node": node, "attempt": attempt, "outcome": outcome, "body": body}
+        parked["received_at"] = execution.db_now.isoformat()
+        Execution.objects.filter(pk=execution.pk).update(pending_callback=parked)
+
+
+def _sending(execution: Execution, node: str, attempt: int) -> bool:
+    """A live worker is sending this node attempt's async request and has not seen the answer yet."""
+    state = execution.state
+    wait = state.get("wait") or {}
+    waiting_here = (
+        state.get("status") == machine.WAITING and state.get("node") == node and state.get("attempt") == attempt
+    )
+    return waiting_here and not wait.get("acked") and _leased(execution)
+
+
+def record_heartbeat(execution_id, node: str, attempt: int) -> None:
+    with transaction.atomic():
+        _apply_locked(_lock(execution_id), machine.Heartbeat(node, attempt))

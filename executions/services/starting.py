@@ -1,0 +1,74 @@
+"""Starting executions, idempotently."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from definitions.models import Definition
+from executions import machine
+from executions.models import Execution
+from executions.services.records import enqueue, logger
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used for a start with a different body."""
+
+
+def request_digest(start_request: Any) -> str:
+    """SHA-256 of a start request as the client sent it, so a repeat matches even after a new version."""
+    canonical = json.dumps(start_request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_replayed_start(idempotency_key: str, digest: str) -> Execution | None:
+    """The execution a start with this key already created; IdempotencyConflict if the body differed."""
+    existing = Execution.objects.filter(idempotency_key=idempotency_key).first()
+    return _same_start(existing, digest) if existing is not None else None
+
+
+def start_execution(
+    definition: Definition,
+    payload: Any,
+    idempotency_key: str | None = None,
+    created_by: str = "",
+    digest: str | None = None,
+) -> tuple[Execution, bool]:
+    """Create a PENDING execution and wake a worker. Returns (execution, created).
+
+    With an ``idempotency_key`` already used for the same body, the first
+    execution comes back (created=False); for another body, IdempotencyConflict.
+    """
+    digest = digest or request_digest({"definition": definition.pk, "input": payload})
+    if idempotency_key:
+        existing = find_replayed_start(idempotency_key, digest)
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                definition=definition,
+                input=payload,
+                state=machine.new_state(),
+                due_at=timezone.now(),
+                idempotency_key=idempotency_key or None,
+                request_digest=digest,
+                created_by=created_by,
+            )
+            enqueue(execution.pk)
+    except IntegrityError:
+        # Two starts with the same key raced; the other one won.
+        existing = Execution.objects.get(idempotency_key=idempotency_key)
+        return _same_start(existing, digest), False
+    logger.info("execution started", extra={"execution_id": str(execution.pk), "definition": definition.name})
+    return execution, True
+
+
+def _same_start(existing: Execution, digest: str) -> Execution:
+    if existing.request_digest != digest:
+        raise IdempotencyConflict("Idempotency-Key was already used with a different request body")
+    return existing

@@ -1,0 +1,223 @@
+"""The worker side: claim an execution, then decide, call and commit, step after step, under a fence."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Coalesce, Now
+
+from callbacks.tokens import callback_url, mint_callback_token
+from executions import dispatch, machine, telemetry
+from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
+from executions.services.calls import call_event, env_for, idempotency_headers, outcome_event, render_request
+from executions.services.external import carry_out_branch_actions
+from executions.services.records import enqueue, logger, state_fields, write_steps
+
+# A worker stops walking after this long and re-enqueues the execution, so one
+# long chain never hits django-q's task timeout and other executions get a turn.
+RUN_BUDGET_S = 30.0
+
+
+def claim_execution(execution_id) -> Execution | None:
+    """Take the execution if it is due and nobody holds a live lease on it.
+
+    The conditional UPDATE is the lock: of two workers, one changes the row and
+    the other sees 0 rows. Bumping ``fence`` makes every write of the previous
+    holder (a worker paused past its lease) fail from now on.
+    """
+    lease = timedelta(seconds=settings.TRAMA_LEASE_SECONDS)
+    won = Execution.objects.filter(pk=execution_id, status__in=ACTIVE_STATUSES, due_at__lte=Now()).update(
+        fence=F("fence") + 1,
+        lease_until=Now() + lease,
+        due_at=Now() + lease,
+        status=Case(When(status=ExecutionStatus.PENDING, then=Value(ExecutionStatus.RUNNING)), default=F("status")),
+        started_at=Coalesce(F("started_at"), Now()),
+    )
+    if not won:
+        return None
+    return Execution.objects.select_related("definition").annotate(db_now=Now()).get(pk=execution_id)
+
+
+def advance_execution(execution_id) -> None:
+    """Worker entry point: claim, then walk the execution until it must pause."""
+    execution = claim_execution(execution_id)
+    if execution is not None:
+        _Run(execution).run()
+
+
+class _Run:
+    """One claim of one execution by one worker: decide, call, commit, repeat."""
+
+    def __init__(self, execution: Execution):
+        self.execution = execution
+        self.fence = execution.fence
+        # All times derive from the database clock read at claim time.
+        self._db_now, self._mono = execution.db_now, time.monotonic()
+        self._deadline = self._mono + RUN_BUDGET_S
+
+    def now(self) -> datetime:
+        return self._db_now + timedelta(seconds=time.monotonic() - self._mono)
+
+    def env(self) -> machine.Env:
+        return env_for(self.execution, self.now())
+
+    def run(self) -> None:
+        inbox = _inbox_events(self.execution.pending_callback, self.execution.cancel_request)
+        if inbox:
+            # Events left for the previous holder, which died before its next write.
+            decision = machine.Decision(self.execution.state)
+            for event in inbox:
+                decision = self._merge(decision, event)
+            self._commit(decision, hold=False, clear_inbox=True)
+            return
+        decision = self._decide(self.execution.state or machine.new_state(), machine.Resume())
+        while decision is not None:
+            decision = self._step(decision)
+
+    def _step(self, decision: machine.Decision) -> machine.Decision | None:
+        """Carry out one decision; returns the next one, or None when this claim is over."""
+        call = decision.call
+        if isinstance(call, machine.Call) and time.monotonic() > self._deadline:
+            # Out of budget: hand the execution back to the queue before the next call.
+            self._commit(decision, hold=False)
+            return None
+        if isinstance(call, machine.Call):
+            changed = decision.steps or decision.status != self.execution.status or not self._lease_covers(call)
+            if changed and not self._commit(decision, hold=True):
+                return None
+            return self._perform_call(decision, call)
+        if isinstance(call, machine.SendAsync):
+            return self._perform_async(decision, call)
+        due_now = decision.due_at is not None and decision.due_at <= self.now()
+        if due_now and decision.status not in FINAL_STATUSES and time.monotonic() < self._deadline:
+            if decision.steps and not self._commit(decision, hold=True):
+                return None
+            return self._decide(decision.state, machine.Resume())
+        self._commit(decision, hold=False)
+        return None
+
+    def _lease_covers(self, call: machine.Call) -> bool:
+        """Whether the claim's lease outlasts this call with half the lease to spare (else a commit extends it)."""
+        timeout = float(call.request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT)
+        return time.monotonic() - self._mono + timeout <= settings.TRAMA_LEASE_SECONDS / 2
+
+    def _decide(self, state: dict, event: machine.Event) -> machine.Decision | None:
+        try:
+            return machine.decide(self.env(), state, event)
+        except machine.EventRejected as exc:
+            logger.info("event rejected: %s", exc, extra={"execution_id": str(self.execution.pk)})
+            return None
+
+    def _merge(self, decision: machine.Decision, event: machine.Event) -> machine.Decision:
+        """Apply ``event`` on top of an uncommitted decision, keeping its step records."""
+        following = self._decide(decision.state, event)
+        if following is None:
+            return decision
+        following.actions = decision.steps + following.actions
+        return following
+
+    def _perform_call(self, decision: machine.Decision, call: machine.Call) -> machine.Decision | None:
+        event = call_event(self.execution, decision.state, call, self.env())
+        return self._decide(decision.state, event)
+
+    def _perform_async(self, decision: machine.Decision, call: machine.SendAsync) -> machine.Decision | None:
+        # Render first: a template error fails the attempt without any wait being committed.
+        token = mint_callback_token(self.execution.pk, call.node, call.attempt, call.deadline)
+        cb = {"url": callback_url(token), "token": token}
+        rendered = render_request(self.execution, decision.state, call.request, self.env(), cb)
+        if isinstance(rendered, machine.CallFailed):
+            return self._decide(decision.state, rendered)
+        wire, recorded = rendered
+        decision.actions.append(machine.StepRecord(call.seq, {"request": recorded}, new=False))
+        # WAITING is durable before the request leaves. The lease stays: a callback that beats
+        # the answer is parked in pending_callback and folded in by the commit below.
+        if not self._commit(decision, hold=True):
+            return None
+        headers = {"X-Trama-Callback-Url": cb["url"], "X-Trama-Callback-Token": token}
+        telemetry.call_started(self.execution, call)
+        outcome = dispatch.send(wire, headers | idempotency_headers(self.execution, call.node, call.attempt))
+        telemetry.call_finished(wire, outcome)
+        event = outcome_event(call.seq, wire, recorded, outcome, async_call=True)
+        following = self._decide(decision.state, event)
+        if following is None:
+            return None
+        if isinstance(event, machine.AsyncAccepted):
+            self._commit(following, hold=False)
+            return None
+        return following
+
+    def _commit(self, decision: machine.Decision, hold: bool, clear_inbox: bool = False) -> bool:
+        """Write the decision if this worker still owns the execution; True if the worker may go on.
+
+        ``hold`` keeps the lease (the worker goes on); otherwise the execution
+        is released with its ``due_at``. A cancel or an early callback that
+        arrived meanwhile (the inbox) makes the write miss: it is folded in,
+        written, and the worker stops.
+        """
+        fields = self._fields(decision, hold)
+        query = Execution.objects.filter(pk=self.execution.pk, fence=self.fence)
+        if clear_inbox:
+            fields |= {"cancel_request": None, "pending_callback": None}
+        else:
+            query = query.filter(cancel_request__isnull=True, pending_callback__isnull=True)
+        with transaction.atomic():
+            if query.update(**fields):
+                write_steps(self.execution, decision.steps)
+                carry_out_branch_actions(self.execution, decision)
+                if fields["due_at"] is not None and fields["due_at"] <= self.now() and not hold:
+                    enqueue(self.execution.pk)
+                telemetry.committed(self.execution, decision, fields)
+                self.execution.status = decision.status
+                decision.actions = [a for a in decision.actions if isinstance(a, machine.Call | machine.SendAsync)]
+                return True
+        inbox = Execution.objects.filter(pk=self.execution.pk, fence=self.fence).values_list(
+            "pending_callback", "cancel_request"
+        )
+        events = _inbox_events(*inbox[0]) if inbox else []
+        if not events:
+            logger.warning("lost the execution to another worker", extra=self._log_extra())
+            return False
+        for event in events:
+            decision = self._merge(decision, event)
+        self._commit(decision, hold=False, clear_inbox=True)
+        return False
+
+    def _fields(self, decision: machine.Decision, hold: bool) -> dict:
+        now = self.now()
+        fields = state_fields(decision, now)
+        if hold:
+            lease = now + timedelta(seconds=_lease_seconds(decision))
+            fields |= {"lease_until": lease, "due_at": lease}
+        else:
+            fields["lease_until"] = None
+            if fields["due_at"] is None and decision.status not in FINAL_STATUSES:
+                fields["due_at"] = now  # never leave an active execution without a next look
+        return fields
+
+    def _log_extra(self) -> dict:
+        return {"execution_id": str(self.execution.pk), "fence": self.fence}
+
+
+def _inbox_events(pending_callback: dict | None, cancel_request: dict | None) -> list[machine.Event]:
+    """Events parked on the row for the lease holder, in the order they apply."""
+    events: list[machine.Event] = []
+    if pending_callback:
+        events.append(machine.CallbackArrived(**pending_callback))
+    if cancel_request:
+        # The holder's decision is not written yet: a cancel accepted before it overrules a success.
+        events.append(machine.Cancel(compensate=cancel_request["compensate"], overrule_success=True))
+    return events
+
+
+def _lease_seconds(decision: machine.Decision) -> float:
+    call = decision.call
+    return _lease_seconds_for(call) if call else settings.TRAMA_LEASE_SECONDS
+
+
+def _lease_seconds_for(call: machine.Call | machine.SendAsync) -> float:
+    """A lease outlasts the call's timeout by TRAMA_LEASE_SECONDS, the time a dead worker is waited for."""
+    return float(call.request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT) + settings.TRAMA_LEASE_SECONDS
