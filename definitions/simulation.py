@@ -1,7 +1,7 @@
 """Dry runs: the real state machine against mocked responses and a simulated clock.
 
 :func:`simulate` drives ``executions.machine.decide`` the way a worker does
-(executions/services.py ``_Run``), except that every ``Call`` / ``SendAsync``
+(executions/services/ ``_Run``), except that every ``Call`` / ``SendAsync``
 is answered from the caller's mocks instead of the network, and the clock jumps
 to each ``due_at`` at once (sleeps, back-offs and callback deadlines cost no
 time). Requests are rendered with the engine's template data and secrets masked

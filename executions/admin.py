@@ -1,4 +1,4 @@
-"""Executions and steps in the admin. Read-only: every change goes through executions/services.py
+"""Executions and steps in the admin. Read-only: every change goes through executions/services/
 (the cancel and retry actions call it, like the API does)."""
 
 from django.contrib import admin, messages

@@ -28,9 +28,9 @@ ACTIVE_STATUSES = frozenset(set(ExecutionStatus) - FINAL_STATUSES)
 class Execution(models.Model):
     """One run of one pinned definition version.
 
-    ``state`` is the state machine's working memory (see executions/machine.py);
+    ``state`` is the state machine's working memory (see executions/machine/);
     ``status``, ``current_node``, ``output`` and ``error`` mirror it as columns
-    for filtering. Only executions/services.py writes these fields, always as a
+    for filtering. Only executions/services/ writes these fields, always as a
     conditional update fenced on ``fence`` (bumped by every claim), so a worker
     that lost its claim cannot overwrite its successor.
 

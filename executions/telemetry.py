@@ -1,6 +1,6 @@
 """Metrics, traces and structured logs of the engine (docs/metrics.md).
 
-The write path (executions/services.py, executions/dispatch.py and the callback
+The write path (executions/services/, executions/dispatch.py and the callback
 receiver) calls the hooks at the bottom of this module with one line each; the
 hooks never raise into the engine and cost a few attribute reads when tracing
 is off. Three parts:

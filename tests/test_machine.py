@@ -1,4 +1,4 @@
-"""Unit tests of the pure state machine (executions/machine.py): no database, no HTTP.
+"""Unit tests of the pure state machine (executions/machine/): no database, no HTTP.
 
 Each test builds a normalized spec, feeds events to ``decide`` with an explicit
 clock, and checks the decision: status, actions, due time and the step records.

@@ -1,6 +1,6 @@
 """The execution state machine: state + event -> new state + actions. Pure.
 
-No ORM, no HTTP, no clock of its own: the caller (executions/services.py)
+No ORM, no HTTP, no clock of its own: the caller (executions/services/)
 passes ``now`` and applies what comes back. The state is a JSON dict stored on
 the execution row; see ``new_state`` for its keys.
 

@@ -3,7 +3,7 @@
 Workers call ``advance_execution``; the API calls ``start_execution``,
 ``cancel_execution``, ``retry_execution`` and ``wake_execution``; the callback
 receiver calls ``deliver_callback``. Each one asks the pure state machine
-(executions/machine.py) what to do and applies the answer with a write fenced
+(executions/machine/) what to do and applies the answer with a write fenced
 on ``Execution.fence``.
 
 Modules: ``starting``, ``worker`` (claim and advance), ``external`` (cancel, retry,
