@@ -1,9 +1,12 @@
 """Shared API pieces: the error shape every endpoint answers with."""
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from definitions.validation.problems import nesting_depth
 
 
 class ErrorItemSerializer(serializers.Serializer):
@@ -57,10 +60,18 @@ def exception_handler(exc, context):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, but a body nested too deep for Python is a 400, not a 500."""
+    """DRF's JSON parser, but a body nested too deep is a 400, never a 500.
+
+    Past ``TRAMA_MAX_JSON_DEPTH`` levels, the recursive code downstream (the
+    database driver's JSON encoder, templates, rules) could exhaust the stack.
+    """
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - nested too deeply") from None
+        limit = settings.TRAMA_MAX_JSON_DEPTH
+        if nesting_depth(data, limit) > limit:
+            raise exceptions.ParseError(f"JSON nested too deeply: more than {limit} levels (TRAMA_MAX_JSON_DEPTH)")
+        return data

@@ -122,6 +122,8 @@ TRAMA_MAX_REQUEST_BYTES = env_int("TRAMA_MAX_REQUEST_BYTES", 1_048_576, minimum=
 DATA_UPLOAD_MAX_MEMORY_SIZE = TRAMA_MAX_REQUEST_BYTES
 TRAMA_MAX_NODES = env_int("TRAMA_MAX_NODES", 1000, minimum=1)
 TRAMA_MAX_INPUT_BYTES = env_int("TRAMA_MAX_INPUT_BYTES", 262_144, minimum=2)
+# JSON bodies nested deeper than this are refused (400) before anything recursive touches them.
+TRAMA_MAX_JSON_DEPTH = env_int("TRAMA_MAX_JSON_DEPTH", 100, minimum=8)
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
