@@ -38,22 +38,6 @@ SIMULATED_TOKEN = "simulated"
 DEFAULT_FAIL_STATUS = 500
 
 
-class _MaskedSecrets(dict):
-    """Every ``{{secrets.NAME}}`` reads as ``***``, as in the stored history (no secret is ever shown)."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __getitem__(self, key: str) -> str:
-        return "***"
-
-    def get(self, key: str, default: Any = None) -> str:
-        return "***"
-
-
-_MASKED_SECRETS = _MaskedSecrets()
-
-
 class _Unsupported(Exception):
     """The machine asked for something a dry run cannot answer (e.g. starting parallel branches)."""
 
@@ -258,7 +242,7 @@ class _Simulation:
 
     def _render(self, state: dict, request: dict, cb: dict | None = None) -> dict | templating.TemplateError:
         """The request as the history would store it: rendered, secrets masked, no retry policy."""
-        data = machine.template_data(self.env(), state, _MASKED_SECRETS, cb)
+        data = machine.template_data(self.env(), state, machine.MASKED, cb)
         try:
             recorded = templating.render(request, data)
         except templating.TemplateError as exc:
