@@ -12,15 +12,11 @@ from django.utils.html import format_html, format_html_join
 
 from definitions.diff import diff_specs
 from definitions.models import Definition
-
-
-def pretty_json(value) -> str:
-    """JSON indented in a <pre>, escaped by format_html."""
-    return format_html('<pre style="white-space: pre-wrap">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
+from trama_project.admin_base import ReadOnlyAdmin, pretty_json
 
 
 @admin.register(Definition)
-class DefinitionAdmin(admin.ModelAdmin):
+class DefinitionAdmin(ReadOnlyAdmin):
     list_display = ("name", "version", "kind", "node_count", "is_inline", "created_at", "created_by", "ui_links")
     list_filter = ("kind", "is_inline")
     search_fields = ("name",)
@@ -74,15 +70,6 @@ class DefinitionAdmin(admin.ModelAdmin):
         if obj.is_inline or previous is None:
             return "— (first version)"
         return diff_table(previous, obj)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def diff_rows(diff: dict) -> list[tuple[str, str, str]]:

@@ -5,9 +5,9 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from definitions.admin import pretty_json
 from executions import services
 from executions.models import Execution, ExecutionStatus, Step
+from trama_project.admin_base import ReadOnlyAdmin, pretty_json
 
 _BADGE_COLOURS = {
     ExecutionStatus.SUCCEEDED: "#2e7d32",
@@ -43,7 +43,7 @@ class StepInline(admin.TabularInline):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyAdmin):
     list_display = ("id", "definition", "status_badge", "current_node", "created_at", "finished_at", "timeline_link")
     list_filter = ("status", "definition__name", "created_at")
     list_select_related = ("definition",)
@@ -91,15 +91,6 @@ class ExecutionAdmin(admin.ModelAdmin):
     def error_json(self, obj: Execution) -> str:
         return pretty_json(obj.error)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
     @admin.action(description="Cancel selected executions (with compensation)")
     def cancel_selected(self, request, queryset):
         self._act(request, queryset, lambda pk: services.cancel_execution(pk, compensate=True), "cancel")
@@ -123,7 +114,7 @@ class ExecutionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Step)
-class StepAdmin(admin.ModelAdmin):
+class StepAdmin(ReadOnlyAdmin):
     list_display = ("execution", "seq", "node_id", "phase", "attempt", "status", "response_status", "started_at")
     list_filter = ("status", "phase", "node_type")
     list_select_related = ("execution",)
@@ -155,12 +146,3 @@ class StepAdmin(admin.ModelAdmin):
     @admin.display(description="response body")
     def response_json(self, obj: Step) -> str:
         return pretty_json(obj.response_body)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
