@@ -37,6 +37,10 @@ def execution(db) -> Execution:
     return execution
 
 
+# A fixed id no execution has: parametrized ids must be the same in every collecting process (xdist).
+UNKNOWN = uuid.UUID("00000000-0000-4000-8000-000000000000")
+
+
 def _csrf(client: Client) -> str:
     page = client.get(reverse("ui-editor"))
     return str(page.context["csrf_token"])
@@ -44,7 +48,7 @@ def _csrf(client: Client) -> str:
 
 @pytest.mark.parametrize(
     "url",
-    ["/ui/editor/", "/ui/editor/orders/", f"/ui/executions/{uuid.uuid4()}/", f"/ui/executions/{uuid.uuid4()}/data/"],
+    ["/ui/editor/", "/ui/editor/orders/", f"/ui/executions/{UNKNOWN}/", f"/ui/executions/{UNKNOWN}/data/"],
 )
 def test_pages_redirect_anonymous_users_to_admin_login(client, url):
     response = client.get(url)
