@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The suite runs on PostgreSQL; pytest-django creates and drops test_<name>.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/trama
 
-.PHONY: run test lint format venv clean chromium
+.PHONY: run test lint format venv clean chromium bench
 
 venv: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ test: venv lint chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium) \
 		|| echo "chromium could not be installed: the browser tests will be skipped" >&2
+
+# Benchmarks (bench/, docs/benchmarks.md): PostgreSQL and Redis on this machine; BENCH_ARGS=--quick for a few minutes.
+bench: venv
+	$(BIN)/pip install --quiet -r bench/requirements-bench.txt || echo "DBOS not installed: its peer scenario will report why" >&2
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

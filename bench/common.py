@@ -169,3 +169,136 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 def percentiles(values: list[float], points=(50, 95, 99)) -> dict[int, float]:
     ordered = sorted(values)
     return {p: ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] for p in points}
+
+
+# --- Helpers shared by the suite (bench/run_all.py and its scenarios) -------------------------
+
+# Every Trama process of a benchmark shares these: a fixed key (callback tokens verify across
+# processes), loopback egress allowed (the fast service is on 127.0.0.1).
+BENCH_ENV = {"TRAMA_SECRET_KEY": "trama-bench-secret-key-not-for-production", "TRAMA_EGRESS_ALLOW": "127.0.0.1"}
+REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
+
+
+def loadavg() -> float:
+    """The 1-minute load average: printed next to every result (the machine is shared)."""
+    return os.getloadavg()[0]
+
+
+def emit(result: dict) -> None:
+    """One scenario result as a JSON line on stdout; bench/run_all.py collects these."""
+    print("BENCH_RESULT " + json.dumps(result, default=str), flush=True)
+
+
+def broker_env(broker: str, redis_db: int) -> dict[str, str]:
+    """TRAMA_BROKER_URL for "orm" (queue in PostgreSQL) or "redis" (a flushed database of its own)."""
+    if broker != "redis":
+        return {"TRAMA_BROKER_URL": ""}
+    import redis
+
+    url = f"{REDIS_URL}/{redis_db}"
+    redis.Redis.from_url(url).flushdb()
+    return {"TRAMA_BROKER_URL": url}
+
+
+def group_cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU of every live process whose process group is one of ``pids``."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    groups = set(pids)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in groups:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def group_pids(pid: int) -> list[int]:
+    """Live pids in process group ``pid`` (a qcluster's sentinel, pusher, monitor and workers)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) == pid:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return sorted(out)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def table_bytes(*tables: str) -> int:
+    """pg_total_relation_size (heap + TOAST + indexes) of ``tables``, through Django's connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + " + ".join(f"pg_total_relation_size('{t}')" for t in tables))
+        return int(cursor.fetchone()[0])
+
+
+def clone_execution(template_id, copies: int) -> None:
+    """Insert ``copies`` executions identical to ``template_id`` (row and steps), new ids, server-side.
+
+    For the scale scenarios: the template was driven by the real engine (start_execution +
+    advance_execution), so each copy is in exactly the state a worker leaves an execution in.
+    """
+    from django.db import connection
+
+    from executions.models import Execution, Step
+
+    ex_cols = [f.column for f in Execution._meta.concrete_fields if f.column != "id"]
+    st_cols = [f.column for f in Step._meta.concrete_fields if f.column not in ("id", "execution_id")]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS bench_new_ids (id uuid PRIMARY KEY); TRUNCATE bench_new_ids;"
+            "INSERT INTO bench_new_ids SELECT gen_random_uuid() FROM generate_series(1, %s);",
+            [copies],
+        )
+        cursor.execute(
+            f"INSERT INTO executions_execution (id, {', '.join(ex_cols)}) "
+            f"SELECT n.id, {', '.join('e.' + c for c in ex_cols)} FROM bench_new_ids n "
+            "CROSS JOIN executions_execution e WHERE e.id = %s",
+            [template_id],
+        )
+        cursor.execute(
+            f"INSERT INTO executions_step (execution_id, {', '.join(st_cols)}) "
+            f"SELECT n.id, {', '.join('s.' + c for c in st_cols)} FROM bench_new_ids n "
+            "CROSS JOIN executions_step s WHERE s.execution_id = %s",
+            [template_id],
+        )
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True)  # fmt: skip
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def machine_line() -> str:
+    """CPU model, cores, memory and the PostgreSQL version: the machine a table ran on."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kb = 0
+    return f"{model}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.0f} GiB, Python {sys.version.split()[0]}"
