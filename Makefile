@@ -7,17 +7,22 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/trama
 
 .PHONY: run test lint format venv clean chromium bench
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.dev
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# `make run` needs only the runtime packages; the tools for tests and lint come on top.
+$(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
 # Local use calls services on this machine: allow loopback explicitly (the default refuses it).
 run: export TRAMA_EGRESS_ALLOW ?= 127.0.0.1,localhost
-run: venv
+run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py trama_dev
 
