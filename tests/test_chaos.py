@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 LEASE_S = 2  # short, so a dead or stopped worker is replaced within seconds
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own: the broker-loss test flushes it
 # Executions whose wake-up was lost (a killed cluster's prefetched tasks, a flushed queue) wait for the
-# timer loop's re-nudge, RENUDGE_AFTER_S = 30 s in executions/services.py: the settle time covers it.
+# timer loop's re-nudge, TRAMA_RENUDGE_SECONDS (default 15 s): the settle time covers it.
 SETTLE_S = 75
 
 

@@ -98,6 +98,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A process stopped inside a transaction (SIGSTOP, a stalled VM) would hold its row locks for
+    # ever; PostgreSQL ends such a session after this long, so the next worker is never blocked.
+    idle_ms = int(env_float("TRAMA_DB_IDLE_TRANSACTION_TIMEOUT_SECONDS", 60.0, minimum=1.0) * 1000)
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c idle_in_transaction_session_timeout={idle_ms}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -181,6 +185,9 @@ TRAMA_PUBLIC_URL = env_str("TRAMA_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("
 # once this passes. Every request timeout must stay below it.
 TRAMA_LEASE_SECONDS = env_float("TRAMA_LEASE_SECONDS", 120.0, minimum=1.0)
 TRAMA_TIMER_POLL_SECONDS = env_float("TRAMA_TIMER_POLL_SECONDS", 0.2, minimum=0.01)
+# A due execution nobody claimed this long after the timer loop enqueued it is enqueued again
+# (the queue was lost, or a worker died holding the task before claiming).
+TRAMA_RENUDGE_SECONDS = env_float("TRAMA_RENUDGE_SECONDS", 15.0, minimum=1.0)
 TRAMA_RESPONSE_BODY_CAP = env_int("TRAMA_RESPONSE_BODY_CAP", 65_536, minimum=0)
 TRAMA_DEFAULT_REQUEST_TIMEOUT = env_float("TRAMA_DEFAULT_REQUEST_TIMEOUT", 10.0, minimum=0.1)
 TRAMA_EGRESS_ALLOW = env_list("TRAMA_EGRESS_ALLOW", [])

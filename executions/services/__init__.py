@@ -21,11 +21,10 @@ from executions.services.external import (
 )
 from executions.services.records import TransitionRefused, enqueue
 from executions.services.starting import IdempotencyConflict, find_replayed_start, request_digest, start_execution
-from executions.services.timers import RENUDGE_AFTER_S, enqueue_due_executions
+from executions.services.timers import enqueue_due_executions
 from executions.services.worker import RUN_BUDGET_S, advance_execution, claim_execution
 
 __all__ = [
-    "RENUDGE_AFTER_S",
     "RUN_BUDGET_S",
     "IdempotencyConflict",
     "TransitionRefused",

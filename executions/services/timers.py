@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
@@ -11,19 +12,17 @@ from django.db.models.functions import Now
 from executions.models import Execution
 from executions.services.records import enqueue
 
-# The timer loop enqueues a due execution again if nobody claimed it this long after the last nudge (a lost queue).
-RENUDGE_AFTER_S = 30.0
-
 
 def enqueue_due_executions(limit: int = 500) -> int:
     """One pass of the timer loop: enqueue executions whose ``due_at`` has passed.
 
     Reads only due rows (partial index on due_at). ``nudged_at`` keeps a row
     from being enqueued again on every pass while its task waits in the queue;
-    it is enqueued again if nobody claims it within RENUDGE_AFTER_S (a lost
-    queue). Several timer processes may run: SKIP LOCKED splits the rows.
+    it is enqueued again if nobody claims it within TRAMA_RENUDGE_SECONDS (a
+    lost queue, or a worker killed after taking the task from the queue and
+    before claiming). Several timer processes may run: SKIP LOCKED splits the rows.
     """
-    renudge = timedelta(seconds=RENUDGE_AFTER_S)
+    renudge = timedelta(seconds=settings.TRAMA_RENUDGE_SECONDS)
     with transaction.atomic():
         due = (
             Execution.objects.select_for_update(skip_locked=True)

@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Now
 
@@ -58,6 +58,7 @@ class _Run:
         # All times derive from the database clock read at claim time.
         self._db_now, self._mono = execution.db_now, time.monotonic()
         self._deadline = self._mono + RUN_BUDGET_S
+        self._lease_end = self._mono + settings.TRAMA_LEASE_SECONDS  # monotonic; moved by every holding write
 
     def now(self) -> datetime:
         return self._db_now + timedelta(seconds=time.monotonic() - self._mono)
@@ -157,7 +158,25 @@ class _Run:
         is released with its ``due_at``. A cancel or an early callback that
         arrived meanwhile (the inbox) makes the write miss: it is folded in,
         written, and the worker stops.
+
+        If the database connection drops, the write is retried on a new
+        connection while the lease lasts: giving the execution up instead would
+        make the next worker send the call that just succeeded once more.
         """
+        pause = 0.25
+        while True:
+            try:
+                return self._write(decision, hold, clear_inbox)
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + pause >= self._lease_end - 1.0:
+                    logger.error("database unreachable until the lease ended: %s", exc, extra=self._log_extra())
+                    return False
+                logger.warning("database error, retrying the write: %s", exc, extra=self._log_extra())
+                connection.close()
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def _write(self, decision: machine.Decision, hold: bool, clear_inbox: bool) -> bool:
         fields = self._fields(decision, hold)
         query = Execution.objects.filter(pk=self.execution.pk, fence=self.fence)
         if clear_inbox:
@@ -190,8 +209,10 @@ class _Run:
         now = self.now()
         fields = state_fields(decision, now)
         if hold:
-            lease = now + timedelta(seconds=_lease_seconds(decision))
+            seconds = _lease_seconds(decision)
+            lease = now + timedelta(seconds=seconds)
             fields |= {"lease_until": lease, "due_at": lease}
+            self._lease_end = time.monotonic() + seconds
         else:
             fields["lease_until"] = None
             if fields["due_at"] is None and decision.status not in FINAL_STATUSES:
