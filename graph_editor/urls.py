@@ -8,5 +8,7 @@ urlpatterns = [
     path("ui/editor/", views.editor_page, name="ui-editor"),
     path("ui/editor/<str:name>/", views.editor_page, name="ui-editor-latest"),
     path("ui/editor/<str:name>/<int:version>/", views.editor_page, name="ui-editor-version"),
+    path("ui/definitions/<str:name>/diff/", views.diff_page, name="ui-diff-latest"),
+    path("ui/definitions/<str:name>/diff/<int:version>/<int:other>/", views.diff_page, name="ui-diff"),
     path("ui/definitions/<str:name>/<int:version>/start/", views.start_page, name="ui-start"),
 ]

@@ -15,15 +15,42 @@ from definitions.models import Definition
 from definitions.services import get_definition, latest_definition
 from executions import services
 from executions.api.serializers import ExecutionSerializer, StepSerializer
-from executions.models import Execution
+from executions.models import Execution, Step
 from graph_editor.forms import StartExecutionForm
 
 
+def branch_executions(execution: Execution) -> list[Execution]:
+    """Every branch execution forked under ``execution``, nested forks included (parents first).
+
+    The same walk as GET executions/{id}/steps/ (executions.api.views._with_branches).
+    """
+    found: list[Execution] = []
+    frontier = [execution.pk]
+    while frontier:
+        level = list(Execution.objects.filter(parent_id__in=frontier).order_by("created_at", "branch"))
+        found += level
+        frontier = [branch.pk for branch in level]
+    return found
+
+
 def timeline_payload(execution: Execution) -> dict:
-    """What the timeline draws: the execution, its steps in order, and the graph it ran."""
+    """What the timeline draws: the execution, its and its branches' steps in time order, and the graph it ran."""
+    branches = branch_executions(execution)
+    ids = [execution.pk, *(branch.pk for branch in branches)]
+    steps = Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
     return {
         "execution": ExecutionSerializer(execution).data,
-        "steps": StepSerializer(execution.steps.order_by("seq"), many=True).data,
+        "steps": StepSerializer(steps, many=True).data,
+        "branches": [
+            {
+                "id": str(branch.pk),
+                "parent": str(branch.parent_id),
+                "branch": branch.branch,
+                "status": branch.status,
+                "current_node": branch.current_node,
+            }
+            for branch in branches
+        ],
         "spec": execution.definition.spec,
         "is_final": execution.is_final,
         "server_time": timezone.now().isoformat(),
@@ -71,10 +98,61 @@ def editor_page(request: HttpRequest, name: str | None = None, version: int | No
         "validate": reverse("definition-validate"),
         "store": reverse("definition-list"),
         "evaluate": reverse("expression-evaluate"),
+        "simulate": reverse("definition-simulate"),
         "editor": reverse("ui-editor"),
         "start": reverse("ui-start", args=["__name__", 0]),
     }
-    return render(request, "graph_editor/editor.html", {"definition": definition, "loaded": loaded, "urls": urls})
+    versions = []
+    if definition is not None:
+        versions = stored_versions(definition.name)
+        urls["diff"] = _url_template("ui-diff", definition.name, "a", "b")
+    context = {"definition": definition, "loaded": loaded, "urls": urls, "versions": versions}
+    return render(request, "graph_editor/editor.html", context)
+
+
+def stored_versions(name: str) -> list[int]:
+    """The stored (not inline) versions of a name, oldest first."""
+    found = Definition.objects.filter(name=name, is_inline=False).order_by("version")
+    return list(found.values_list("version", flat=True))
+
+
+def _url_template(url_name: str, name: str, *slots: str) -> str:
+    """A URL with ``{slot}`` placeholders for its version numbers, filled in by the page's script."""
+    markers = [str(987_654_320 + i) for i in range(len(slots))]
+    url = reverse(url_name, args=[name, *markers])
+    for marker, slot in zip(markers, slots, strict=True):
+        url = url.replace(f"/{marker}/", f"/{{{slot}}}/")
+    return url
+
+
+@staff_member_required
+def diff_page(request: HttpRequest, name: str, version: int | None = None, other: int | None = None) -> HttpResponse:
+    """Two versions of a definition side by side: both graphs, nodes added / removed / changed, changed fields.
+
+    Without versions: the latest against the one before it. The page calls
+    GET /api/v1/definitions/{name}/versions/{a}/diff/{b}/ and .../versions/{n}/ with the session.
+    """
+    versions = stored_versions(name)
+    if not versions:
+        raise Http404(f"No definition {name!r}.")
+    if version is None:
+        other = versions[-1]
+        version = versions[-2] if len(versions) > 1 else other
+    elif version not in versions or other not in versions:
+        raise Http404(f"{name!r} has no version {version if version not in versions else other}.")
+    config = {
+        "name": name,
+        "versions": versions,
+        "from": version,
+        "to": other,
+        "urls": {
+            "diff": _url_template("definition-diff", name, "a", "b"),
+            "version": _url_template("definition-version", name, "n"),
+            "page": _url_template("ui-diff", name, "a", "b"),
+            "editor": _url_template("ui-editor-version", name, "n"),
+        },
+    }
+    return render(request, "graph_editor/diff.html", {"name": name, "config": config})
 
 
 @staff_member_required

@@ -16,10 +16,10 @@ from django.test import Client
 
 from definitions.models import Definition
 from definitions.services import store_definition
-from executions.models import Execution
+from executions.models import Execution, Step
 from executions.services import start_execution
 from tests.engine_support import drive
-from tests.support.service import Reply
+from tests.support.service import Callback, Reply
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls made between page
 # actions are still plain synchronous code.
@@ -259,3 +259,142 @@ def test_editor_stays_responsive_with_200_nodes(page):
     page.wait_for_selector(".save-msg.good")
     assert Definition.objects.get(name="big-saga", version=2).kind == "saga"  # still a chain: stays a saga
     shot(page, "editor-200-nodes")
+
+
+def test_timeline_shows_parallel_branches_side_by_side(page, live_server, service, settings):
+    from tests.test_parallel import drive_all, fork_graph
+
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    settings.TRAMA_PUBLIC_URL = live_server.url  # the async branch's callback comes back to this server
+    service.script("POST", "/pay", Reply(202, callback=Callback({"ok": True}, delay_s=0.1)))
+    execution, _ = start_execution(store_definition(fork_graph(service.url)), {})
+    started = time.monotonic()
+    assert drive_all(execution).status == "SUCCEEDED"
+    print(f"parallel execution driven in {time.monotonic() - started:.2f} s")
+    total_steps = Step.objects.filter(execution__in=[execution, *execution.branches.all()]).count()
+
+    page.goto(f"/ui/executions/{execution.pk}/")
+    page.wait_for_selector("#execution[data-status=SUCCEEDED]")
+    rows = page.eval_on_selector_all(".tl-row[data-node]", "rows => rows.map(r => [r.dataset.node, r.dataset.branch])")
+    # The branches' rows sit under the fork's row, in the order of its branches, before the join's next node.
+    assert rows == [
+        ["reserve", ""], ["fork", ""], ["email", "email"], ["pay", "pay"], ["wait", "wait"], ["audit", "wait"],
+        ["ship", ""],
+    ]  # fmt: skip
+    for node, branch in rows[2:6]:
+        row = page.locator(f'.tl-row[data-node="{node}"]')
+        assert row.locator(".bar.attempt").count() == 1, node
+        assert row.locator(".branch-tag").inner_text() == branch  # the branch is named in the label
+        assert "tl-branch" in row.get_attribute("class")
+    assert page.locator(".bar.attempt").count() == total_steps == 7
+    assert page.locator('.tl-row[data-node="pay"] .bar.kind-wait').count() == 1
+    assert page.locator('.tl-row[data-node="wait"] .bar.kind-sleep').count() == 1
+    assert page.locator('.tl-row[data-node="fork"] .bar.kind-fork').count() == 1
+    for head in ("email", "pay", "wait"):
+        assert page.locator(f'.edge.taken[data-from="fork"][data-to="{head}"]').count() == 1
+    assert page.locator(".edge.taken").count() == 6  # reserve>fork, fork>3 heads, wait>audit, fork>ship
+    page.click('.tl-row[data-node="audit"] .bar.attempt')
+    detail = page.inner_text(".step-detail")
+    assert "branch" in detail and f"{service.url}/audit" in detail
+    shot(page, "timeline-parallel")
+
+
+def checkout(url: str, version: int = 1) -> dict:
+    """The SPEC 2.2 checkout flow (cool wired in after card), its services at ``url``; version 2 drops the
+    sleep, adds a receipt after shipping and retries shipping."""
+    nodes = {
+        "reserve": {"type": "task", "request": {"method": "POST", "url": f"{url}/reserve",
+                                                "body": {"order": "{{payload.orderId}}"}},
+                    "compensation": {"method": "DELETE", "url": url + "/reserve/{{nodes.reserve.response.body.id}}"},
+                    "next": "route"},
+        "route": {"type": "switch", "default": "card",
+                  "cases": [{"when": {"==": [{"var": "payload.method"}, "pix"]}, "next": "pix"}]},
+        "pix": {"type": "async_task", "request": {"method": "POST", "url": f"{url}/pix"}, "timeout_s": 900,
+                "next": "ship"},
+        "card": {"type": "task", "request": {"method": "POST", "url": f"{url}/card"}, "next": "cool"},
+        "cool": {"type": "sleep", "duration_s": 30, "next": "ship"},
+        "ship": {"type": "task", "request": {"method": "POST", "url": f"{url}/ship",
+                                             "body": {"paidWith": "{{payload.method}}"}}},
+    }  # fmt: skip
+    if version == 2:
+        del nodes["cool"]
+        nodes["card"]["next"] = "ship"
+        nodes["ship"] |= {"retry": {"max_attempts": 3}, "next": "receipt"}
+        nodes["receipt"] = {"type": "task", "request": {"method": "POST", "url": f"{url}/receipt"}}
+    return {"name": "checkout", "kind": "graph", "start": "reserve", "nodes": nodes}
+
+
+def sim_classes(page) -> dict[str, str]:
+    return dict(page.eval_on_selector_all(".node", "ns => ns.map(n => [n.dataset.id, n.getAttribute('class')])"))
+
+
+def visited(page) -> set[str]:
+    return {node for node, cls in sim_classes(page).items() if "sim-visited" in cls.split()}
+
+
+def test_editor_simulates_both_switch_branches_then_compares_two_versions(page, service):
+    store_definition(checkout(service.url))
+    store_definition(checkout(service.url, version=2))
+    page.goto("/ui/editor/checkout/1/")
+    wait_valid(page)
+    page.click(".panel-tabs [data-tab=simulate]")
+
+    # pix: played back node by node to the end.
+    page.fill('[data-field="sim-input"]', '{"orderId": "A-1", "method": "pix"}')
+    page.fill('[data-field="sim-mocks"]', '{"reserve": {"status": 201, "body": {"id": "r-7"}}}')
+    started = time.monotonic()
+    page.click("[data-action=play]")
+    page.wait_for_selector("#editor[data-sim=playing]")
+    page.wait_for_selector("#editor[data-sim=done]")
+    print(f"simulation played back (4 stops) in {time.monotonic() - started:.2f} s")
+    assert page.get_attribute("#editor", "data-sim-node") == "ship"
+    assert visited(page) == {"reserve", "route", "pix", "ship"}
+    assert "sim-current" in sim_classes(page)["ship"]
+    assert page.locator(".edge.taken").count() == 3
+    assert "SUCCEEDED" in page.inner_text(".sim-result")
+    assert "paidWith" in page.inner_text(".sim-step") and f"POST {service.url}/ship" in page.inner_text(".sim-step")
+    page.click("[data-action=sim-prev]")  # back one node: pix, its rendered request and mocked 202
+    assert page.get_attribute("#editor", "data-sim-node") == "pix"
+    assert "sim-current" in sim_classes(page)["pix"] and "sim-current" not in sim_classes(page)["ship"]
+    assert f"POST {service.url}/pix" in page.inner_text(".sim-step") and "202" in page.inner_text(".sim-step")
+    page.click('.node[data-id="reserve"]')  # a visited node on the graph: the playback jumps there
+    assert page.get_attribute("#editor", "data-sim-node") == "reserve"
+    assert '"r-7"' in page.inner_text(".sim-step")
+    page.click("[data-action=sim-next]")
+    assert page.get_attribute("#editor", "data-sim-node") == "route"
+    shot(page, "editor-simulate-pix")
+
+    # card, with shipping failing: the other branch, then the compensation of reserve.
+    page.fill('[data-field="sim-input"]', '{"orderId": "A-2", "method": "card"}')
+    page.fill('[data-field="sim-mocks"]', '{"reserve": {"body": {"id": "r-8"}}, "ship": {"status": 500}}')
+    page.click("[data-action=play]")
+    page.wait_for_selector("#editor[data-sim=playing]")
+    page.click(".sim-stops li:last-child")  # jump to the end (pauses the player)
+    assert page.get_attribute("#editor", "data-sim") == "done"
+    assert visited(page) == {"reserve", "route", "card", "cool", "ship"}
+    assert "sim-failed" in sim_classes(page)["ship"]
+    assert "sim-compensated" in sim_classes(page)["reserve"]
+    assert "COMPENSATED" in page.inner_text(".sim-result")
+    assert f"DELETE {service.url}/reserve/r-8" in page.inner_text(".sim-step")
+    shot(page, "editor-simulate-card")
+    # A dry run: no execution, no request.
+    assert Execution.objects.count() == 0 and service.calls() == []
+
+    # Compare v1 and v2 side by side.
+    page.click("[data-action=compare]")
+    page.wait_for_selector("#diff[data-loaded='1-2']")
+    assert page.url.endswith("/ui/definitions/checkout/diff/1/2/")
+    assert page.locator(".side-to .node.diff-added").count() == 1
+    assert page.locator('.side-to .node.diff-added[data-id="receipt"]').count() == 1
+    assert page.locator('.side-from .node.diff-removed[data-id="cool"]').count() == 1
+    changed = {page.locator(".side-to .node.diff-changed").nth(i).get_attribute("data-id") for i in range(2)}
+    assert changed == {"card", "ship"}
+    table = page.inner_text(".diff-table")
+    assert "ship.retry.max_attempts" in page.eval_on_selector_all(".field-row", "rs => rs.map(r => r.dataset.field)")
+    assert "card.next" in page.eval_on_selector_all(".field-row", "rs => rs.map(r => r.dataset.field)")
+    assert "removed" in table and "added" in table
+    shot(page, "diff-versions")
+    page.click("[data-action=swap]")
+    page.wait_for_selector("#diff[data-loaded='2-1']")
+    assert page.locator('.side-from .node.diff-removed[data-id="receipt"]').count() == 1
+    assert page.url.endswith("/ui/definitions/checkout/diff/2/1/")

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from executions.models import Execution, Step
 from tests.factories import DefinitionFactory
@@ -48,7 +49,14 @@ def _csrf(client: Client) -> str:
 
 @pytest.mark.parametrize(
     "url",
-    ["/ui/editor/", "/ui/editor/orders/", f"/ui/executions/{UNKNOWN}/", f"/ui/executions/{UNKNOWN}/data/"],
+    [
+        "/ui/editor/",
+        "/ui/editor/orders/",
+        f"/ui/executions/{UNKNOWN}/",
+        f"/ui/executions/{UNKNOWN}/data/",
+        "/ui/definitions/orders/diff/",
+        "/ui/definitions/orders/diff/1/2/",
+    ],
 )
 def test_pages_redirect_anonymous_users_to_admin_login(client, url):
     response = client.get(url)
@@ -81,7 +89,8 @@ def test_execution_page_embeds_the_timeline_data(staff_client, execution):
 
 def test_execution_data_has_execution_steps_and_spec(staff_client, execution):
     body = staff_client.get(f"/ui/executions/{execution.pk}/data/").json()
-    assert set(body) == {"execution", "steps", "spec", "is_final", "server_time"}
+    assert set(body) == {"execution", "steps", "branches", "spec", "is_final", "server_time"}
+    assert body["branches"] == []
     assert body["execution"]["id"] == str(execution.pk)
     assert body["execution"]["status"] == "SUCCEEDED"
     assert body["is_final"] is True
@@ -89,6 +98,39 @@ def test_execution_data_has_execution_steps_and_spec(staff_client, execution):
     step = body["steps"][0]
     assert step["node_id"] == "call" and step["attempt"] == 1 and step["phase"] == "forward"
     assert step["request"]["url"] == "http://svc.local/orders" and step["response_status"] == 200
+    assert step["execution"] == str(execution.pk) and step["branch"] == ""
+
+
+def _step(execution, seq, node_id, node_type="task", **extra):
+    now = timezone.now()
+    fields = {"attempt": 1, "status": "succeeded", "started_at": now, "finished_at": now} | extra
+    return Step.objects.create(execution=execution, seq=seq, node_id=node_id, node_type=node_type, **fields)
+
+
+def test_execution_data_includes_the_steps_of_parallel_branches(staff_client, execution):
+    """A branch is an execution of its own (parent, branch = its head node); nested forks count too."""
+    definition = execution.definition
+    _step(execution, 2, "fork", "parallel")
+    left = Execution.objects.create(definition=definition, parent=execution, branch="left", status="SUCCEEDED")
+    right = Execution.objects.create(definition=definition, parent=execution, branch="right", status="RUNNING",
+                                     current_node="inner")  # fmt: skip
+    nested = Execution.objects.create(definition=definition, parent=right, branch="deep", status="SUCCEEDED")
+    _step(left, 1, "left")
+    _step(right, 1, "inner", "parallel")
+    _step(nested, 1, "deep")
+    other = Execution.objects.create(definition=definition, status="SUCCEEDED")
+    _step(other, 1, "unrelated")
+
+    body = staff_client.get(f"/ui/executions/{execution.pk}/data/").json()
+    by_branch = {(s["branch"], s["node_id"]): s["execution"] for s in body["steps"]}
+    assert by_branch == {
+        ("", "call"): str(execution.pk), ("", "fork"): str(execution.pk), ("left", "left"): str(left.pk),
+        ("right", "inner"): str(right.pk), ("deep", "deep"): str(nested.pk),
+    }  # fmt: skip
+    branches = {b["branch"]: b for b in body["branches"]}
+    assert set(branches) == {"left", "right", "deep"}
+    assert branches["deep"]["parent"] == str(right.pk)
+    assert branches["right"]["status"] == "RUNNING" and branches["right"]["current_node"] == "inner"
 
 
 def test_editor_loads_a_stored_version(staff_client):
@@ -98,6 +140,41 @@ def test_editor_loads_a_stored_version(staff_client):
     assert response.context["loaded"]["version"] == 2
     assert staff_client.get("/ui/editor/orders/1/").context["loaded"]["version"] == 1
     assert staff_client.get("/ui/editor/").context["loaded"] is None
+
+
+def test_editor_lists_the_versions_to_compare(staff_client):
+    DefinitionFactory(name="orders", version=1)
+    DefinitionFactory(name="orders", version=2)
+    response = staff_client.get("/ui/editor/orders/1/")
+    assert response.context["versions"] == [1, 2]
+    assert response.context["urls"]["diff"] == "/ui/definitions/orders/diff/{a}/{b}/"
+    assert response.context["urls"]["simulate"] == reverse("definition-simulate")
+    assert b'data-action="compare"' in response.content
+    single = staff_client.get("/ui/editor/")
+    assert single.context["versions"] == [] and b'data-action="compare"' not in single.content
+
+
+def test_diff_page_defaults_to_the_latest_two_versions(staff_client):
+    for version in (1, 2, 3):
+        DefinitionFactory(name="orders", version=version)
+    config = staff_client.get("/ui/definitions/orders/diff/").context["config"]
+    assert (config["from"], config["to"], config["versions"]) == (2, 3, [1, 2, 3])
+    assert config["urls"] == {
+        "diff": "/api/v1/definitions/orders/versions/{a}/diff/{b}/",
+        "version": "/api/v1/definitions/orders/versions/{n}/",
+        "page": "/ui/definitions/orders/diff/{a}/{b}/",
+        "editor": "/ui/editor/orders/{n}/",
+    }
+    response = staff_client.get("/ui/definitions/orders/diff/3/1/")
+    assert (response.context["config"]["from"], response.context["config"]["to"]) == (3, 1)
+    assert b'id="diff-config"' in response.content and b"graph_editor/js/diff.js" in response.content
+
+
+def test_diff_page_of_an_unknown_name_or_version_is_404(staff_client):
+    assert staff_client.get("/ui/definitions/nope/diff/").status_code == 404
+    DefinitionFactory(name="orders", version=1)
+    assert staff_client.get("/ui/definitions/orders/diff/").status_code == 200  # one version: v1 against itself
+    assert staff_client.get("/ui/definitions/orders/diff/1/2/").status_code == 404
 
 
 def test_start_page_starts_an_execution_and_opens_its_timeline(staff_client):

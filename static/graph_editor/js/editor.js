@@ -7,10 +7,12 @@ import {
   NODE_TYPES, addNode, blankModel, changeType, connect, deleteNode, errorNode, fromSpec, renameNode, toSource,
 } from "./model.js";
 import { el, fieldRow, nodeFields } from "./panel.js";
+import { Simulator } from "./simulate.js";
 
 const page = document.getElementById("editor");
 const urls = JSON.parse(document.getElementById("editor-urls").textContent);
 const loaded = JSON.parse(document.getElementById("editor-definition").textContent);
+const versions = JSON.parse(document.getElementById("editor-versions").textContent);
 
 const state = {
   model: loaded ? fromSpec(loaded) : blankModel(),
@@ -21,6 +23,8 @@ const state = {
   layout: null,
   sample: '{"payload": {"kind": "a"}}',
   savedVersion: loaded ? loaded.version : null,
+  tab: "edit",
+  simHighlight: null,
 };
 
 const svg = page.querySelector("svg.graph");
@@ -62,13 +66,15 @@ function drawNow() {
     state.layoutKey = key;
   }
   const byNode = errorsByNode();
+  const sim = state.simHighlight;
   renderGraph(drawing, {
     nodes: model.nodes,
     start: model.start,
     layout: state.layout,
     selected: state.selected,
     ports: true,
-    nodeClass: (id) => (byNode.has(id) ? "has-error" : ""),
+    nodeClass: (id) => [byNode.has(id) ? "has-error" : "", sim ? sim.nodeClass(id) : ""].join(" "),
+    edgeClass: (e) => (sim && sim.edges.has(e.from + ">" + e.to) ? "taken" : ""),
     badges: (id) => (byNode.has(id) ? String(byNode.get(id)) : null),
   });
   if (first) viewport.fit(state.layout);
@@ -188,6 +194,7 @@ async function tryRule(rule, output) {
 
 let validateTimer = 0;
 function changed(structural) {
+  simulator.markStale();
   if (structural) renderPanel();
   else refreshRaw();
   redraw();
@@ -258,6 +265,10 @@ async function save() {
   saveMsg.innerHTML = `Saved <b>${esc(name)} v${version}</b> · <a href="${esc(startUrl)}">start an execution</a>`;
   saveMsg.classList.add("good");
   page.querySelector(".title-version").textContent = `v${version}`;
+  if (loaded && name === loaded.name && !versions.includes(version)) {
+    versions.push(version);
+    updateCompareLink();
+  }
 }
 
 function select(id) {
@@ -291,8 +302,49 @@ page.querySelector("[data-action=save]").addEventListener("click", save);
 
 drawing.addEventListener("click", (ev) => {
   const g = ev.target.closest(".node");
-  if (g) select(g.dataset.id);
+  if (!g) return;
+  if (state.tab === "simulate" && simulator.goToNode(g.dataset.id)) return; // jump the playback there
+  showTab("edit");
+  select(g.dataset.id);
 });
+
+// --- tabs: Edit (the side panel) and Simulate --------------------------------------------
+
+const simBody = page.querySelector(".sim-body");
+const simulator = new Simulator({
+  root: simBody,
+  page,
+  url: urls.simulate,
+  source: () => toSource(state.model),
+  onHighlight: (h) => {
+    state.simHighlight = h;
+    redraw();
+  },
+});
+
+function showTab(tab) {
+  state.tab = tab;
+  page.dataset.tab = tab;
+  panel.hidden = tab !== "edit";
+  simBody.hidden = tab !== "simulate";
+  page.querySelectorAll(".panel-tabs [data-tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
+}
+page.querySelectorAll(".panel-tabs [data-tab]").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+showTab("edit");
+
+// --- compare versions (the diff page) ------------------------------------------------------
+
+function updateCompareLink() {
+  const link = page.querySelector("[data-action=compare]");
+  if (!link || !urls.diff) return;
+  const current = state.savedVersion;
+  const older = versions.filter((v) => v < current);
+  const a = older.length ? older[older.length - 1] : versions[0];
+  const b = older.length ? current : versions[versions.length - 1];
+  link.href = urls.diff.replace("{a}", a).replace("{b}", b);
+  link.textContent = `Compare versions (${versions.length})`;
+}
+updateCompareLink();
 svg.addEventListener("click", (ev) => {
   if (!ev.target.closest(".node") && !viewport.lastDragMoved) select(null);
 });

@@ -9,6 +9,7 @@ import { fmtDuration, ms, renderTimeline, spanSummary } from "./timeline.js";
 const page = document.getElementById("execution");
 const dataUrl = page.dataset.url;
 const POLL_MS = 1000;
+const FINAL = new Set(["SUCCEEDED", "COMPENSATED", "FAILED", "CANCELLED"]);
 
 const state = { data: JSON.parse(document.getElementById("execution-data").textContent), spans: [], selected: null, clockSkew: 0, layout: null };
 
@@ -41,6 +42,7 @@ function renderHeader() {
     ["current node", ex.current_node || "—"],
     ["wakes at", ex.wake_at ? new Date(ex.wake_at).toLocaleString() : null],
     ["steps", String(state.data.steps.length)],
+    ["branches", branchFact(state.data.branches)],
   ];
   page.querySelector(".facts").innerHTML = facts.filter(([, v]) => v).map(([k, v]) => `<div><dt>${k}</dt><dd>${esc(v)}</dd></div>`).join("");
   page.querySelector(".io-input").innerHTML = pre(ex.input);
@@ -50,18 +52,41 @@ function renderHeader() {
   page.querySelector(".refreshing").hidden = state.data.is_final;
 }
 
-function pathTaken(steps) {
-  const path = [];
-  for (const s of steps) if (s.phase === "forward" && path[path.length - 1] !== s.node_id) path.push(s.node_id);
+function branchFact(branches) {
+  if (!branches || !branches.length) return null;
+  return branches.map((b) => `${b.branch} ${b.status}`).join(" · ");
+}
+
+/** Nodes visited and edges followed; each branch execution is a path of its own, entered from its fork. */
+function pathTaken(steps, spec) {
+  const paths = new Map(); // execution id -> forward node ids, in order
+  for (const s of steps) {
+    if (s.phase !== "forward") continue;
+    const key = s.execution || "";
+    if (!paths.has(key)) paths.set(key, []);
+    const path = paths.get(key);
+    if (path[path.length - 1] !== s.node_id) path.push(s.node_id);
+  }
+  const visited = new Set();
   const edges = new Set();
-  for (let i = 1; i < path.length; i++) edges.add(path[i - 1] + ">" + path[i]);
-  return { visited: new Set(path), edges };
+  for (const path of paths.values()) {
+    path.forEach((id) => visited.add(id));
+    for (let i = 1; i < path.length; i++) edges.add(path[i - 1] + ">" + path[i]);
+  }
+  for (const [id, node] of Object.entries((spec && spec.nodes) || {})) {
+    if (node && node.type === "parallel" && visited.has(id)) {
+      for (const head of node.branches || []) if (visited.has(head)) edges.add(id + ">" + head);
+    }
+  }
+  return { visited, edges };
 }
 
 function renderGraphView() {
   const { spec, steps, execution } = state.data;
   if (!state.layout) state.layout = layeredLayout(spec.nodes || {}, spec.start);
-  const taken = pathTaken(steps);
+  const taken = pathTaken(steps, spec);
+  const running = new Set(state.data.is_final ? [] : [execution.current_node]);
+  if (!state.data.is_final) for (const b of state.data.branches || []) if (b.current_node && !FINAL.has(b.status)) running.add(b.current_node);
   const lastByNode = new Map();
   for (const s of steps) lastByNode.set(`${s.node_id}|${s.phase}`, s);
   renderGraph(svg.querySelector(".edges-nodes"), {
@@ -75,7 +100,7 @@ function renderGraphView() {
       if (taken.visited.has(id)) cls.push("visited");
       if (fwd) cls.push(`last-${fwd.status}`);
       if (comp) cls.push(comp.status === "succeeded" ? "compensated" : `comp-${comp.status}`);
-      if (!state.data.is_final && execution.current_node === id) cls.push("current");
+      if (running.has(id)) cls.push("current");
       return cls.join(" ");
     },
     edgeClass: (e) => (taken.edges.has(e.from + ">" + e.to) ? "taken" : ""),
@@ -84,9 +109,14 @@ function renderGraphView() {
 
 function renderSteps() {
   const root = page.querySelector(".timeline");
-  state.spans = renderTimeline(root, { steps: state.data.steps, execution: { ...state.data.execution, is_final: state.data.is_final }, now: now() });
+  state.spans = renderTimeline(root, {
+    steps: state.data.steps,
+    execution: { ...state.data.execution, is_final: state.data.is_final },
+    now: now(),
+    spec: state.data.spec,
+  });
   if (state.selected != null) {
-    const bar = root.querySelector(`.bar[data-seq="${state.selected}"]`);
+    const bar = root.querySelector(`.bar[data-step="${CSS.escape(state.selected)}"]`);
     if (bar) bar.classList.add("selected");
   }
 }
@@ -98,7 +128,7 @@ function showDetail(step) {
     return;
   }
   box.innerHTML = `
-    <h3>${esc(step.node_id)} · ${esc(step.phase)} · attempt ${step.attempt} · <span class="step-status status-${esc(step.status)}">${esc(step.status)}</span></h3>
+    <h3>${esc(step.node_id)}${step.branch ? ` · branch <span class="branch-tag">${esc(step.branch)}</span>` : ""} · ${esc(step.phase)} · attempt ${step.attempt} · <span class="step-status status-${esc(step.status)}">${esc(step.status)}</span></h3>
     <p class="muted">${esc(step.node_type)} · seq ${step.seq} · ${esc(step.started_at)} → ${esc(step.finished_at || "…")}</p>
     <div class="detail-grid">
       <section><h4>Request (rendered, secrets masked)</h4>${pre(step.request)}</section>
@@ -133,10 +163,10 @@ timelineRoot.addEventListener("mouseleave", () => (tooltip.style.display = "none
 timelineRoot.addEventListener("click", (ev) => {
   const bar = ev.target.closest(".bar[data-seq]");
   if (!bar) return;
-  state.selected = Number(bar.dataset.seq);
+  state.selected = bar.dataset.step;
   timelineRoot.querySelectorAll(".bar.selected").forEach((b) => b.classList.remove("selected"));
   bar.classList.add("selected");
-  showDetail(state.data.steps.find((s) => s.seq === state.selected));
+  showDetail(state.spans[Number(bar.dataset.span)].step);
 });
 svg.addEventListener("click", (ev) => {
   const g = ev.target.closest(".node");

@@ -1,9 +1,16 @@
 // The Gantt timeline: one row per node, one bar per step attempt (forward, compensation,
 // notify), waits and sleeps as their own hatched bars, retry back-offs between attempts.
+// Parallel branches (executions of their own, their steps carry `branch`) get rows of their
+// own, named after the branch and grouped under their fork node.
 
 import { esc } from "./graph.js";
 
 const TICKS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4, 12e4, 3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 216e5, 432e5, 864e5];
+
+/** Identifies a step across the parent and its branches (seq counts per execution). */
+export function stepKey(step) {
+  return `${step.execution || ""}:${step.seq}`;
+}
 
 export function ms(iso) {
   return iso ? Date.parse(iso) : NaN;
@@ -25,7 +32,7 @@ export function timelineSpans(steps, execution, now) {
     const start = ms(s.started_at);
     const open = !s.finished_at;
     const end = open ? Math.max(start, now) : ms(s.finished_at);
-    const key = `${s.node_id}|${s.phase}`;
+    const key = `${s.execution || ""}|${s.node_id}|${s.phase}`;
     const prev = last.get(key);
     if (prev && s.attempt > prev.attempt && start > prev.end) {
       spans.push({ kind: "backoff", row: s.node_id, phase: s.phase, start: prev.end, end: start, attempt: s.attempt });
@@ -33,13 +40,15 @@ export function timelineSpans(steps, execution, now) {
     let kind = "attempt";
     if (s.node_type === "sleep") kind = "sleep";
     else if (s.node_type === "async_task") kind = "wait";
+    else if (s.node_type === "parallel") kind = "fork";
     const span = { kind, row: s.node_id, phase: s.phase, start, end, open, step: s, attempt: s.attempt };
     spans.push(span);
     last.set(key, span);
   }
   // A retry back-off in progress: the execution sleeps after a failed attempt.
-  const tail = spans[spans.length - 1];
-  if (execution.status === "SLEEPING" && tail && tail.step && tail.step.status === "failed" && now > tail.end) {
+  const own = spans.filter((s) => s.step && (!s.step.execution || s.step.execution === execution.id));
+  const tail = own[own.length - 1];
+  if (execution.status === "SLEEPING" && tail && tail.step.status === "failed" && now > tail.end) {
     spans.push({ kind: "backoff", row: tail.row, phase: tail.phase, start: tail.end, end: now, open: true, attempt: tail.attempt + 1 });
   }
   return spans;
@@ -72,7 +81,8 @@ export function spanSummary(span) {
   const s = span.step;
   const dur = fmtDuration(span.end - span.start) + (span.open ? " so far" : "");
   if (!s) return [`${span.row} · retry back-off before attempt ${span.attempt}`, dur];
-  const lines = [`${s.node_id} · ${s.phase} · attempt ${s.attempt} · ${s.status}`, dur];
+  const where = s.branch ? ` · branch ${s.branch}` : "";
+  const lines = [`${s.node_id}${where} · ${s.phase} · attempt ${s.attempt} · ${s.status}`, dur];
   const line = requestLine(s.request);
   if (line) lines.push(`→ ${line}`);
   if (s.request && s.request.body !== undefined) lines.push(`  body ${snippet(s.request.body, 120)}`);
@@ -82,8 +92,40 @@ export function spanSummary(span) {
   return lines;
 }
 
+/**
+ * Rows in drawing order, each {id, type, branch, depth, fork, bars}: the main line's nodes in the
+ * order first entered; the rows of a parallel node's branches right under that node's row
+ * (branch by branch, in the order of its `branches`), nested forks one level deeper.
+ */
+export function orderRows(rows, spec) {
+  const forkOf = new Map(); // branch head -> {fork node id, position}
+  for (const [id, node] of Object.entries((spec && spec.nodes) || {})) {
+    if (node && node.type === "parallel" && Array.isArray(node.branches)) node.branches.forEach((b, i) => forkOf.set(b, { fork: id, i }));
+  }
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const children = new Map();
+  const top = [];
+  rows.forEach((row, order) => {
+    const f = row.branch ? forkOf.get(row.branch) : null;
+    const parent = f && f.fork !== row.id ? byId.get(f.fork) : null;
+    if (!parent) return top.push(row);
+    if (!children.has(parent.id)) children.set(parent.id, []);
+    children.get(parent.id).push({ row, key: [f.i, order] });
+  });
+  const out = [];
+  const visit = (row, depth) => {
+    row.depth = depth;
+    out.push(row);
+    const kids = (children.get(row.id) || []).sort((a, b) => a.key[0] - b.key[0] || a.key[1] - b.key[1]);
+    row.fork = kids.length > 0;
+    kids.forEach(({ row: kid }) => visit(kid, depth + 1));
+  };
+  top.forEach((row) => visit(row, 0));
+  return out;
+}
+
 /** Render the timeline into `root`; returns the spans (indexable by data-span). */
-export function renderTimeline(root, { steps, execution, now }) {
+export function renderTimeline(root, { steps, execution, now, spec }) {
   const spans = timelineSpans(steps, execution, now);
   if (!spans.length) {
     root.innerHTML = `<p class="empty">No steps yet.</p>`;
@@ -95,15 +137,19 @@ export function renderTimeline(root, { steps, execution, now }) {
   const total = t1 - t0;
   const pct = (t) => ((t - t0) / total) * 100;
 
-  const rows = [];
+  let rows = [];
   const rowIndex = new Map();
   for (const s of spans) {
     if (!rowIndex.has(s.row)) {
       rowIndex.set(s.row, rows.length);
-      rows.push({ id: s.row, type: s.step ? s.step.node_type : "", bars: [] });
+      rows.push({ id: s.row, type: s.step ? s.step.node_type : "", branch: "", bars: [] });
     }
-    rows[rowIndex.get(s.row)].bars.push(s);
+    const row = rows[rowIndex.get(s.row)];
+    row.bars.push(s);
+    // A branch's node keeps its branch's row even when the parent compensates it after the join.
+    if (!row.branch && s.step && s.step.branch && s.phase === "forward") row.branch = s.step.branch;
   }
+  rows = orderRows(rows, spec);
 
   const step = tickStep(total);
   const ticks = [];
@@ -124,9 +170,16 @@ export function renderTimeline(root, { steps, execution, now }) {
       const left = pct(s.start), width = Math.max(0, pct(s.end) - left);
       const mark = st && ["failed", "timed_out"].includes(st.status) ? "✕" : st && st.status === "cancelled" ? "⦸" : "";
       const label = st ? `${s.phase === "compensation" ? "↶ " : ""}#${st.attempt}${mark ? " " + mark : ""}` : "back-off";
-      return `<div class="${cls}" data-span="${i}" ${st ? `data-seq="${st.seq}"` : ""} style="left:${left}%;width:${width}%"><span>${esc(label)}</span></div>`;
+      return `<div class="${cls}" data-span="${i}" ${st ? `data-seq="${st.seq}" data-step="${esc(stepKey(st))}"` : ""} style="left:${left}%;width:${width}%"><span>${esc(label)}</span></div>`;
     });
-    html.push(`<div class="tl-row" data-node="${esc(row.id)}"><div class="tl-label" title="${esc(row.id)}">${esc(row.id)} <small>${esc(row.type)}</small></div><div class="tl-track">${band}${bars.join("")}</div></div>`);
+    const cls = ["tl-row", row.depth ? "tl-branch" : "", row.fork ? "tl-fork" : ""].join(" ");
+    const tag = row.branch ? `<span class="branch-tag" title="branch ${esc(row.branch)}">${esc(row.branch)}</span>` : "";
+    const title = row.branch ? `branch ${row.branch} · node ${row.id}` : row.id;
+    html.push(
+      `<div class="${cls}" data-node="${esc(row.id)}" data-branch="${esc(row.branch)}" style="--depth:${row.depth}">` +
+        `<div class="tl-label" title="${esc(title)}">${tag}${esc(row.id)} <small>${esc(row.type)}</small></div>` +
+        `<div class="tl-track">${band}${bars.join("")}</div></div>`,
+    );
   });
   root.innerHTML = html.join("");
   return spans;
