@@ -93,14 +93,16 @@ def diff_table(previous: Definition, current: Definition) -> str:
     """An escaped HTML table of what changed, old version left and new version right, with the API link."""
     rows = diff_rows(diff_specs(previous.spec, current.spec))
     api = reverse("definition-diff", args=[current.name, previous.version, current.version])
+    graphs = reverse("ui-diff", args=[current.name, previous.version, current.version])
     if not rows:
         return format_html('No change in the normalized spec since v{} (<a href="{}">API</a>).', previous.version, api)
     body = format_html_join("", "<tr><td><code>{}</code></td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>", rows)
     return format_html(
         "<table><thead><tr><th>field</th><th>v{}</th><th>v{}</th></tr></thead><tbody>{}</tbody></table>"
-        '<p><a href="{}">as JSON (API)</a></p>',
+        '<p><a href="{}">both graphs side by side</a> · <a href="{}">as JSON (API)</a></p>',
         previous.version,
         current.version,
         body,
+        graphs,
         api,
     )
