@@ -43,7 +43,7 @@ COMPONENTS = [
     ("json.dumps", "json/__init__.py", "dumps"),
     ("json.loads", "json/__init__.py", "loads"),
     ("copy.deepcopy", "copy.py", "deepcopy"),
-    ("machine.decide (incl. deepcopy)", "executions/machine", "decide"),
+    ("machine.decide (incl. its state copy)", "executions/machine", "decide"),
     ("templating.render", "definitions/templating.py", "render"),
     ("dispatch.send (whole HTTP call)", "executions/dispatch.py", "send"),
     ("egress.resolve (DNS + checks)", "executions/egress.py", "resolve"),
@@ -60,7 +60,7 @@ COMPONENTS = [
     ),
     ("claim_execution", "executions/services", "claim_execution"),
     ("_Run._commit (write decision + steps)", "executions/services", "_commit"),
-    ("_write_steps", "executions/services", "_write_steps"),
+    ("write_steps (Step bulk_create + updates)", "executions/services", "_?write_steps"),
     (
         "on_commit callbacks (run_and_clear_commit_hooks)",
         "django/db/backends/base/base.py",
@@ -130,10 +130,12 @@ def profile(url: str, count: int, pstats_path: str | None, print_sql: bool) -> d
         execution, _ = start_execution(definition, {"order": "q-1"})
     with CaptureQueriesContext(connection) as advance_q:
         advance_execution(execution.pk)
+    # Copied now: captured_queries is a slice of a bounded log, evaluated when read.
+    start_sql, advance_sql = list(start_q.captured_queries), list(advance_q.captured_queries)
     assert Execution.objects.get(pk=execution.pk).status == "SUCCEEDED"
-    kinds = Counter(q["sql"].split()[0].upper() for q in advance_q.captured_queries)
+    kinds = Counter(q["sql"].split()[0].upper() for q in advance_sql)
     if print_sql:
-        for q in start_q.captured_queries + advance_q.captured_queries:
+        for q in start_sql + advance_sql:
             print(f"  {q['time']}s  {q['sql'][:160]}", file=sys.stderr)
 
     # Starts: CPU and wall per start_execution (the API adds its own cost on top).
@@ -178,19 +180,80 @@ def profile(url: str, count: int, pstats_path: str | None, print_sql: bool) -> d
         for label, path, names in COMPONENTS
         if inclusive_ms(sstats, path, names, count // 2) > 0.01
     }
+    api = profile_api_start(min(count, 200))
     return {
         "executions": count,
-        "queries_start": len(start_q.captured_queries),
-        "queries_advance_3_steps": len(advance_q.captured_queries),
+        "queries_start": len(start_sql),
+        "queries_advance_3_steps": len(advance_sql),
         "queries_advance_by_kind": dict(kinds),
-        "sql_advance": [q["sql"][:140] for q in advance_q.captured_queries],
+        "sql_start": [q["sql"][:140] for q in start_sql],
+        "sql_advance": [q["sql"][:140] for q in advance_sql],
         "start_ms": {"cpu": round(start_cpu, 3), "wall": round(start_wall, 3)},
         "advance_ms": {"cpu": round(adv_cpu, 3), "wall": round(adv_wall, 3)},
         "advance_profiled_cpu_ms": round(profiled_total, 3),
         "advance_components_cpu_ms": components,
         "start_components_cpu_ms": start_components,
         "advance_top_own_cpu": top_own,
+        "api_start": api,
         "load": f"{loadavg():.2f}",
+    }
+
+
+API_COMPONENTS = [
+    ("whole request (Client.post -> WSGI handler)", "django/core/handlers/base.py", "get_response"),
+    ("middleware before the view (incl. prometheus, sessions, csrf)", "django/utils/deprecation.py", "__call__"),
+    ("DRF authentication (Bearer token lookup)", "trama_project/authentication.py", "authenticate"),
+    ("DRF parse + ExecutionStartSerializer.is_valid", "rest_framework/serializers.py", "is_valid"),
+    ("definition lookup (_resolve_definition)", "executions/api/views.py", "_resolve_definition"),
+    ("start_execution (INSERT + enqueue)", "executions/services", "start_execution"),
+    ("ExecutionSerializer(...).data (the 202 body)", "rest_framework/serializers.py", "data"),
+    ("JSONRenderer.render", "rest_framework/renderers.py", "render"),
+    ("ORM compile (SQLCompiler.as_sql)", "django/db/models/sql/compiler.py", "as_sql"),
+    ("SQL round trips (psycopg execute)", "psycopg/cursor.py", "execute"),
+    ("django-q async_task (enqueue)", "django_q/tasks.py", "async_task"),
+    ("logging (Logger._log)", "logging/__init__.py", "_log"),
+]
+
+
+def profile_api_start(count: int) -> dict:
+    """POST /api/v1/executions/ through Django's test client (no HTTP server): queries, CPU, components."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from trama_project.models import ApiToken
+
+    _, token = ApiToken.mint("bench-profile")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="127.0.0.1")
+
+    def post(i):
+        r = client.post("/api/v1/executions/", {"definition": "chain3", "input": {"order": f"a-{i}"}},
+                        content_type="application/json")  # fmt: skip
+        assert r.status_code == 202, r.content
+
+    for i in range(5):
+        post(-i)
+    with CaptureQueriesContext(connection) as q:
+        post(0)
+    sql = list(q.captured_queries)
+    c0 = time.thread_time()
+    for i in range(count):
+        post(i)
+    cpu = (time.thread_time() - c0) * 1000 / count
+    prof = cProfile.Profile(time.thread_time)
+    prof.enable()
+    for i in range(count):
+        post(i)
+    prof.disable()
+    st = pstats.Stats(prof)
+    return {
+        "queries": len(sql),
+        "sql": [x["sql"][:120] for x in sql],
+        "cpu_ms": round(cpu, 3),
+        "profiled_cpu_ms": round(sum(v[2] for v in st.stats.values()) * 1000 / count, 3),
+        "components_cpu_ms": {
+            label: round(inclusive_ms(st, path, names, count), 3) for label, path, names in API_COMPONENTS
+        },
     }
 
 
