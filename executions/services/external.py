@@ -53,11 +53,14 @@ def _apply_locked(execution: Execution, event: machine.Event) -> None:
     fields = state_fields(decision, now) | {"fence": F("fence") + 1, "lease_until": None}
     if decision.status in FINAL_STATUSES:
         fields["cancel_request"] = None
+    wake = fields["due_at"] is not None and fields["due_at"] <= now
+    if wake:
+        fields["nudged_at"] = now  # enqueued below: the timer loop need not do it again
     Execution.objects.filter(pk=execution.pk).update(**fields)
     write_steps(execution, decision.steps)
     carry_out_branch_actions(execution, decision)
     telemetry.committed(execution, decision, fields)
-    if decision.due_at is not None and decision.due_at <= now:
+    if wake:
         enqueue(execution.pk)
 
 
@@ -74,6 +77,7 @@ def carry_out_branch_actions(execution: Execution, decision: machine.Decision) -
 
 
 def _spawn_branches(parent: Execution, state: dict, fork: machine.Fork) -> None:
+    now = timezone.now()
     branches = [
         Execution(
             definition_id=parent.definition_id,
@@ -81,7 +85,8 @@ def _spawn_branches(parent: Execution, state: dict, fork: machine.Fork) -> None:
             branch=head,
             input=parent.input,
             state=machine.branch_state(state, head),
-            due_at=timezone.now(),
+            due_at=now,
+            nudged_at=now,  # enqueued below
             created_by=parent.created_by,
         )
         for head in fork.branches

@@ -49,12 +49,14 @@ def start_execution(
         if existing is not None:
             return existing, False
     try:
+        now = timezone.now()
         with transaction.atomic():
             execution = Execution.objects.create(
                 definition=definition,
                 input=payload,
                 state=machine.new_state(),
-                due_at=timezone.now(),
+                due_at=now,
+                nudged_at=now,  # enqueued below: the timer loop enqueues it only if that wake-up is lost
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
                 created_by=created_by,

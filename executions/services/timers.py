@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from django_q.brokers import get_broker
 
 from executions.models import Execution
 from executions.services.records import enqueue
@@ -16,25 +17,31 @@ from executions.services.records import enqueue
 def enqueue_due_executions(limit: int = 500) -> int:
     """One pass of the timer loop: enqueue executions whose ``due_at`` has passed.
 
-    Reads only due rows (partial index on due_at). ``nudged_at`` keeps a row
-    from being enqueued again on every pass while its task waits in the queue;
-    it is enqueued again if nobody claims it within TRAMA_RENUDGE_SECONDS (a
-    lost queue, or a worker killed after taking the task from the queue and
-    before claiming). Several timer processes may run: SKIP LOCKED splits the rows.
+    Reads only due rows (partial index on due_at). Whoever makes a row due now
+    (a start, a callback, a released worker) enqueues it and sets ``nudged_at``;
+    this loop enqueues what became due by the clock (sleeps, back-offs,
+    deadlines, dead workers' leases). A row enqueued but not claimed within
+    TRAMA_RENUDGE_SECONDS is enqueued again only when the queue is empty: its
+    wake-up was lost (a flushed broker, a worker killed holding the task), not
+    merely waiting behind a backlog that re-queueing would only grow.
+    Several timer processes may run: SKIP LOCKED splits the rows.
     """
-    renudge = timedelta(seconds=settings.TRAMA_RENUDGE_SECONDS)
     with transaction.atomic():
-        due = (
-            Execution.objects.select_for_update(skip_locked=True)
-            .filter(due_at__lte=Now())
-            .filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=F("due_at")) | Q(nudged_at__lt=Now() - renudge))
-            .order_by("due_at")
-            .values_list("pk", flat=True)[:limit]
+        due = Execution.objects.select_for_update(skip_locked=True).filter(due_at__lte=Now()).order_by("due_at")
+        ids = list(
+            due.filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=F("due_at"))).values_list("pk", flat=True)[:limit]
         )
-        ids = list(due)
+        if not ids:
+            renudge = timedelta(seconds=settings.TRAMA_RENUDGE_SECONDS)
+            stale = list(due.filter(nudged_at__lt=Now() - renudge).values_list("pk", flat=True)[:limit])
+            ids = stale if stale and _queue_is_empty() else []
         if not ids:
             return 0
         Execution.objects.filter(pk__in=ids).update(nudged_at=Now())
         for execution_id in ids:
             enqueue(execution_id)
     return len(ids)
+
+
+def _queue_is_empty() -> bool:
+    return not get_broker().queue_size()

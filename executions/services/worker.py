@@ -183,11 +183,14 @@ class _Run:
             fields |= {"cancel_request": None, "pending_callback": None}
         else:
             query = query.filter(cancel_request__isnull=True, pending_callback__isnull=True)
+        wake = not hold and fields["due_at"] is not None and fields["due_at"] <= self.now()
+        if wake:
+            fields["nudged_at"] = fields["due_at"]  # enqueued below: the timer loop need not do it again
         with transaction.atomic():
             if query.update(**fields):
                 write_steps(self.execution, decision.steps)
                 carry_out_branch_actions(self.execution, decision)
-                if fields["due_at"] is not None and fields["due_at"] <= self.now() and not hold:
+                if wake:
                     enqueue(self.execution.pk)
                 telemetry.committed(self.execution, decision, fields)
                 self.execution.status = decision.status
