@@ -36,18 +36,22 @@ def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
-def post_json(url: str, body: dict, delay_s: float = 0.0) -> None:
-    """POST ``body`` to ``url`` after ``delay_s`` (how a service calls Trama back); logs the answer."""
+def post_json(url: str, body: dict, delay_s: float = 0.0, *, abbreviate: bool = True) -> None:
+    """POST ``body`` to ``url`` after ``delay_s`` (how a service calls Trama back); logs the answer.
+
+    The log shows the URL's first 60 characters, or all of it when ``abbreviate`` is false.
+    """
     time.sleep(delay_s)
+    shown = f"{url[:60]}..." if abbreviate else url
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
-            log(f"callback -> {url[:60]}... {answer.status} {answer.read().decode(errors='replace')}")
+            log(f"callback -> {shown} {answer.status} {answer.read().decode(errors='replace')}")
     except urllib.error.HTTPError as exc:
-        log(f"callback -> {url[:60]}... {exc.code} {exc.read().decode(errors='replace')}")
+        log(f"callback -> {shown} {exc.code} {exc.read().decode(errors='replace')}")
     except OSError as exc:
-        log(f"callback -> {url[:60]}... failed: {exc}")
+        log(f"callback -> {shown} failed: {exc}")
 
 
 def in_background(function: Callable, *args) -> None:
