@@ -58,3 +58,23 @@ def pytest_runtest_makereport(item, call):
     pool = item.stash.get(_WORKER_POOL_KEY, None)
     if pool is not None and report.failed and pool.processes:
         report.sections.append((f"worker logs ({report.when})", pool.logs()))
+
+
+@pytest.fixture(scope="module")
+def exporter():
+    """Spans of this process, captured in memory (the global provider can be set only once per process)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from trama_project import otel
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = otel.build_provider()
+        trace.set_tracer_provider(provider)
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    yield memory
+    memory.shutdown()

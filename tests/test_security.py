@@ -23,10 +23,6 @@ from pathlib import Path
 import pytest
 from django.test import Client
 from django.utils import timezone
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rest_framework.test import APIClient
 
 from callbacks.tokens import mint_callback_token
@@ -35,7 +31,6 @@ from executions.models import Execution, Step
 from executions.services import start_execution
 from tests.engine_support import drive, req, store, task
 from tests.support import Reply
-from trama_project import otel
 from trama_project.models import ApiToken
 
 SECRET = "Tr4ma-s3cret-7c1e5b9a"
@@ -43,19 +38,6 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 # --- Secrets ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def exporter():
-    """Spans of this process, captured in memory (as in tests/test_tracing.py)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = otel.build_provider()
-        trace.set_tracer_provider(provider)
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    yield memory
-    memory.shutdown()
 
 
 @pytest.fixture

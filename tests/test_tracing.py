@@ -8,9 +8,6 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from executions import telemetry
 from executions.services import start_execution
@@ -19,19 +16,6 @@ from tests.support.service import Callback, Reply
 from trama_project import otel
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
-
-
-@pytest.fixture(scope="module")
-def exporter():
-    """Spans of this process, captured in memory (the global provider can be set only once per process)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = otel.build_provider()
-        trace.set_tracer_provider(provider)
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    yield memory
-    memory.shutdown()
 
 
 @pytest.fixture
