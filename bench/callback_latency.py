@@ -5,7 +5,7 @@ executions of `async -> next`. The service answers the async request 202 and
 queues the callback; a pool of senders POSTs the callbacks; the service
 stamps when each execution's `next` request arrives. Prints p50/p95/p99.
 
-    .venv/bin/python bench/callback_latency.py [--count 1000] [--concurrency 16]
+    .venv/bin/python bench/callback_latency.py [--count 1000] [--concurrency 4] [--broker orm|redis|both]
 """
 
 import argparse
