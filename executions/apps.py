@@ -1,4 +1,7 @@
+import os
+
 from django.apps import AppConfig
+from django.db import connections
 
 
 class ExecutionsConfig(AppConfig):
@@ -8,3 +11,18 @@ class ExecutionsConfig(AppConfig):
         from executions import telemetry
 
         telemetry.install()  # the trama_* /metrics collector; tracing from OTEL_* (trama_project/otel.py)
+        os.register_at_fork(after_in_child=forget_inherited_connections)
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child (django-q's workers, pusher and monitor; gunicorn's workers), drop the
+    parent's database connections and pools without closing them.
+
+    Their sockets are shared with the parent: using or closing them from the
+    child would corrupt the parent's sessions. The child opens its own.
+    """
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    DatabaseWrapper._connection_pools.clear()
+    for wrapper in connections.all(initialized_only=True):
+        wrapper.connection = None

@@ -90,6 +90,10 @@ TEMPLATES = [
 # ORM broker on PostgreSQL opens a connection per task without them.
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'trama.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("TRAMA_CONN_MAX_AGE", 300, minimum=0))}
+# PostgreSQL connections come from a pool per process (Django 5.2 + psycopg_pool): a worker thread
+# takes one around each write and never holds one while its call is in flight, so connections stay
+# bounded (processes x TRAMA_DB_POOL_SIZE) whatever TRAMA_WORKER_CONCURRENCY is.
+TRAMA_DB_POOL_SIZE = env_int("TRAMA_DB_POOL_SIZE", 4, minimum=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -98,6 +102,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if TRAMA_DB_POOL_SIZE:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections instead
+        # No health check on every checkout (a round trip per write): the pool drops a connection
+        # that broke while in use, and workers retry a write on a new one (executions/services/worker.py).
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": TRAMA_DB_POOL_SIZE,
+            "timeout": env_float("TRAMA_DB_POOL_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+        }
     # A process stopped inside a transaction (SIGSTOP, a stalled VM) would hold its row locks for
     # ever; PostgreSQL ends such a session after this long, so the next worker is never blocked.
     idle_ms = int(env_float("TRAMA_DB_IDLE_TRANSACTION_TIMEOUT_SECONDS", 60.0, minimum=1.0) * 1000)
@@ -163,6 +177,7 @@ TRAMA_BROKER_URL = env_str("TRAMA_BROKER_URL", "")
 Q_CLUSTER = {
     "name": "trama",
     "workers": env_int("TRAMA_WORKERS", 2, minimum=1),
+    # Each task only hands its execution to a thread of the process (executions/inflight.py).
     "recycle": 5000,
     "timeout": env_int("TRAMA_TASK_TIMEOUT", 600, minimum=10),
     "retry": env_int("TRAMA_TASK_TIMEOUT", 600, minimum=10) + 60,
@@ -178,6 +193,10 @@ Q_CLUSTER = {
 if TRAMA_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
     del Q_CLUSTER["orm"]
     Q_CLUSTER["redis"] = TRAMA_BROKER_URL
+
+# Executions one worker process advances at once, each in a thread that waits on its service's
+# answer without holding a database connection (executions/inflight.py, docs/engine.md).
+TRAMA_WORKER_CONCURRENCY = env_int("TRAMA_WORKER_CONCURRENCY", 64, minimum=1)
 
 # --- Engine ---------------------------------------------------------------------
 TRAMA_PUBLIC_URL = env_str("TRAMA_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django_q.tasks import async_task
 
 from executions import machine
@@ -21,6 +21,15 @@ class TransitionRefused(Exception):
 def enqueue(execution_id) -> None:
     """Wake a worker for this execution once the current transaction commits (never before)."""
     transaction.on_commit(lambda: async_task("executions.tasks.advance", str(execution_id), save=False))
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back to the pool: a call in flight holds none.
+
+    Without a pool (SQLite) the connection stays: reopening it would cost more than it frees.
+    """
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 def state_fields(decision: machine.Decision, now: datetime) -> dict:

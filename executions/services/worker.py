@@ -15,7 +15,7 @@ from executions import dispatch, machine, telemetry
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
 from executions.services.calls import call_event, env_for, idempotency_headers, outcome_event, render_request
 from executions.services.external import carry_out_branch_actions
-from executions.services.records import enqueue, logger, state_fields, write_steps
+from executions.services.records import enqueue, logger, release_connection, state_fields, write_steps
 
 # A worker stops walking after this long and re-enqueues the execution, so one
 # long chain never hits django-q's task timeout and other executions get a turn.
@@ -44,21 +44,22 @@ def claim_execution(execution_id) -> Execution | None:
 
 def advance_execution(execution_id) -> None:
     """Worker entry point: claim, then walk the execution until it must pause."""
+    claimed_at = time.monotonic()  # before the claim: the lease can only end later than this says
     execution = claim_execution(execution_id)
     if execution is not None:
-        _Run(execution).run()
+        _Run(execution, claimed_at).run()
 
 
 class _Run:
     """One claim of one execution by one worker: decide, call, commit, repeat."""
 
-    def __init__(self, execution: Execution):
+    def __init__(self, execution: Execution, claimed_at: float):
         self.execution = execution
         self.fence = execution.fence
         # All times derive from the database clock read at claim time.
         self._db_now, self._mono = execution.db_now, time.monotonic()
         self._deadline = self._mono + RUN_BUDGET_S
-        self._lease_end = self._mono + settings.TRAMA_LEASE_SECONDS  # monotonic; moved by every holding write
+        self._lease_end = claimed_at + settings.TRAMA_LEASE_SECONDS  # monotonic; moved by every holding write
 
     def now(self) -> datetime:
         return self._db_now + timedelta(seconds=time.monotonic() - self._mono)
@@ -122,8 +123,25 @@ class _Run:
         return following
 
     def _perform_call(self, decision: machine.Decision, call: machine.Call) -> machine.Decision | None:
+        if not self._may_send(call):
+            return None
         event = call_event(self.execution, decision.state, call, self.env())
         return self._decide(decision.state, event)
+
+    def _may_send(self, call: machine.Call | machine.SendAsync) -> bool:
+        """Whether this claim's lease still covers the whole call; else the call is dropped.
+
+        The lease end is kept on the monotonic clock, which keeps running while
+        the process is paused (SIGSTOP, a stalled VM): a worker resumed after
+        its lease ended must not send a call its successor may already have
+        sent. The successor sends it again, with the same Idempotency-Key.
+        """
+        release_connection()
+        timeout = float(call.request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT)
+        if time.monotonic() + timeout < self._lease_end:
+            return True
+        logger.warning("lease too short for the next call: not sending it", extra=self._log_extra())
+        return False
 
     def _perform_async(self, decision: machine.Decision, call: machine.SendAsync) -> machine.Decision | None:
         # Render first: a template error fails the attempt without any wait being committed.
@@ -137,6 +155,8 @@ class _Run:
         # WAITING is durable before the request leaves. The lease stays: a callback that beats
         # the answer is parked in pending_callback and folded in by the commit below.
         if not self._commit(decision, hold=True):
+            return None
+        if not self._may_send(call):
             return None
         headers = {"X-Trama-Callback-Url": cb["url"], "X-Trama-Callback-Token": token}
         telemetry.call_started(self.execution, call)
