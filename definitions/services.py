@@ -4,6 +4,7 @@ Definitions are immutable: nothing here updates a row. Storing a name again
 creates the next version.
 """
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -126,3 +127,9 @@ def latest_definition(name: str) -> Definition:
 def get_definition(name: str, version: int) -> Definition:
     """Version ``version`` of ``name``; raises Definition.DoesNotExist."""
     return stored_definitions().get(name=name, version=version)
+
+
+@functools.lru_cache(maxsize=1024)
+def definition_by_id(pk: int) -> Definition:
+    """A stored definition, kept by this process: a row never changes once stored (see the module docstring)."""
+    return Definition.objects.get(pk=pk)

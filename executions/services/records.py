@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime
 
 from django.db import connection, transaction
+from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task
 
 from executions import machine
@@ -20,7 +22,20 @@ class TransitionRefused(Exception):
 
 def enqueue(execution_id) -> None:
     """Wake a worker for this execution once the current transaction commits (never before)."""
-    transaction.on_commit(lambda: async_task("executions.tasks.advance", str(execution_id), save=False))
+    transaction.on_commit(
+        lambda: async_task("executions.tasks.advance", str(execution_id), save=False, broker=queue_broker())
+    )
+
+
+_broker: tuple[int, Broker] | None = None
+
+
+def queue_broker() -> Broker:
+    """This process's django-q broker (django-q makes a new one, a new Redis client, per call otherwise)."""
+    global _broker
+    if _broker is None or _broker[0] != os.getpid():  # a forked child needs its own Redis connection
+        _broker = (os.getpid(), get_broker())
+    return _broker[1]
 
 
 def release_connection() -> None:

@@ -8,10 +8,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
-from django_q.brokers import get_broker
 
 from executions.models import Execution
-from executions.services.records import enqueue
+from executions.services.records import enqueue, queue_broker
 
 
 def enqueue_due_executions(limit: int = 500) -> int:
@@ -44,4 +43,4 @@ def enqueue_due_executions(limit: int = 500) -> int:
 
 
 def _queue_is_empty() -> bool:
-    return not get_broker().queue_size()
+    return not queue_broker().queue_size()

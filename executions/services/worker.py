@@ -11,6 +11,7 @@ from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Now
 
 from callbacks.tokens import callback_url, mint_callback_token
+from definitions.services import definition_by_id
 from executions import dispatch, machine, telemetry
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
 from executions.services.calls import call_event, env_for, idempotency_headers, outcome_event, render_request
@@ -27,8 +28,35 @@ def claim_execution(execution_id) -> Execution | None:
 
     The conditional UPDATE is the lock: of two workers, one changes the row and
     the other sees 0 rows. Bumping ``fence`` makes every write of the previous
-    holder (a worker paused past its lease) fail from now on.
+    holder (a worker paused past its lease) fail from now on. On PostgreSQL the
+    claim and the read of the row are one statement (UPDATE ... RETURNING).
     """
+    if connection.vendor == "postgresql":
+        lease_s = settings.TRAMA_LEASE_SECONDS
+        claimed = list(Execution.objects.raw(_CLAIM_SQL, [lease_s, lease_s, str(execution_id)]))
+        execution = claimed[0] if claimed else None
+    else:
+        execution = _claim_with_orm(execution_id)
+    if execution is not None:
+        execution.definition = definition_by_id(execution.definition_id)
+    return execution
+
+
+_ACTIVE = ", ".join(f"'{status}'" for status in sorted(ACTIVE_STATUSES))
+_CLAIM_SQL = f"""
+    UPDATE executions_execution
+    SET fence = fence + 1,
+        lease_until = STATEMENT_TIMESTAMP() + make_interval(secs => %s),
+        due_at = STATEMENT_TIMESTAMP() + make_interval(secs => %s),
+        status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END,
+        started_at = COALESCE(started_at, STATEMENT_TIMESTAMP())
+    WHERE id = %s AND status IN ({_ACTIVE}) AND due_at <= STATEMENT_TIMESTAMP()
+    RETURNING *, STATEMENT_TIMESTAMP() AS db_now
+"""
+
+
+def _claim_with_orm(execution_id) -> Execution | None:
+    """The same claim in two statements, for SQLite (the embedded default)."""
     lease = timedelta(seconds=settings.TRAMA_LEASE_SECONDS)
     won = Execution.objects.filter(pk=execution_id, status__in=ACTIVE_STATUSES, due_at__lte=Now()).update(
         fence=F("fence") + 1,
@@ -39,7 +67,7 @@ def claim_execution(execution_id) -> Execution | None:
     )
     if not won:
         return None
-    return Execution.objects.select_related("definition").annotate(db_now=Now()).get(pk=execution_id)
+    return Execution.objects.annotate(db_now=Now()).get(pk=execution_id)
 
 
 def advance_execution(execution_id) -> None:
