@@ -190,6 +190,8 @@ def _delay_serve(handler, delay_s: float, conn) -> None:
         try:
             await asyncio.sleep(delay_s)
             return handler(method, path, headers, body)
+        except Exception as exc:  # an answer, not a dropped connection the client would retry
+            return 500, {"error": repr(exc)}
         finally:
             counts["in_flight"] -= 1
 

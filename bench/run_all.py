@@ -220,7 +220,7 @@ def inflight_table(rows: list[dict]) -> list[str]:
 
 def inflight_targets(rows: list[dict], met) -> list[tuple[str, str, str]]:
     """Issue #15's targets, from scenario 7's Trama rows (2 worker processes)."""
-    trama = [r for r in rows if r["system"] == "trama" and "error" not in r]
+    trama = [r for r in rows if r.get("system") == "trama" and "error" not in r]
     if not trama:
         return []
     out = []
