@@ -29,11 +29,15 @@ from bench.common import PYTHON, REPO, git_revision, loadavg, machine_line
 
 SIZES = {
     "quick": {"chains": 200, "sagas": 100, "workers": [1, 2, 4], "overhead": 60, "callbacks": 200,
-              "timers": 1000, "waiting": 100_000, "idle": 15, "dbos": 100, "profile": 200},
+              "timers": 1000, "waiting": 100_000, "idle": 15, "dbos": 100, "profile": 200,
+              "inflight": 200, "inflight_delays": [0, 50, 500], "inflight_workers": 2, "inflight_concurrency": 100,
+              "inflight_sequential": 30, "inflight_budget_s": 20},
     "full": {"chains": 3000, "sagas": 2000, "workers": [1, 2, 4], "overhead": 300, "callbacks": 1000,
-             "timers": 5000, "waiting": 100_000, "idle": 30, "dbos": 2000, "profile": 300},
+             "timers": 5000, "waiting": 100_000, "idle": 30, "dbos": 2000, "profile": 300,
+             "inflight": 2000, "inflight_delays": [0, 50, 500], "inflight_workers": 2, "inflight_concurrency": 100,
+             "inflight_sequential": 200, "inflight_budget_s": 60},
 }  # fmt: skip
-SCENARIOS = ["throughput", "overhead", "callbacks", "timers", "waiting", "dbos", "profile"]
+SCENARIOS = ["throughput", "overhead", "callbacks", "timers", "waiting", "dbos", "inflight", "profile"]
 
 
 def scenario(script: str, *args: object) -> list[dict]:
@@ -67,8 +71,24 @@ def collect(size: dict, only: list[str]) -> list[dict]:
         out += scenario("waiting.py", "--count", size["waiting"], "--idle-seconds", size["idle"])
     if "dbos" in only:
         out += scenario("dbos_peer.py", "--count", size["dbos"])
+    if "inflight" in only:
+        out += inflight(size)
     if "profile" in only:
         out += scenario("profile_hot_path.py", "--count", size["profile"])
+    return out
+
+
+def inflight(size: dict) -> list[dict]:
+    """Scenario 7, per service delay: direct calls, DBOS, Trama with each broker; the same options for all."""
+    out: list[dict] = []
+    for delay in size["inflight_delays"]:
+        common = ["--delay-ms", delay, "--count", size["inflight"], "--workers", size["inflight_workers"],
+                  "--concurrency", size["inflight_concurrency"], "--sequential", size["inflight_sequential"],
+                  "--sequential-budget-s", size["inflight_budget_s"]]  # fmt: skip
+        out += scenario("inflight.py", "--system", "direct", *common)
+        out += scenario("dbos_peer.py", "--workflow", "chain3", *common)
+        for broker in ("orm", "redis"):
+            out += scenario("inflight.py", "--system", "trama", "--broker", broker, *common)
     return out
 
 
@@ -103,6 +123,7 @@ def report(results: list[dict]) -> str:
                 f"| {c['api_starts_per_s']} | {fmt(c.get('queue_tasks_per_execution'), 2)} | {c['load']} |"
             )
         lines.append("")
+    lines += inflight_table([r for r in by.get("inflight", []) if "error" not in r])
     rows: list[tuple[str, str, str]] = []
     for r in by.get("overhead", []):
         if "error" not in r:
@@ -166,6 +187,74 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def inflight_system(r: dict) -> str:
+    return {"direct": "direct calls", "dbos": f"DBOS {r.get('dbos_version', '')}"}.get(
+        r["system"], f"Trama, {r.get('broker')} broker"
+    )
+
+
+def inflight_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    order = {"direct": 0, "dbos": 1, "trama": 2}
+    rows = sorted(rows, key=lambda r: (r["delay_ms"], order[r["system"]], r.get("broker") or ""))
+    r0 = rows[0]
+    lines = [f"### 7. In flight: the 3-call chain, {r0['executions']} started at once, {r0['workers']} worker "
+             f"processes x {r0['concurrency']} in flight", "",
+             "| service | system | in flight (set / peak) | exec/s | CPU ms/exec | PostgreSQL CPU ms/exec "
+             "| RSS MB per worker | RSS MB all | DB bytes/exec | one at a time p50 / p99 ms | chain errors | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        rate = str(r["executions_per_s"]) + ("" if r["all_final"] else f" ({r['succeeded']}/{r['executions']} done)")
+        one = r["one_at_a_time_ms"]
+        workers = " / ".join(map(str, r["rss_mb_per_worker"])) if "rss_mb_per_worker" in r else "-"
+        lines.append(
+            f"| {fmt(r['delay_ms'], 0)} ms | {inflight_system(r)} | {r['in_flight']} / {r['in_flight_peak']} "
+            f"| {rate} | {r['cpu_ms_per_execution']} | {fmt(r.get('pg_cpu_ms_per_execution'), 2)} | {workers} "
+            f"| {fmt(r.get('rss_mb_all_processes'))} | {fmt(r.get('db_bytes_per_execution'))} "
+            f"| {one['p50']} / {one['p99']} (n={one['n']}) | {r['chain_errors']} | {r['load']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def inflight_targets(rows: list[dict], met) -> list[tuple[str, str, str]]:
+    """Issue #15's targets, from scenario 7's Trama rows (2 worker processes)."""
+    trama = [r for r in rows if r.get("system") == "trama" and "error" not in r]
+    if not trama:
+        return []
+    out = []
+
+    def each(pick) -> str:
+        return ", ".join(f"{r['broker']} {fmt(r['delay_ms'], 0)} ms {pick(r)}" for r in trama)
+
+    for delay, floor in ((50, 120), (500, 100), (0, 120)):
+        at = {r["broker"]: r["executions_per_s"] for r in trama if r["delay_ms"] == delay}
+        if at:
+            out.append((f"{delay} ms service: ≥ {floor} chains/s with 2 worker processes",
+                        ", ".join(f"{k} {v}/s" for k, v in at.items()), met(max(at.values()) >= floor)))  # fmt: skip
+    cpu = [r["cpu_ms_per_execution"] for r in trama]
+    out.append(("Trama CPU < 8 ms per finished 3-call chain, start included (scenario 7)",
+                each(lambda r: r["cpu_ms_per_execution"]) + " ms", met(min(cpu) < 8)))  # fmt: skip
+    alone = [r for r in trama if r["delay_ms"] == 0]
+    if alone:
+        out.append(("one execution at a time: start -> final p50 < 10 ms (0 ms service)",
+                    ", ".join(f"{r['broker']} {r['one_at_a_time_ms']['p50']} ms" for r in alone),
+                    met(min(r["one_at_a_time_ms"]["p50"] for r in alone) < 10)))  # fmt: skip
+    held = [r for r in trama if r["in_flight_peak"] >= 150]
+    out.append(
+        (
+            "all of Trama's processes < 700 MB resident while holding 150 calls in flight",
+            each(lambda r: f"{r['rss_mb_all_processes']} MB at {r['in_flight_peak']} in flight"),
+            met(min(r["rss_mb_all_processes"] for r in held) < 700) if held else "NOT met (never 150 in flight)",
+        )
+    )
+    out.append(("≤ 3 KB of tables per finished 3-step execution (as run)",
+                each(lambda r: f"{r['db_bytes_per_execution']} B"),
+                met(min(r["db_bytes_per_execution"] for r in trama) <= 3072)))  # fmt: skip
+    return out
+
+
 def targets(by: dict) -> list[tuple[str, str, str]]:
     out = []
 
@@ -198,6 +287,9 @@ def targets(by: dict) -> list[tuple[str, str, str]]:
         if "error" not in r:
             out.append(("timer lateness p99 < 1 s", f"{r['lateness_s']['p99']} s ({r['executions']} due at once)",
                         met(r["lateness_s"]["p99"] < 1)))  # fmt: skip
+            out.append((f"{r['executions']} sleeps due at once: the last one's next request within 10 s",
+                        f"{r['lateness_s']['max']} s", met(r["lateness_s"]["max"] < 10)))  # fmt: skip
+    out += inflight_targets(by.get("inflight", []), met)
     for r in by.get("waiting", []):
         if "error" not in r:
             as_run = [t["db_bytes_per_execution_as_run"] for t in tp]
@@ -220,7 +312,8 @@ def main() -> None:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--json", help="also write every raw result to this file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one size, e.g. --set chains=1000 --set workers=2,4")  # fmt: skip
+                        help="override one size: --set chains=1000 --set workers=2,4 "
+                             "--set inflight_delays=0,50")  # fmt: skip
     parser.add_argument("--from-json", help="print the table of a saved --json file, running nothing")
     args = parser.parse_args()
     if args.from_json:
@@ -230,7 +323,7 @@ def main() -> None:
     size = dict(SIZES["quick" if args.quick else "full"])
     for item in args.set:
         key, _, value = item.partition("=")
-        size[key] = [int(v) for v in value.split(",")] if key == "workers" else int(value)
+        size[key] = [int(v) for v in value.split(",")] if isinstance(size.get(key), list) else int(value)
     only = args.only.split(",") if args.only else SCENARIOS
     started = time.time()
     label = ("quick" if args.quick else "full") + (" with " + " ".join(args.set) if args.set else "")
