@@ -16,7 +16,14 @@ from executions import dispatch, machine, telemetry
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
 from executions.services.calls import call_event, env_for, idempotency_headers, outcome_event, render_request
 from executions.services.external import carry_out_branch_actions
-from executions.services.records import enqueue, logger, release_connection, state_fields, write_steps
+from executions.services.records import (
+    enqueue,
+    logger,
+    release_connection,
+    state_fields,
+    write_fenced,
+    write_steps,
+)
 
 # A worker stops walking after this long and re-enqueues the execution, so one
 # long chain never hits django-q's task timeout and other executions get a turn.
@@ -234,16 +241,13 @@ class _Run:
         wake = not hold and fields["due_at"] is not None and fields["due_at"] <= self.now()
         if wake:
             fields["nudged_at"] = fields["due_at"]  # enqueued below: the timer loop need not do it again
-        with transaction.atomic():
-            if query.update(**fields):
-                write_steps(self.execution, decision.steps)
-                carry_out_branch_actions(self.execution, decision)
-                if wake:
-                    enqueue(self.execution.pk)
-                telemetry.committed(self.execution, decision, fields)
-                self.execution.status = decision.status
-                decision.actions = [a for a in decision.actions if isinstance(a, machine.Call | machine.SendAsync)]
-                return True
+        if self._won_write(decision, query, fields, guard_inbox=not clear_inbox):
+            if wake:
+                enqueue(self.execution.pk)
+            telemetry.committed(self.execution, decision, fields)
+            self.execution.status = decision.status
+            decision.actions = [a for a in decision.actions if isinstance(a, machine.Call | machine.SendAsync)]
+            return True
         inbox = Execution.objects.filter(pk=self.execution.pk, fence=self.fence).values_list(
             "pending_callback", "cancel_request"
         )
@@ -255,6 +259,20 @@ class _Run:
             decision = self._merge(decision, event)
         self._commit(decision, hold=False, clear_inbox=True)
         return False
+
+    def _won_write(self, decision: machine.Decision, query, fields: dict, guard_inbox: bool) -> bool:
+        """Apply the fenced write; True if it won. One statement on PostgreSQL unless branches are touched."""
+        touches_other_rows = any(isinstance(a, machine.Fork | machine.CancelBranches) for a in decision.actions) or (
+            decision.status in FINAL_STATUSES and self.execution.parent_id
+        )
+        if connection.vendor == "postgresql" and not touches_other_rows:
+            return write_fenced(self.execution.pk, self.fence, fields, decision.steps, guard_inbox)
+        with transaction.atomic():
+            if not query.update(**fields):
+                return False
+            write_steps(self.execution, decision.steps)
+            carry_out_branch_actions(self.execution, decision)
+            return True
 
     def _fields(self, decision: machine.Decision, hold: bool) -> dict:
         now = self.now()
