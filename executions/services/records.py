@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 from django_q.brokers import Broker, get_broker
+from django_q.brokers.orm import ORM
 from django_q.tasks import async_task
 from psycopg.types.json import Jsonb
 
@@ -22,10 +23,20 @@ class TransitionRefused(Exception):
 
 
 def enqueue(execution_id) -> None:
-    """Wake a worker for this execution once the current transaction commits (never before)."""
-    transaction.on_commit(
-        lambda: async_task("executions.tasks.advance", str(execution_id), save=False, broker=queue_broker())
-    )
+    """Wake a worker for this execution once the current transaction commits (never before).
+
+    With the ORM broker the task row is written inside that transaction: it
+    becomes visible together with the change, in one commit instead of two.
+    """
+    broker = queue_broker()
+
+    def wake() -> None:
+        async_task("executions.tasks.advance", str(execution_id), save=False, broker=broker)
+
+    if connection.in_atomic_block and isinstance(broker, ORM):
+        wake()
+    else:
+        transaction.on_commit(wake)
 
 
 _broker: tuple[int, Broker] | None = None
