@@ -44,7 +44,7 @@ class Execution(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     definition = models.ForeignKey(Definition, on_delete=models.PROTECT, related_name="executions")
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="branches",
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="branches", db_index=False,
         help_text="For one branch of a parallel node: the execution that forked it.",
     )  # fmt: skip
     branch = models.CharField(max_length=64, blank=True, help_text="The branch's first node, for a branch execution.")
@@ -64,7 +64,7 @@ class Execution(models.Model):
     pending_callback = models.JSONField(
         null=True, blank=True, help_text="A callback that arrived while its request was still being sent."
     )
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_digest = models.CharField(max_length=64, blank=True)
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -80,6 +80,13 @@ class Execution(models.Model):
             models.Index(fields=["-created_at"], name="execution_created"),
             # The timer loop reads only due rows through this partial index.
             models.Index(fields=["due_at"], condition=Q(due_at__isnull=False), name="execution_due"),
+            # Partial: most executions are no branch and carry no key, and need no index entry for it.
+            models.Index(fields=["parent"], condition=Q(parent__isnull=False), name="execution_parent"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=Q(idempotency_key__isnull=False), name="execution_idempotency_key"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -115,7 +122,8 @@ class Step(models.Model):
     secrets masked.
     """
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="steps")
+    # No index of its own: the (execution, seq) unique constraint's index serves every lookup by execution.
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="steps", db_index=False)
     seq = models.PositiveIntegerField()
     node_id = models.CharField(max_length=64)
     node_type = models.CharField(max_length=20)

@@ -13,7 +13,7 @@ from django_q.tasks import async_task
 from psycopg.types.json import Jsonb
 
 from executions import machine
-from executions.models import FINAL_STATUSES, Execution, Step
+from executions.models import FINAL_STATUSES, Execution, ExecutionStatus, Step
 
 logger = logging.getLogger("trama.executions")
 
@@ -59,9 +59,16 @@ def release_connection() -> None:
         connection.close()
 
 
+# Final statuses no operator action resumes: their template data (a copy of every response,
+# already stored in the steps) is dropped from the state they are written with.
+_SETTLED = FINAL_STATUSES - {ExecutionStatus.FAILED}
+
+
 def state_fields(decision: machine.Decision, now: datetime) -> dict:
     state = decision.state
     final = decision.status in FINAL_STATUSES
+    if decision.status in _SETTLED and state.get("results"):
+        state = state | {"results": {}}
     return {
         "state": state,
         "status": decision.status,
