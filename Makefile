@@ -35,8 +35,8 @@ format: venv
 	$(BIN)/ruff format .
 
 test: venv lint chromium
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+	DATABASE_URL=$(TEST_DATABASE_URL) TRAMA_DB_POOL_SIZE=0 $(BIN)/python manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(TEST_DATABASE_URL) TRAMA_DB_POOL_SIZE=0 $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The browser tests (tests/test_ui_browser.py) drive Debian's chromium through Playwright (never

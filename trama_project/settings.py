@@ -110,7 +110,7 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": TRAMA_DB_POOL_SIZE,
-            "timeout": env_float("TRAMA_DB_POOL_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+            "timeout": env_float("TRAMA_DB_POOL_TIMEOUT_SECONDS", 10.0, minimum=0.1),
         }
     # A process stopped inside a transaction (SIGSTOP, a stalled VM) would hold its row locks for
     # ever; PostgreSQL ends such a session after this long, so the next worker is never blocked.
