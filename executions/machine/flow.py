@@ -47,19 +47,25 @@ def _enter_parallel(env: Env, d: Decision, node: dict) -> None:
 
 
 def join_branches(env: Env, d: Decision) -> Decision:
-    """Every branch has ended: go on at ``next``, or compensate what ran before the fork."""
+    """Every branch has ended: go on at ``next``, or compensate what the branches and the steps before the fork did.
+
+    A branch that succeeded hands its compensable steps to this execution, which
+    undoes them after any later failure, or now if another branch failed (a
+    branch that failed or was cancelled has compensated its own steps already).
+    """
     st = d.state
     join = st.pop("join")
     node = env.node(join["node"])
+    for head in node["branches"]:
+        st["done"] += join["done"].get(head, [])
     if not join["failed"]:
         close_step(d, env, "succeeded")
-        for head in node["branches"]:  # branch steps are compensated by this execution from now on
-            st["done"] += join["done"].get(head, [])
         st["status"], st["node"] = RUNNING, join["node"]
         return goto(env, d, node.get("next"), run=False)
     close_open_step(d, env, "failed")
-    if st["phase"] != COMPENSATION:
-        start_compensation(st)
+    # Also after a cancel that already started compensating: nothing has run while the join held
+    # the execution, so the list is rebuilt with the branches' steps in it.
+    start_compensation(st)
     st["status"] = COMPENSATING
     return walk(env, d, run=False)
 
