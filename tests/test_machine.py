@@ -855,6 +855,27 @@ def test_callback_failed_fails_the_node_and_compensates():
     assert d.state["error"]["node"] == "pix"
 
 
+@pytest.mark.parametrize(
+    ("reported", "message"),
+    [
+        ("card declined", "callback reported failure: card declined"),
+        ({"code": 51, "message": "insufficient funds"}, "callback reported failure: insufficient funds"),
+        ({"code": 51}, 'callback reported failure: {"code": 51}'),
+        ("x" * 600, "callback reported failure: " + "x" * 497 + "..."),
+    ],
+    ids=["text", "object-with-message", "object", "long"],
+)
+def test_a_failed_callbacks_error_is_kept_in_the_step_and_the_execution_error(reported, message):
+    run = waiting_run()
+    run.send(CallbackArrived("pix", 1, "failed", {"status": "failed", "error": reported}))
+    assert run.history[2]["error"] == {"message": message, "error": reported}
+    run.send(Resume())
+    d = run.ok()
+    assert d.status == "COMPENSATED"
+    assert d.state["error"] == {"node": "pix", "attempt": 1, "failure": "callback", "message": message,
+                                "error": reported}  # fmt: skip
+
+
 def test_callback_failed_with_attempts_left_backs_off_and_sends_again():
     run = waiting_run(retry=retry(2))
     d = run.send(CallbackArrived("pix", 1, "failed", {"reason": "declined"}))
