@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from definitions import rules, templating
+from definitions.validation.instants import InstantError, parse_instant
 from executions.machine.model import (
     ASYNC_ACK_GRACE_S,
     CANCELLED,
@@ -184,10 +185,10 @@ def _sleep_until(env: Env, st: dict, node: dict) -> datetime:
     if node.get("duration_s") is not None:
         return env.now + timedelta(seconds=node["duration_s"])
     raw = templating.render(node["until"], template_data(env, st, secrets=MASKED))
-    until = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    if until.tzinfo is None:
-        raise ValueError(f"'until' {raw!r} has no time zone")
-    return until
+    try:
+        return parse_instant(str(raw))  # validation checked a literal; a rendered template is checked here
+    except InstantError as exc:
+        raise ValueError(f"until {exc}, got {raw!r}") from None
 
 
 def _enter_succeed(env: Env, d: Decision, node: dict) -> None:
