@@ -288,6 +288,14 @@ def test_list_with_a_date_that_is_no_utc_instant_is_a_400_naming_the_parameter(a
     assert response.json() == {"detail": message, "errors": [{"path": name, "message": message}]}
 
 
+def test_list_with_include_branches_neither_true_nor_false_is_a_400_naming_it(api):
+    response = api.get(URL, {"include_branches": "maybe"})
+    assert response.status_code == 400
+    message = "include_branches must be true or false, got 'maybe'"
+    assert response.json() == {"detail": message, "errors": [{"path": "include_branches", "message": message}]}
+    assert api.get(URL, {"include_branches": "false"}).status_code == 200
+
+
 def test_list_with_a_date_at_the_end_of_year_9999_in_utc_is_fine(api):
     store_definition(saga("orders"))
     started(api, {"definition": "orders", "input": {}})

@@ -79,7 +79,7 @@ def _with_branches(execution_id) -> list:
 
 def _filter_executions(params) -> "list | object":
     queryset = Execution.objects.select_related("definition").order_by("-created_at")
-    if params.get("include_branches", "").lower() not in ("1", "true", "yes"):
+    if not _flag_param(params, "include_branches"):
         queryset = queryset.filter(parent__isnull=True)
     if params.get("status"):
         wanted = [s.strip().upper() for s in params["status"].split(",")]
@@ -93,6 +93,16 @@ def _filter_executions(params) -> "list | object":
         if params.get(name):
             queryset = queryset.filter(**{lookup: _instant_param(params, name)})
     return queryset
+
+
+def _flag_param(params, name: str) -> bool:
+    """A true/false filter (absent is false); a 400 naming it for any other word, rather than a silent false."""
+    raw = params.get(name, "").lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("", "0", "false", "no"):
+        return False
+    raise ValidationError({name: f"{name} must be true or false, got {params[name]!r}"})
 
 
 def _instant_param(params, name: str) -> datetime:
