@@ -6,6 +6,7 @@ arriving together resume the execution once, and a callback racing a cancel
 ends in exactly one of the two outcomes.
 """
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,22 @@ from definitions import rules
 from executions import services
 from executions.models import Execution, ExecutionStatus, Step, StepPhase
 
+# What a callback body's ``status`` may say (SPEC 4); "running" is a heartbeat, handled before any outcome.
+STATUSES = ("succeeded", "failed", "running")
+
 
 @dataclass(frozen=True)
 class Answer:
+    """``field`` names the body key at fault in a 400."""
+
     status: int
     detail: str
     execution_id: str | None = None
+    field: str | None = None
+
+
+class UnknownStatus(Exception):
+    """The body's ``status`` is none of STATUSES and no callback rule decides instead (answer 400)."""
 
 
 def receive_callback(token: str, body: Any) -> Answer:
@@ -37,6 +48,8 @@ def receive_callback(token: str, body: Any) -> Answer:
         return Answer(400, "callback body must be a JSON object")
     try:
         return _apply(claims, body)
+    except UnknownStatus as exc:
+        return Answer(400, str(exc), field="status")
     except Execution.DoesNotExist:
         return Answer(404, "unknown execution")
     except services.TransitionRefused:
@@ -54,7 +67,13 @@ def _apply(claims: CallbackClaims, body: dict) -> Answer:
 
 
 def callback_outcome(node: dict, body: dict) -> str:
-    """ "succeeded" or "failed": the node's rules decide when set, else the body's ``status``."""
+    """ "succeeded" or "failed": the node's rules decide when set, else the body's ``status``.
+
+    Raises UnknownStatus for a ``status`` that ``status_problem`` refuses.
+    """
+    problem = status_problem(node, body)
+    if problem:
+        raise UnknownStatus(problem)
     rules_set = node.get("callback") or {}
     try:
         if rules_set.get("failure_when") is not None and rules.evaluate(rules_set["failure_when"], body):
@@ -64,6 +83,23 @@ def callback_outcome(node: dict, body: dict) -> str:
     except rules.RuleError:
         return "failed"  # a rule that cannot judge this body does not count as success
     return "failed" if body.get("status") == "failed" else "succeeded"
+
+
+def status_problem(node: dict, body: dict) -> str | None:
+    """Why the body's ``status`` cannot be judged, or None.
+
+    Without callback rules, a status Trama does not know is refused: a typo or
+    "FAILED" must not move the saga forward as if it had succeeded. With rules,
+    ``status`` is the service's own vocabulary, read by the rules.
+    """
+    rules_set = node.get("callback") or {}
+    if any(rules_set.get(key) is not None for key in ("success_when", "failure_when")):
+        return None
+    if "status" not in body or body["status"] in STATUSES:
+        return None
+    shown = json.dumps(body["status"])
+    shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
+    return f'status must be "succeeded", "failed" or "running" (or left out), got {shown}'
 
 
 def _refused(claims: CallbackClaims, body: dict) -> Answer:

@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from callbacks.services import callback_outcome
+from callbacks.services import callback_outcome, status_problem
 from definitions import templating
 from executions import dispatch, machine
 
@@ -110,7 +110,8 @@ def _callback_problems(mock: dict, path: str, node: dict) -> list[dict]:
         return [{"path": where, "message": "callback must be an object (the callback body)"}]
     if body.get("status") == "running":
         return [{"path": where, "message": "a heartbeat ({'status': 'running'}) is not an outcome"}]
-    return []
+    problem = status_problem(node, body)
+    return [{"path": f"{where}.status", "message": problem}] if problem else []
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:

@@ -271,11 +271,37 @@ def test_failed_callback_without_retries_compensates(service):
     assert (pix.status, pix.detail["callback"]["output"]) == ("failed", {"reason": "declined"})
 
 
+def test_the_error_a_failed_callback_reports_is_the_executions_error(service):
+    callback = Callback({"status": "failed", "error": "card declined"}, delay_s=0.2)
+    execution = drive(begin(service, Reply(202, callback=callback)))
+    assert execution.status == "COMPENSATED"
+    assert paths(service) == [("POST", "/reserve"), ("POST", "/pix"), ("DELETE", "/reserve")]
+    assert execution.error == {
+        "node": "pix",
+        "attempt": 1,
+        "failure": "callback",
+        "message": "callback reported failure: card declined",
+        "error": "card declined",
+    }
+    pix = execution.steps.get(node_id="pix")
+    assert pix.error == {"message": "callback reported failure: card declined", "error": "card declined"}
+
+
+def test_a_structured_callback_error_keeps_its_json_and_its_message(service):
+    reported = {"code": "DECLINED", "message": "insufficient funds"}
+    callback = Callback({"status": "failed", "error": reported}, delay_s=0.2)
+    execution = drive(begin(service, Reply(202, callback=callback)))
+    assert execution.status == "COMPENSATED"
+    assert execution.error["message"] == "callback reported failure: insufficient funds"
+    assert execution.error["error"] == reported
+
+
 @pytest.mark.parametrize(
     ("body", "final"),
     [
         ({"state": "PAID"}, "SUCCEEDED"),
         ({"state": "PAID", "status": "failed"}, "SUCCEEDED"),  # the rules decide, not status
+        ({"state": "PAID", "status": "APPROVED"}, "SUCCEEDED"),  # with rules, status is the service's own word
         ({"state": "REJECTED", "status": "succeeded"}, "COMPENSATED"),  # failure_when wins
         ({"state": "PENDING", "status": "succeeded"}, "COMPENSATED"),  # success_when is false
     ],
@@ -399,6 +425,27 @@ def test_malformed_callback_body_is_a_400_and_the_node_keeps_waiting(service, da
     assert answer.json()["detail"]
     assert snapshot(execution) == before
     assert post_callback(token, {"status": "succeeded"}).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [("FAILED", '"FAILED"'), ("succeded", '"succeded"'), ("", '""'), (None, "null"), (1, "1")],
+    ids=["upper-case", "typo", "empty", "null", "number"],
+)
+def test_an_unknown_callback_status_is_a_400_naming_status_and_the_node_keeps_waiting(service, status, shown):
+    execution = waiting(begin(service, Reply(202)))
+    token = token_of(service, execution)
+    before = snapshot(execution)
+    answer = post_callback(token, {"status": status, "output": {"paid": True}})
+    assert answer.status_code == 400
+    message = f'status must be "succeeded", "failed" or "running" (or left out), got {shown}'
+    assert answer.json() == {"detail": message, "errors": [{"path": "status", "message": message}]}
+    assert snapshot(execution) == before
+    # The service can still deliver the callback correctly.
+    assert post_callback(token, {"status": "failed", "error": "declined"}).status_code == 202
+    execution = drive(execution)
+    assert execution.status == "COMPENSATED"
+    assert execution.error["message"] == "callback reported failure: declined"
 
 
 def test_timeout_without_callback_compensates_and_a_late_callback_changes_nothing(service):

@@ -439,3 +439,23 @@ def test_failure_branch_target_is_reachable():
 
 def test_literal_until_with_timezone_is_valid():
     assert validate_definition(graph({"a": sleep(until="2030-01-01T08:00:00+02:00")})).errors == []
+
+
+def test_literal_until_at_the_last_second_of_year_9999_in_utc_is_valid():
+    assert validate_definition(graph({"a": sleep(until="9999-12-31T23:59:59Z")})).errors == []
+
+
+@pytest.mark.parametrize("until", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_literal_until_outside_the_years_1_to_9999_in_utc_is_refused(until):
+    message = f"until is out of range: it must fall within the years 1 to 9999 in UTC, got {until!r}"
+    assert validate_definition(graph({"a": sleep(until=until)})).errors == [
+        {"path": "nodes.a.until", "message": message}
+    ]
+
+
+def test_storing_an_until_past_year_9999_in_utc_is_a_400_naming_it(api):
+    until = "9999-12-31T23:59:59-23:59"
+    response = api.post("/api/v1/definitions/", graph({"a": sleep(until=until)}), format="json")
+    assert response.status_code == 400
+    message = f"until is out of range: it must fall within the years 1 to 9999 in UTC, got {until!r}"
+    assert response.json()["errors"] == [{"path": "nodes.a.until", "message": message}]

@@ -269,11 +269,39 @@ def test_list_filters_by_creation_time_range(api):
     assert days({"created_after": "2024-01-01T13:00:00+00:00", "created_before": "2024-01-03T00:00:00Z"}) == [2]
 
 
-@pytest.mark.parametrize("name", ["created_after", "created_before"])
-def test_list_with_a_bad_date_is_a_400_naming_the_parameter(api, name):
-    response = api.get(URL, {name: "yesterday"})
+OUT_OF_RANGE = "is out of range: it must fall within the years 1 to 9999 in UTC"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("created_before", "9999-12-31T23:59:59-23:59", OUT_OF_RANGE),
+        ("created_after", "0001-01-01T00:00:00+23:59", OUT_OF_RANGE),
+        ("created_after", "yesterday", "must be an ISO-8601 date-time"),
+        ("created_before", "2024-13-01T00:00:00Z", "must be an ISO-8601 date-time"),
+    ],
+)
+def test_list_with_a_date_that_is_no_utc_instant_is_a_400_naming_the_parameter(api, name, value, reason):
+    response = api.get(URL, {name: value})
     assert response.status_code == 400
-    assert response.json()["errors"][0]["path"] == name
+    message = f"{name} {reason}, got {value!r}"
+    assert response.json() == {"detail": message, "errors": [{"path": name, "message": message}]}
+
+
+def test_list_with_include_branches_neither_true_nor_false_is_a_400_naming_it(api):
+    response = api.get(URL, {"include_branches": "maybe"})
+    assert response.status_code == 400
+    message = "include_branches must be true or false, got 'maybe'"
+    assert response.json() == {"detail": message, "errors": [{"path": "include_branches", "message": message}]}
+    assert api.get(URL, {"include_branches": "false"}).status_code == 200
+
+
+def test_list_with_a_date_at_the_end_of_year_9999_in_utc_is_fine(api):
+    store_definition(saga("orders"))
+    started(api, {"definition": "orders", "input": {}})
+    assert api.get(URL, {"created_before": "9999-12-31T23:59:59Z"}).json()["count"] == 1
+    assert api.get(URL, {"created_after": "0001-01-01T00:00:00Z"}).json()["count"] == 1
+    assert api.get(URL, {"created_after": "2024-01-01T00:00:00"}).json()["count"] == 1  # no zone: UTC
 
 
 def test_list_is_paginated_with_limit_offset_and_count_newest_first(api):

@@ -3,8 +3,8 @@
 import pytest
 
 from definitions.services import store_definition
-from executions.models import Execution
-from executions.services import cancel_execution, start_execution
+from executions.models import FINAL_STATUSES, Execution
+from executions.services import cancel_execution, start_execution, wake_execution
 from tests.engine_support import drive, history
 from tests.support.service import Callback, Reply
 from tests.support.waiting import wait_until
@@ -116,6 +116,7 @@ def test_cancelling_the_parent_cancels_running_branches(service):
     assert execution.status == "CANCELLED"
     wait_until(lambda: all(b.status in ("CANCELLED", "SUCCEEDED") for b in execution.branches.all()))
     assert len(service.calls("DELETE", "/reserve")) == 1
+    assert len(service.calls("DELETE", "/email")) == 1  # the branch that had already succeeded is undone too
 
 
 def _fork_with(branch_nodes: dict, branches: list[str]) -> dict:
@@ -163,3 +164,107 @@ def test_steps_api_shows_branches_side_by_side_and_the_list_hides_them(api, serv
     listed = api.get("/api/v1/executions/").json()["results"]
     assert [e["id"] for e in listed] == [str(execution.pk)]
     assert len(api.get("/api/v1/executions/?include_branches=true").json()["results"]) == 4
+
+
+# --- Compensating branches, under real worker processes ----------------------------------------------
+# The branch that must fail waits in a long sleep until the test wakes it, once the other branch has
+# succeeded: the order of the calls then follows from the graph, not from timing.
+
+
+def undoable(url: str, path: str, **extra) -> dict:
+    return {"type": "task", "request": post(url, path), "compensation": undo(url, path)} | extra
+
+
+def two_branch_graph(url: str, nap_then: dict, after_join: str | None = None) -> dict:
+    """reserve -> fork(email -> sms | nap (long sleep) -> ``nap_then``...) -> ``after_join``."""
+    nodes = {
+        "reserve": undoable(url, "/reserve", next="fork"),
+        "fork": {"type": "parallel", "branches": ["email", "nap"]} | ({"next": after_join} if after_join else {}),
+        "email": undoable(url, "/email", next="sms"),
+        "sms": undoable(url, "/sms"),
+        "nap": {"type": "sleep", "duration_s": 3600, "next": next(iter(nap_then))},
+    }
+    return {"name": "two-branches", "kind": "graph", "start": "reserve", "nodes": nodes | nap_then}
+
+
+def run_with_workers(worker_pool, spec: dict) -> Execution:
+    """Start ``spec`` under a real worker and timer process; wake the napping branch once email's has succeeded."""
+    worker_pool.start_worker()
+    worker_pool.start_timers()
+    execution, _ = start_execution(store_definition(spec), {})
+    wait_until(
+        lambda: dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "nap": "SLEEPING"},
+        timeout=30,
+        message="email's branch SUCCEEDED and nap's SLEEPING",
+    )
+    wake_execution(execution.branches.get(branch="nap").pk)
+    wait_until(lambda: Execution.objects.get(pk=execution.pk).status in FINAL_STATUSES, timeout=30)
+    execution.refresh_from_db()
+    return execution
+
+
+def calls(service) -> list[str]:
+    return [f"{r.method} {r.path}" for r in service.requests]
+
+
+@pytest.mark.workers
+def test_a_failing_branch_compensates_every_step_of_the_branches_that_succeeded(service, worker_pool):
+    service.script("POST", "/pay", Reply(400))
+    spec = two_branch_graph(service.url, {"pay": undoable(service.url, "/pay")})
+    execution = run_with_workers(worker_pool, spec)
+    assert execution.status == "COMPENSATED"
+    assert (execution.error["branch"], execution.error["message"]) == ("nap", "branch 'nap' ended COMPENSATED")
+    # Within a branch in reverse order, then what ran before the fork; pay failed, so nothing undoes it.
+    assert calls(service) == [
+        "POST /reserve", "POST /email", "POST /sms", "POST /pay",
+        "DELETE /sms", "DELETE /email", "DELETE /reserve",
+    ]  # fmt: skip
+    assert history(execution) == [
+        ("reserve", "forward", 1, "succeeded"),
+        ("fork", "forward", 1, "failed"),
+        ("sms", "compensation", 1, "succeeded"),
+        ("email", "compensation", 1, "succeeded"),
+        ("reserve", "compensation", 1, "succeeded"),
+    ]
+    assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "nap": "COMPENSATED"}
+
+
+@pytest.mark.workers
+def test_a_branch_whose_compensation_failed_for_good_makes_the_parent_failed(service, worker_pool):
+    service.script("POST", "/pay", Reply(400))
+    service.script("DELETE", "/card", Reply(400))
+    nap_then = {"card": undoable(service.url, "/card", next="pay"), "pay": undoable(service.url, "/pay")}
+    execution = run_with_workers(worker_pool, two_branch_graph(service.url, nap_then))
+    assert execution.status == "FAILED"
+    assert (execution.error["branch"], execution.error["message"]) == ("nap", "branch 'nap' ended FAILED")
+    # The parent still undoes everything it can: the other branch's steps and the steps before the fork.
+    assert calls(service) == [
+        "POST /reserve", "POST /email", "POST /sms", "POST /card", "POST /pay",
+        "DELETE /card", "DELETE /sms", "DELETE /email", "DELETE /reserve",
+    ]  # fmt: skip
+    assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "nap": "FAILED"}
+    nap = execution.branches.get(branch="nap")
+    assert (nap.error["phase"], nap.error["node"]) == ("compensation", "card")
+
+
+@pytest.mark.workers
+def test_a_failure_after_the_join_compensates_the_branches_steps(service, worker_pool):
+    service.script("POST", "/ship", Reply(400))
+    spec = two_branch_graph(service.url, {"audit": undoable(service.url, "/audit")}, after_join="ship")
+    spec["nodes"]["ship"] = undoable(service.url, "/ship")
+    execution = run_with_workers(worker_pool, spec)
+    assert execution.status == "COMPENSATED"
+    assert execution.error["node"] == "ship"
+    assert calls(service) == [
+        "POST /reserve", "POST /email", "POST /sms", "POST /audit", "POST /ship",
+        "DELETE /audit", "DELETE /sms", "DELETE /email", "DELETE /reserve",
+    ]  # fmt: skip
+    assert [(node, phase, status) for node, phase, _, status in history(execution)] == [
+        ("reserve", "forward", "succeeded"),
+        ("fork", "forward", "succeeded"),
+        ("ship", "forward", "failed"),
+        ("audit", "compensation", "succeeded"),
+        ("sms", "compensation", "succeeded"),
+        ("email", "compensation", "succeeded"),
+        ("reserve", "compensation", "succeeded"),
+    ]

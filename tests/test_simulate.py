@@ -263,6 +263,13 @@ def test_a_mock_for_a_node_that_makes_no_call_is_refused(api):
     assert answer["errors"][0]["path"] == "mocks.route"
 
 
+def test_a_mocked_callback_with_an_unknown_status_is_a_400_naming_it(api):
+    mocks = {"pix": {"callback": {"status": "FAILED"}}}
+    answer = run(api, {"definition": graph(), "input": {"method": "pix"}, "mocks": mocks}, expect=400)
+    message = 'status must be "succeeded", "failed" or "running" (or left out), got "FAILED"'
+    assert answer["errors"] == [{"path": "mocks.pix.callback.status", "message": message}]
+
+
 def test_body_must_name_exactly_one_definition_and_unknown_names_are_404(api):
     assert run(api, {"input": {}}, expect=400)["errors"][0]["path"] == "definition"
     assert run(api, {"definition": order_saga(), "name": "orders"}, expect=400)["errors"][0]["path"] == "definition"

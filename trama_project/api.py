@@ -1,8 +1,10 @@
-"""Shared API pieces: the error shape every endpoint answers with."""
+"""Shared API pieces: the error shape every endpoint answers with, the JSON parser, pagination."""
+
+import re
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from rest_framework import exceptions, parsers, serializers, status
+from rest_framework import exceptions, pagination, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -75,3 +77,35 @@ class JSONParser(parsers.JSONParser):
         if nesting_depth(data, limit) > limit:
             raise exceptions.ParseError(f"JSON nested too deeply: more than {limit} levels (TRAMA_MAX_JSON_DEPTH)")
         return data
+
+
+class Pagination(pagination.LimitOffsetPagination):
+    """``limit`` / ``offset`` pagination whose parameters are checked: a bad value is a 400 naming it.
+
+    DRF's own falls back to the default for a bad value and has no maximum, so
+    ``?limit=99999999999999999999`` reached PostgreSQL (a 500) and any client
+    could ask for every row at once.
+    """
+
+    default_limit = 50
+    max_limit = 500
+    max_offset = 1_000_000_000  # far past any real list; keeps LIMIT + OFFSET inside PostgreSQL's bigint
+    limit_query_description = f"Number of results per page: 1 to {max_limit} (default {default_limit})."
+    offset_query_description = f"Index of the first result: 0 to {max_offset} (default 0)."
+
+    def get_limit(self, request) -> int:
+        return _integer_param(request, self.limit_query_param, 1, self.max_limit, self.default_limit)
+
+    def get_offset(self, request) -> int:
+        return _integer_param(request, self.offset_query_param, 0, self.max_offset, 0)
+
+
+def _integer_param(request, name: str, low: int, high: int, default: int) -> int:
+    """Query parameter ``name`` as an integer in [low, high]; absent or empty gives ``default``."""
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    # At most as many digits as ``high``: int() of a huge string is slow, and its value is out of range anyway.
+    if re.fullmatch(r"[0-9]+", raw) and len(raw) <= len(str(high)) and low <= int(raw) <= high:
+        return int(raw)
+    raise exceptions.ValidationError({name: f"{name} must be an integer from {low} to {high}, got {raw!r}"})

@@ -150,8 +150,7 @@ REST_FRAMEWORK = {
         "graph_editor.authentication.StaffSessionAuthentication",  # the /ui/ pages: staff session + CSRF
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_PAGINATION_CLASS": "trama_project.api.Pagination",  # limit 1-500, default 50; bad values are 400s
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["trama_project.api.JSONParser"],

@@ -24,7 +24,9 @@ CALLBACK_SCHEMA = dict(
     summary="Deliver an async node's callback",
     description=(
         'Body: {"status": "succeeded" | "failed" | "running", "output": {...}}. A body without status counts '
-        "as succeeded; 'running' is a heartbeat that extends the deadline."
+        "as succeeded; 'running' is a heartbeat that extends the deadline; any other status is a 400 (unless "
+        "the node's callback.success_when / failure_when rules decide). A failed callback's 'error' field "
+        "becomes the message of the execution's error."
     ),
     parameters=[TOKEN_HEADER],
     request=OpenApiTypes.OBJECT,
@@ -58,6 +60,8 @@ class CallbackView(APIView):
         answer = receive_callback(token, body)
         telemetry.callback_answered(answer.status)
         payload = {"detail": answer.detail}
+        if answer.field:
+            payload["errors"] = [{"path": answer.field, "message": answer.detail}]
         if answer.execution_id:
             payload["execution"] = answer.execution_id
         return Response(payload, status=answer.status)

@@ -58,7 +58,7 @@ class DefinitionListCreateView(generics.ListAPIView):
         operation_id="definitions_list",
         summary="List definitions (the latest version of each name)",
         parameters=[NAME_FILTER],
-        responses={200: DefinitionSummarySerializer(many=True), 401: ErrorSerializer},
+        responses={200: DefinitionSummarySerializer(many=True), 400: ErrorSerializer, 401: ErrorSerializer},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -121,7 +121,7 @@ class DefinitionVersionListView(generics.ListAPIView):
         operation_id="definitions_versions_list",
         summary="Every version of a definition, newest first",
         parameters=[NAME],
-        responses={200: DefinitionSummarySerializer(many=True), **READ_ERRORS},
+        responses={200: DefinitionSummarySerializer(many=True), 400: ErrorSerializer, **READ_ERRORS},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)

@@ -6,11 +6,11 @@ A saga step is validated here too (as a ``task`` or ``async_task`` node), so
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from definitions.rules import rule_problems
 from definitions.templating import template_problems
+from definitions.validation.instants import InstantError, parse_instant
 from definitions.validation.problems import Problems, check_keys, expect_object, join, read_number, read_string
 from definitions.validation.requests import (
     ASYNC_TIMEOUT,
@@ -148,7 +148,7 @@ def _sleep(node: dict, path: str, ctx: Context) -> dict:
 
 
 def _until(node: dict, path: str, ctx: Context) -> str | None:
-    """A template, or a literal ISO-8601 time that names its timezone."""
+    """A template, or a literal ISO-8601 time that names its timezone and holds in UTC."""
     value = read_string(node, "until", path, ctx.problems, default=None)
     if value is None:
         return None
@@ -157,12 +157,9 @@ def _until(node: dict, path: str, ctx: Context) -> str | None:
         ctx.problems.extend(template_problems(value, where))
         return value
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        ctx.problems.add(where, f"until must be an ISO-8601 time or a template, got {value!r}")
-        return None
-    if moment.tzinfo is None:
-        ctx.problems.add(where, f"until must include a timezone (e.g. 'Z' or '+00:00'), got {value!r}")
+        parse_instant(value)
+    except InstantError as exc:
+        ctx.problems.add(where, f"until {exc}, got {value!r}")
         return None
     return value
 

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from definitions.models import Definition
 from definitions.services import DefinitionInvalid, get_definition, latest_definition, store_inline_definition
+from definitions.validation.instants import InstantError, parse_instant
 from executions import services
 from executions.api.serializers import (
     CancelSerializer,
@@ -78,7 +79,7 @@ def _with_branches(execution_id) -> list:
 
 def _filter_executions(params) -> "list | object":
     queryset = Execution.objects.select_related("definition").order_by("-created_at")
-    if params.get("include_branches", "").lower() not in ("1", "true", "yes"):
+    if not _flag_param(params, "include_branches"):
         queryset = queryset.filter(parent__isnull=True)
     if params.get("status"):
         wanted = [s.strip().upper() for s in params["status"].split(",")]
@@ -90,12 +91,26 @@ def _filter_executions(params) -> "list | object":
         queryset = queryset.filter(definition__name=params["definition"])
     for name, lookup in (("created_after", "created_at__gte"), ("created_before", "created_at__lt")):
         if params.get(name):
-            try:
-                moment = datetime.fromisoformat(params[name].replace("Z", "+00:00"))
-            except ValueError:
-                raise ValidationError({name: "must be an ISO-8601 date-time"}) from None
-            queryset = queryset.filter(**{lookup: moment})
+            queryset = queryset.filter(**{lookup: _instant_param(params, name)})
     return queryset
+
+
+def _flag_param(params, name: str) -> bool:
+    """A true/false filter (absent is false); a 400 naming it for any other word, rather than a silent false."""
+    raw = params.get(name, "").lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("", "0", "false", "no"):
+        return False
+    raise ValidationError({name: f"{name} must be true or false, got {params[name]!r}"})
+
+
+def _instant_param(params, name: str) -> datetime:
+    """A time filter as an instant in UTC (no zone means UTC); a 400 naming it when it is none."""
+    try:
+        return parse_instant(params[name], naive_is_utc=True)
+    except InstantError as exc:
+        raise ValidationError({name: f"{name} {exc}, got {params[name]!r}"}) from None
 
 
 class ExecutionListCreateView(generics.ListAPIView):

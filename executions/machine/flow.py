@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from definitions import rules, templating
+from definitions.validation.instants import InstantError, parse_instant
 from executions.machine.model import (
     ASYNC_ACK_GRACE_S,
     CANCELLED,
@@ -47,19 +48,25 @@ def _enter_parallel(env: Env, d: Decision, node: dict) -> None:
 
 
 def join_branches(env: Env, d: Decision) -> Decision:
-    """Every branch has ended: go on at ``next``, or compensate what ran before the fork."""
+    """Every branch has ended: go on at ``next``, or compensate what the branches and the steps before the fork did.
+
+    A branch that succeeded hands its compensable steps to this execution, which
+    undoes them after any later failure, or now if another branch failed (a
+    branch that failed or was cancelled has compensated its own steps already).
+    """
     st = d.state
     join = st.pop("join")
     node = env.node(join["node"])
+    for head in node["branches"]:
+        st["done"] += join["done"].get(head, [])
     if not join["failed"]:
         close_step(d, env, "succeeded")
-        for head in node["branches"]:  # branch steps are compensated by this execution from now on
-            st["done"] += join["done"].get(head, [])
         st["status"], st["node"] = RUNNING, join["node"]
         return goto(env, d, node.get("next"), run=False)
     close_open_step(d, env, "failed")
-    if st["phase"] != COMPENSATION:
-        start_compensation(st)
+    # Also after a cancel that already started compensating: nothing has run while the join held
+    # the execution, so the list is rebuilt with the branches' steps in it.
+    start_compensation(st)
     st["status"] = COMPENSATING
     return walk(env, d, run=False)
 
@@ -178,10 +185,10 @@ def _sleep_until(env: Env, st: dict, node: dict) -> datetime:
     if node.get("duration_s") is not None:
         return env.now + timedelta(seconds=node["duration_s"])
     raw = templating.render(node["until"], template_data(env, st, secrets=MASKED))
-    until = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    if until.tzinfo is None:
-        raise ValueError(f"'until' {raw!r} has no time zone")
-    return until
+    try:
+        return parse_instant(str(raw))  # validation checked a literal; a rendered template is checked here
+    except InstantError as exc:
+        raise ValueError(f"until {exc}, got {raw!r}") from None
 
 
 def _enter_succeed(env: Env, d: Decision, node: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from executions.machine.flow import (
@@ -59,6 +60,9 @@ from executions.machine.steps import (
     expect_waiting_for,
     update_open_step,
 )
+
+# How much of a failed callback's ``error`` the execution's error message repeats (all of it stays under "error").
+REPORTED_ERROR_CHARS = 500
 
 
 def decide(env: Env, state: dict, event: Event) -> Decision:
@@ -187,12 +191,26 @@ def _on_callback(env: Env, st: dict, event: CallbackArrived) -> Decision:
         if env.node(event.node).get("compensation"):
             st["done"].append(event.node)
         return goto(env, d, env.node(event.node).get("next"), run=False)
-    close_step(d, env, "failed", detail={"callback": event.body}, error={"message": "callback reported failure"})
+    reported = _reported_error(event.body)
+    close_step(d, env, "failed", detail={"callback": event.body}, error=reported)
     policy = env.node(event.node)["retry"]
-    error = {"node": event.node, "attempt": event.attempt, "failure": "callback", "message": "callback said failed"}
+    error = {"node": event.node, "attempt": event.attempt, "failure": "callback", **reported}
     if st["attempt"] < policy["max_attempts"]:
         return back_off(env, d, policy)
     return fail_node(env, d, error, run=False)
+
+
+def _reported_error(body) -> dict:
+    """The error of a failed callback: the service's own ``error`` field, kept whole and named in the message."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if error is None:
+        return {"message": "callback reported failure"}
+    text = error.get("message") if isinstance(error, dict) else error
+    if not isinstance(text, str):
+        text = json.dumps(error)
+    if len(text) > REPORTED_ERROR_CHARS:
+        text = f"{text[: REPORTED_ERROR_CHARS - 3]}..."
+    return {"message": f"callback reported failure: {text}", "error": error}
 
 
 def _on_heartbeat(env: Env, st: dict, event: Heartbeat) -> Decision:
