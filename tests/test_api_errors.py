@@ -9,6 +9,7 @@ the API takes, and what is too big.
 import uuid
 
 import pytest
+from django.test import Client
 
 from tests.factories import DefinitionFactory
 
@@ -99,31 +100,37 @@ def test_an_action_on_an_unknown_execution_answers_the_same_404(api, action):
 # --- The trailing slash -----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def curl() -> Client:
+    """A client like curl: CSRF checks on (no cookie, no token), as for any API client outside a browser."""
+    return Client(enforce_csrf_checks=True)
+
+
 @pytest.mark.parametrize(
     "path", ["/api/v1/executions", "/api/v1/definitions", "/api/v1/definitions/validate", "/api/v1/callbacks"]
 )
-def test_a_post_without_the_trailing_slash_answers_json_naming_the_url_to_use(api, path):
-    answer = api.post(path, {"definition": "x", "input": {}}, format="json")
+def test_a_post_without_the_trailing_slash_answers_json_naming_the_url_to_use(curl, path):
+    answer = curl.post(path, {"definition": "x", "input": {}}, content_type="application/json")
     assert answer.status_code == 404
     assert answer["Content-Type"] == "application/json"
     message = f"use the trailing slash: POST {path}/"
     assert answer.json() == {"detail": message, "errors": [{"path": "", "message": message}]}
 
 
-def test_other_writes_without_the_trailing_slash_name_their_method(api):
-    answer = api.delete(f"{API}/executions/{uuid.uuid4()}/cancel")
+def test_other_writes_without_the_trailing_slash_name_their_method(curl):
+    answer = curl.delete(f"{API}/executions/{uuid.uuid4()}/cancel")
     assert answer.status_code == 404
     assert answer.json()["detail"] == f"use the trailing slash: DELETE {answer.request['PATH_INFO']}/"
 
 
-def test_a_get_without_the_trailing_slash_is_still_redirected(api):
-    answer = api.get(f"{API}/executions", {"status": "FAILED"})
+def test_a_get_without_the_trailing_slash_is_still_redirected(curl):
+    answer = curl.get(f"{API}/executions", {"status": "FAILED"})
     assert answer.status_code == 301
     assert answer["Location"] == f"{API}/executions/?status=FAILED"
 
 
-def test_a_path_without_the_slash_that_is_no_endpoint_either_is_the_plain_json_404(api):
-    answer = api.post(f"{API}/nothing-here", {}, format="json")
+def test_a_path_without_the_slash_that_is_no_endpoint_either_is_the_plain_json_404(curl):
+    answer = curl.post(f"{API}/nothing-here", {}, content_type="application/json")
     assert answer.status_code == 404
     assert answer.json() == {"detail": "no API endpoint at /api/v1/nothing-here"}
 

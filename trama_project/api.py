@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.urls import is_valid_path
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -65,6 +66,7 @@ def exception_handler(exc, context):
     return response
 
 
+@csrf_exempt  # like the API views: it writes nothing, and API clients carry no CSRF cookie
 def missing_trailing_slash(request: HttpRequest, path: str) -> HttpResponse:
     """Any /api/ path without its trailing slash (routed last under /api/).
 
