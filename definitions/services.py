@@ -4,6 +4,7 @@ Definitions are immutable: nothing here updates a row. Storing a name again
 creates the next version.
 """
 
+import difflib
 import functools
 import hashlib
 import json
@@ -133,3 +134,21 @@ def get_definition(name: str, version: int) -> Definition:
 def definition_by_id(pk: int) -> Definition:
     """A stored definition, kept by this process: a row never changes once stored (see the module docstring)."""
     return Definition.objects.get(pk=pk)
+
+
+def why_missing(name: str, version: int | None = None) -> tuple[str, str]:
+    """(field at fault, message) for a name, or version of it, that is not stored.
+
+    A stored name with a missing version names its latest version; an unknown
+    name names the closest stored names, so a typo is one look away. Call only
+    after a lookup failed (it costs one or two more queries).
+    """
+    latest = definition_versions(name).values_list("version", flat=True).first()
+    if latest is not None and version is not None:
+        return "version", f"Definition '{name}' has no version {version}; the latest is {latest}."
+    names = stored_definitions().order_by().values_list("name", flat=True).distinct()
+    close = [f"'{n}'" for n in difflib.get_close_matches(name, list(names), n=3)]
+    if not close:
+        return "definition", f"No definition named '{name}'. GET /api/v1/definitions/ lists the stored ones."
+    options = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return "definition", f"No definition named '{name}'. Did you mean {options}?"

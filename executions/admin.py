@@ -1,5 +1,8 @@
 """Executions and steps in the admin. Read-only: every change goes through executions/services/
-(the cancel and retry actions call it, like the API does)."""
+(the cancel, retry, retry-skipping and wake actions call the same functions as the API)."""
+
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -17,6 +20,21 @@ _BADGE_COLOURS = {
     ExecutionStatus.WAITING: "#6a1b9a",
     ExecutionStatus.SLEEPING: "#1565c0",
 }
+
+# What the operator reads when an action went through: (one execution, several), {n} = how many.
+_CANCELLING = (
+    "Cancelling {n} execution: its compensations run, then it ends CANCELLED.",
+    "Cancelling {n} executions: their compensations run, then they end CANCELLED.",
+)
+_RETRYING = ("Retrying {n} execution from the step that failed.", "Retrying {n} executions from the step that failed.")
+_SKIPPING = (
+    "Retrying {n} execution, skipping the compensation that failed.",
+    "Retrying {n} executions, skipping the compensation that failed.",
+)
+_WOKE = (
+    "Woke {n} execution: it goes on at the node after its sleep.",
+    "Woke {n} executions: they go on at the node after their sleep.",
+)
 
 
 class StepInline(admin.TabularInline):
@@ -51,7 +69,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     raw_id_fields = ("definition",)
     inlines = [StepInline]
-    actions = ["cancel_selected", "retry_selected"]
+    actions = ["cancel_selected", "retry_selected", "retry_skipping_compensation_selected", "wake_selected"]
     fields = (
         "id",
         "definition",
@@ -91,26 +109,44 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def error_json(self, obj: Execution) -> str:
         return pretty_json(obj.error)
 
-    @admin.action(description="Cancel selected executions (with compensation)")
-    def cancel_selected(self, request, queryset):
-        self._act(request, queryset, lambda pk: services.cancel_execution(pk, compensate=True), "cancel")
+    @admin.action(description="Cancel selected executions (compensating first)")
+    def cancel_selected(self, request, queryset) -> None:
+        self._act(request, queryset, "cancel", lambda pk: services.cancel_execution(pk, compensate=True), _CANCELLING)
 
-    @admin.action(description="Retry selected FAILED executions")
-    def retry_selected(self, request, queryset):
-        self._act(request, queryset, services.retry_execution, "retry")
+    @admin.action(description="Retry selected FAILED executions from the step that failed")
+    def retry_selected(self, request, queryset) -> None:
+        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=False), _RETRYING)
 
-    def _act(self, request, queryset, action, verb: str) -> None:
-        done, refused = 0, []
-        for execution in queryset.only("pk", "status"):
+    @admin.action(description="Retry selected FAILED executions, skipping the compensation that failed")
+    def retry_skipping_compensation_selected(self, request, queryset) -> None:
+        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=True), _SKIPPING)
+
+    @admin.action(description="Wake selected SLEEPING executions (end the sleep now)")
+    def wake_selected(self, request, queryset) -> None:
+        self._act(request, queryset, "wake", services.wake_execution, _WOKE)
+
+    def _act(
+        self, request, queryset, verb: str, action: Callable[[Any], Execution], done_text: tuple[str, str]
+    ) -> None:
+        """Apply ``action`` to each selected execution; one refusal does not stop the others.
+
+        Each refusal is its own message naming the execution, its status and the
+        machine's reason, so the operator can tell which ones to look at.
+        """
+        done = 0
+        # values_list, not only(): the changelist queryset select_related()s the definition.
+        for pk, status in queryset.values_list("pk", "status"):
             try:
-                action(execution.pk)
+                action(pk)
+            except services.TransitionRefused as exc:
+                reason = str(exc) if status in str(exc) else f"{exc} (it is {status})"
+                self.message_user(request, f"Could not {verb} execution {pk}: {reason}.", messages.WARNING)
+            except Execution.DoesNotExist:
+                self.message_user(request, f"Could not {verb} execution {pk}: it no longer exists.", messages.WARNING)
+            else:
                 done += 1
-            except services.TransitionRefused:
-                refused.append(f"{execution.pk} ({execution.status})")
         if done:
-            self.message_user(request, f"{verb}: {done} execution(s) done.", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"could not {verb}: {', '.join(refused)}", messages.WARNING)
+            self.message_user(request, done_text[done != 1].format(n=done), messages.SUCCESS)
 
 
 @admin.register(Step)

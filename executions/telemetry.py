@@ -33,6 +33,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from prometheus_client import REGISTRY, Counter
 
 logger = logging.getLogger("trama.executions.state")
+_PAUSED = ("SLEEPING", "WAITING")  # statuses whose due time the operator cares about (a wake-up, a deadline)
 _log = logging.getLogger("trama.telemetry")
 
 # --- Per-process metrics --------------------------------------------------------------------
@@ -265,7 +266,7 @@ def committed(execution, decision, fields: dict) -> None:
     root = final and tracing_enabled()
     if not (log or root):
         return
-    line = _state_line(execution, decision) if log else None
+    line = _state_line(execution, decision, fields) if log else None
     transaction.on_commit(lambda: _after_commit(execution, fields, line, root))
 
 
@@ -279,10 +280,17 @@ def _after_commit(execution, fields: dict, line: tuple | None, root: bool) -> No
         _log.warning("telemetry hook failed", exc_info=True)
 
 
-def _state_line(execution, decision) -> tuple[tuple, dict]:
+def _state_line(execution, decision, fields: dict) -> tuple[tuple, dict]:
+    """The message and extras of one committed write.
+
+    A write that changes the status is a ``state_change`` line ("RUNNING -> SLEEPING");
+    one that keeps it (a step done and the next begun, a wake-up, a deadline moved) is a
+    ``progress`` line that says what happened, never "RUNNING -> RUNNING".
+    """
     state = decision.state
+    changed = execution.status != decision.status
     extra = {
-        "event": "state_change",
+        "event": "state_change" if changed else "progress",
         "execution_id": str(execution.pk),
         "trace_id": _uuid(execution.pk).hex,
         "definition": execution.definition.name,
@@ -295,15 +303,38 @@ def _state_line(execution, decision) -> tuple[tuple, dict]:
     }
     if state.get("error"):
         extra["error"] = state["error"]
-    message = (
-        "execution %s %s -> %s at %s attempt %s",
-        str(execution.pk),
-        execution.status,
-        decision.status,
-        extra["node_id"],
-        extra["attempt"],
-    )
-    return message, extra
+    due = fields.get("due_at") if decision.status in _PAUSED else None
+    if due is not None:
+        extra["due_at"] = due.isoformat()
+    status = f"{execution.status} -> {decision.status}" if changed else f"still {decision.status}"
+    happened = _what_happened(decision, extra, final=fields.get("finished_at") is not None)
+    return ("execution %s %s%s", str(execution.pk), status, f": {happened}" if happened else ""), extra
+
+
+def _what_happened(decision, extra: dict, final: bool) -> str:
+    """The steps this write closed or opened, then where the execution stands (and when it is due, if paused).
+
+    E.g. ``step 2 (b attempt 1) failed; now at b attempt 2, due <time>``.
+    """
+    parts = [_step_words(r) for r in decision.steps if "status" in r.fields]
+    if not final:
+        due = f", due {extra['due_at']}" if "due_at" in extra else ""
+        parts.append(f"now at {_position(extra)}{due}")
+    return "; ".join(parts)
+
+
+def _position(extra: dict) -> str:
+    phase = "" if extra["phase"] in ("forward", None) else f" {extra['phase']}"
+    return f"{extra['node_id']}{phase} attempt {extra['attempt']}"
+
+
+def _step_words(record) -> str:
+    """``step 3 (b compensation attempt 1) succeeded``; a step written earlier and closed now has only its seq here."""
+    fields = record.fields
+    if "node_id" not in fields:
+        return f"step {record.seq} {fields['status']}"
+    phase = "" if fields.get("phase") == "forward" else f" {fields['phase']}"
+    return f"step {record.seq} ({fields['node_id']}{phase} attempt {fields['attempt']}) {fields['status']}"
 
 
 def callback_answered(status: int) -> None:

@@ -275,7 +275,8 @@ def test_body_must_name_exactly_one_definition_and_unknown_names_are_404(api):
     assert run(api, {"definition": order_saga(), "name": "orders"}, expect=400)["errors"][0]["path"] == "definition"
     assert "no-such" in run(api, {"name": "no-such"}, expect=404)["detail"]
     DefinitionFactory(name="orders", version=1, spec=validate_definition(order_saga()).spec, source=order_saga())
-    assert run(api, {"name": "orders", "version": 7}, expect=404)["detail"] == "No definition named 'orders' version 7."
+    missing = run(api, {"name": "orders", "version": 7}, expect=404)["detail"]
+    assert missing == "Definition 'orders' has no version 7; the latest is 1."
 
 
 def test_upstream_style_definitions_simulate_like_their_native_twin(api):

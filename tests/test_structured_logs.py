@@ -3,13 +3,14 @@
 import json
 import logging
 import time
+from datetime import datetime
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from executions.models import Execution
-from executions.services import start_execution
-from tests.engine_support import chain, drive, retry, store
+from executions.services import start_execution, wake_execution
+from tests.engine_support import chain, drive, req, retry, sleep, store, task
 from tests.support.service import Reply
 from trama_project.logging import JsonFormatter, formatter_from_env
 
@@ -76,3 +77,67 @@ def test_a_worker_with_json_logs_writes_json_state_lines(service, worker_pool, s
     ours = [line for line in lines if line.get("execution_id") == str(ex.pk) and line.get("event") == "state_change"]
     assert [(line["status"], line["node_id"], line["attempt"]) for line in ours][-1] == ("SUCCEEDED", "b", 1)
     assert all(line["logger"] == "trama.executions.state" and "ts" in line for line in ours)
+
+
+def _state_lines(caplog) -> list[dict]:
+    return [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "trama.executions.state"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_that_keeps_the_status_says_what_happened_never_running_to_running(service, settings, caplog):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    service.script("POST", "/b", Reply(500), Reply(200))
+    d = store(chain(service.url, "a", "b", b={"retry": retry(2)}), "a")
+    caplog.set_level(logging.INFO, logger="trama.executions.state")
+    ex = drive(start_execution(d, {})[0])
+
+    lines = _state_lines(caplog)
+    due = lines[1]["due_at"]
+    assert [(line["event"], line["message"]) for line in lines] == [
+        ("progress", f"execution {ex.pk} still RUNNING: step 1 (a attempt 1) succeeded; now at b attempt 1"),
+        (
+            "state_change",
+            f"execution {ex.pk} RUNNING -> SLEEPING: step 2 (b attempt 1) failed; now at b attempt 2, due {due}",
+        ),
+        ("state_change", f"execution {ex.pk} SLEEPING -> RUNNING: now at b attempt 2"),
+        ("state_change", f"execution {ex.pk} RUNNING -> SUCCEEDED: step 3 (b attempt 2) succeeded"),
+    ]
+    failed_at = ex.steps.get(seq=2).finished_at
+    assert failed_at < datetime.fromisoformat(due) < ex.steps.get(seq=3).started_at  # the back-off's end
+    assert all(line["execution_id"] == str(ex.pk) for line in lines)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wake_up_is_logged_as_the_new_due_time_with_the_execution_id(service, settings, caplog):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    nodes = {"a": task(req("POST", f"{service.url}/a"), next="nap"), "nap": sleep(3600)}
+    caplog.set_level(logging.INFO, logger="trama.executions.state")
+    ex = drive(start_execution(store(nodes, "a"), {})[0], until={"SLEEPING"})
+    caplog.clear()  # only the wake-up's line
+    woken = wake_execution(ex.pk)
+
+    [line] = _state_lines(caplog)
+    due = woken.due_at.isoformat()
+    assert line["message"] == f"execution {ex.pk} still SLEEPING: now at nap attempt 1, due {due}"
+    assert (line["event"], line["execution_id"], line["due_at"]) == ("progress", str(ex.pk), due)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_compensation_lines_name_the_phase_and_every_line_names_the_execution(service, settings, caplog):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    undo = req("DELETE", f"{service.url}/a")
+    nodes = {
+        "a": task(req("POST", f"{service.url}/a"), next="b", compensation=undo),
+        "b": task(req("POST", f"{service.url}/b")),
+    }
+    service.script("POST", "/b", Reply(400))
+    caplog.set_level(logging.INFO, logger="trama.executions.state")
+    ex = drive(start_execution(store(nodes, "a"), {})[0])
+
+    assert ex.status == "COMPENSATED"
+    messages = [line["message"] for line in _state_lines(caplog)]
+    assert messages == [
+        f"execution {ex.pk} still RUNNING: step 1 (a attempt 1) succeeded; now at b attempt 1",
+        f"execution {ex.pk} RUNNING -> COMPENSATING: step 2 (b attempt 1) failed; now at a compensation attempt 1",
+        f"execution {ex.pk} COMPENSATING -> COMPENSATED: step 3 (a compensation attempt 1) succeeded",
+    ]

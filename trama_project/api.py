@@ -1,14 +1,20 @@
-"""Shared API pieces: the error shape every endpoint answers with, the JSON parser, pagination."""
+"""Shared API pieces: the error shape every endpoint answers with, the JSON parser, pagination, and the
+answer to a URL missing its slash."""
 
 import re
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import is_valid_path
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, pagination, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from definitions.validation.problems import nesting_depth
+
+NOT_JSON = "unsupported media type '{}': the API takes application/json (send Content-Type: application/json)"
 
 
 class ErrorItemSerializer(serializers.Serializer):
@@ -53,12 +59,30 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        response.data = {"detail": NOT_JSON.format(context["request"].content_type)}
+    elif isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
         response.data = {"detail": errors[0]["message"] if len(errors) == 1 else "Invalid request.", "errors": errors}
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"detail": str(response.data["detail"])}
     return response
+
+
+@csrf_exempt  # like the API views: it writes nothing, and API clients carry no CSRF cookie
+def missing_trailing_slash(request: HttpRequest, path: str) -> HttpResponse:
+    """Any /api/ path without its trailing slash (routed last under /api/).
+
+    Where the path with the slash is an endpoint, GET and HEAD are redirected as
+    APPEND_SLASH does everywhere else; any other method gets a JSON 404 naming the
+    URL to use, because a redirect would turn the POST into a GET and drop its body.
+    """
+    if not is_valid_path(f"{request.path_info}/", getattr(request, "urlconf", None)):
+        raise Http404(request.path)  # the project's handler404 answers JSON under /api/
+    if request.method in ("GET", "HEAD"):
+        return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    message = f"use the trailing slash: {request.method} {request.path}/"
+    return JsonResponse({"detail": message, "errors": [{"path": "", "message": message}]}, status=404)
 
 
 class JSONParser(parsers.JSONParser):

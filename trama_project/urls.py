@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from trama_project.api import missing_trailing_slash
 from trama_project.views import healthz
 
 api_v1 = [
@@ -15,6 +16,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # Last under /api/: a path without its trailing slash gets JSON (or, for a GET, the redirect).
+    re_path(r"^api/(?P<path>.*[^/])$", missing_trailing_slash),
     path("healthz", healthz, name="healthz"),
     path("", include("django_prometheus.urls")),
     path("admin/", admin.site.urls),

@@ -28,6 +28,7 @@ from definitions.services import (
     latest_definition,
     latest_definitions,
     store_definition,
+    why_missing,
 )
 from definitions.simulation import mock_problems, simulate
 from definitions.validation import validate_definition
@@ -40,6 +41,11 @@ NAME_FILTER = OpenApiParameter(
 VERSION = OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH, description="The version number.")
 READ_ERRORS = {401: ErrorSerializer, 404: ErrorSerializer}
 WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 413: ErrorSerializer, 415: ErrorSerializer}
+
+
+def not_stored(name: str, version: int | None = None) -> NotFound:
+    """The 404 for a name or version that is not stored (its message names the closest names, or the latest)."""
+    return NotFound(why_missing(name, version)[1])
 
 
 def invalid_response(errors: list[dict], summary: str) -> Response:
@@ -110,7 +116,7 @@ class DefinitionLatestView(generics.RetrieveAPIView):
         try:
             return latest_definition(self.kwargs["name"])
         except Definition.DoesNotExist:
-            raise NotFound(f"No definition named '{self.kwargs['name']}'.")
+            raise not_stored(self.kwargs["name"])
 
 
 class DefinitionVersionListView(generics.ListAPIView):
@@ -129,7 +135,7 @@ class DefinitionVersionListView(generics.ListAPIView):
     def get_queryset(self):
         versions = definition_versions(self.kwargs["name"])
         if not versions.exists():
-            raise NotFound(f"No definition named '{self.kwargs['name']}'.")
+            raise not_stored(self.kwargs["name"])
         return versions
 
 
@@ -151,7 +157,7 @@ class DefinitionVersionView(generics.RetrieveAPIView):
         try:
             return get_definition(name, version)
         except Definition.DoesNotExist:
-            raise NotFound(f"Definition '{name}' has no version {version}.")
+            raise not_stored(name, version)
 
 
 class ExpressionEvaluateView(APIView):
@@ -210,8 +216,7 @@ class DefinitionSimulateView(APIView):
         try:
             found = get_definition(name, data["version"]) if "version" in data else latest_definition(name)
         except Definition.DoesNotExist:
-            version = f" version {data['version']}" if "version" in data else ""
-            raise NotFound(f"No definition named '{name}'{version}.")
+            raise not_stored(name, data.get("version"))
         return found.spec, (found.name, found.version)
 
 
@@ -237,4 +242,4 @@ class DefinitionDiffView(APIView):
         try:
             return get_definition(name, version)
         except Definition.DoesNotExist:
-            raise NotFound(f"Definition '{name}' has no version {version}.")
+            raise not_stored(name, version)

@@ -20,7 +20,7 @@ class ExecutionStartSerializer(serializers.Serializer):
         size = len(json.dumps(value))
         if size > settings.TRAMA_MAX_INPUT_BYTES:
             raise serializers.ValidationError(
-                f"is {size} bytes; the limit is {settings.TRAMA_MAX_INPUT_BYTES} (TRAMA_MAX_INPUT_BYTES)"
+                f"input is {size} bytes of JSON; the limit is {settings.TRAMA_MAX_INPUT_BYTES} (TRAMA_MAX_INPUT_BYTES)"
             )
         return value
 

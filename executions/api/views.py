@@ -3,7 +3,6 @@
 import uuid
 from datetime import datetime
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -12,7 +11,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from definitions.models import Definition
-from definitions.services import DefinitionInvalid, get_definition, latest_definition, store_inline_definition
+from definitions.services import (
+    DefinitionInvalid,
+    get_definition,
+    latest_definition,
+    store_inline_definition,
+    why_missing,
+)
 from definitions.validation.instants import InstantError, parse_instant
 from executions import services
 from executions.api.serializers import (
@@ -47,10 +52,11 @@ def _conflict(message: str) -> Response:
 
 
 def _execution_or_404(pk: str) -> Execution:
+    """The execution; an unknown id and a malformed one answer the same 404 (neither names an execution)."""
     try:
-        return get_object_or_404(Execution.objects.select_related("definition"), pk=uuid.UUID(pk))
-    except ValueError:
-        raise NotFound("no execution with that id (ids are UUIDs)") from None
+        return Execution.objects.select_related("definition").get(pk=uuid.UUID(pk))
+    except (ValueError, Execution.DoesNotExist):
+        raise NotFound("No execution with that id (execution ids are UUIDs).") from None
 
 
 def _resolve_definition(data: dict) -> Definition:
@@ -64,8 +70,8 @@ def _resolve_definition(data: dict) -> Definition:
             return get_definition(data["definition"], data["version"])
         return latest_definition(data["definition"])
     except Definition.DoesNotExist:
-        field = "version" if "version" in data else "definition"
-        raise ValidationError({field: f"no stored definition {data['definition']!r} with that version"}) from None
+        field, message = why_missing(data["definition"], data.get("version"))
+        raise ValidationError({field: message}) from None
 
 
 def _with_branches(execution_id) -> list:
