@@ -1,11 +1,12 @@
 """The UI pages driven in headless Chromium (Debian's `chromium`, through Playwright for Python).
 
-Never `playwright install`: the browser is the system one. The tests skip when it is missing.
-Screenshots of every page land in var/screenshots/ (printed at the end of the run).
+Never `playwright install`: the browser is the system one. The tests skip when it is missing (and
+fail when CI is set: tests/conftest.py). Assertions after an action use Playwright's auto-waiting
+`expect`, so they hold however long the page takes to react. Screenshots of every page land in
+var/screenshots/ (printed at the end of the run).
 """
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
+from playwright.sync_api import expect
 
 from definitions.models import Definition
 from definitions.services import store_definition
@@ -25,27 +27,24 @@ from tests.support.service import Callback, Reply
 # actions are still plain synchronous code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
 ]  # fmt: skip
 SCREENSHOTS = Path(django_settings.BASE_DIR) / "var" / "screenshots"
 TIMEOUT_MS = 10_000
+expect.set_options(timeout=TIMEOUT_MS)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not found on PATH (apt-get install -y chromium)"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
-def browser(request):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+def browser(request, chromium):
+    from playwright.sync_api import sync_playwright
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -53,26 +52,64 @@ def browser(request):
         reporter.write_line(f"\nUI screenshots: {SCREENSHOTS}")
 
 
-@pytest.fixture
-def page(browser, live_server, transactional_db):
-    """A page logged in as a staff user (the session cookie of a force_login)."""
+def staff_context(browser, base_url: str):
+    """A browser context logged in as a staff user (the session cookie of a force_login) at ``base_url``."""
     user = get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(user)
     cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
-    context.add_cookies([{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}])
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base_url)
+    context.add_cookies([{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
+    return context
+
+
+def open_page(context):
+    """A page of ``context`` that records JavaScript errors in ``page.errors``."""
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return page
+
+
+@pytest.fixture
+def page(browser, live_server, transactional_db):
+    """A page logged in as a staff user, on pytest-django's live server."""
+    context = staff_context(browser, live_server.url)
+    page = open_page(context)
     yield page
     context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
+    assert page.errors == [], f"JavaScript errors: {page.errors}"
 
 
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.workers
+def test_make_run_serves_the_static_files_of_the_api_docs_the_admin_and_the_editor(browser, make_run):
+    """`make run` as a newcomer starts it (runserver, TRAMA_DEBUG off): every page gets its CSS and JavaScript."""
+    base_url, _ = make_run()
+    anonymous = browser.new_context(base_url=base_url)
+    page = open_page(anonymous)
+    page.goto("/api/docs/")  # Swagger UI renders the schema: its bundle and CSS came from /static/
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Trama API")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    page.goto("/admin/login/")
+    expect(page.locator("#header")).to_have_css("background-color", "rgb(65, 118, 144)")  # admin/css/base.css
+    assert page.errors == []
+    anonymous.close()
+
+    store_definition(BRANCHING)
+    staff = staff_context(browser, base_url)
+    page = open_page(staff)
+    page.goto("/ui/editor/checkout/")  # its script draws the graph and validates it through the API
+    expect(page.locator("#editor")).to_have_attribute("data-validity", "valid")
+    expect(page.locator(".validity")).to_have_text("valid")  # no longer "checking…"
+    expect(page.locator(".node")).to_have_count(len(BRANCHING["nodes"]))
+    shot(page, "make-run-editor")
+    assert page.errors == []
+    staff.close()
 
 
 def set_field(page, field: str, value: str) -> None:
