@@ -49,6 +49,7 @@ def test_make_run_hands_its_port_to_trama_dev():
         ("8010", {}, "http://127.0.0.1:8010"),
         ("0.0.0.0:8010", {}, "http://127.0.0.1:8010"),  # every interface: this machine reaches it on loopback
         ("[::1]:8010", {}, "http://[::1]:8010"),
+        ("127.0.0.1:8010", {"TRAMA_PUBLIC_URL": ""}, "http://127.0.0.1:8010"),
         ("127.0.0.1:8010", {"TRAMA_PUBLIC_URL": "https://trama.example.com"}, "https://trama.example.com"),
     ],
 )

@@ -48,7 +48,7 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         environment = child_environment(host, port, os.environ)
         self._print_welcome(host, port, environment["TRAMA_PUBLIC_URL"])
-        self._run(f"{host}:{port}", environment)
+        self._run(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", environment)
 
     def _run(self, addr: str, environment: dict[str, str]) -> None:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
@@ -60,12 +60,12 @@ class Command(BaseCommand):
         try:
             while all(p.poll() is None for p in processes):
                 time.sleep(0.5)
+            exited = next(cmd[0] for cmd, p in zip(commands, processes, strict=True) if p.returncode is not None)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping Trama…")
             return
         finally:
             self._stop(processes)
-        exited = next(cmd[0] for cmd, p in zip(commands, processes, strict=True) if p.returncode is not None)
         raise CommandError(f"{exited} exited; stopped the other Trama processes (its messages are above)")
 
     def _print_welcome(self, host: str, port: int, public_url: str) -> None:
@@ -116,7 +116,8 @@ def child_environment(host: str, port: int, environ: dict[str, str]) -> dict[str
     """The environment of web, workers and timers: callback URLs point at the port the web server binds,
     unless TRAMA_PUBLIC_URL was set explicitly (a proxy or tunnel in front)."""
     environment = dict(environ)
-    environment.setdefault("TRAMA_PUBLIC_URL", f"http://{url_host(host)}:{port}")
+    if not environment.get("TRAMA_PUBLIC_URL"):
+        environment["TRAMA_PUBLIC_URL"] = f"http://{url_host(host)}:{port}"
     return environment
 
 
