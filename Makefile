@@ -20,11 +20,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# `make run PORT=8010` binds another port; callback URLs follow it unless TRAMA_PUBLIC_URL is set.
+PORT ?= 8000
+
 # Local use calls services on this machine: allow loopback explicitly (the default refuses it).
+# trama_dev checks the port, database and queue, migrates, collects static files, then starts.
 run: export TRAMA_EGRESS_ALLOW ?= 127.0.0.1,localhost
 run: $(VENV)/.runtime
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py trama_dev
+	$(BIN)/python manage.py trama_dev --addr 127.0.0.1:$(PORT)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -40,10 +43,11 @@ test: venv lint chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The browser tests (tests/test_ui_browser.py) drive Debian's chromium through Playwright (never
-# `playwright install`). Installed with apt when missing; without it (not root) those tests skip.
+# `playwright install`). Installed with apt when missing; without it (not root) those tests skip,
+# or fail when CI is set (tests/conftest.py).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium) \
-		|| echo "chromium could not be installed: the browser tests will be skipped" >&2
+		|| echo "chromium could not be installed: the browser tests will be skipped (failed under CI)" >&2
 
 # Benchmarks (bench/, docs/benchmarks.md): PostgreSQL and Redis on this machine; BENCH_ARGS=--quick for a few minutes.
 bench: venv

@@ -1,9 +1,23 @@
-"""Shared fixtures: an API client holding a real token."""
+"""Shared fixtures: an API client holding a real token, test infrastructure, the outside tools."""
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+from typing import NoReturn
 
 import pytest
 from rest_framework.test import APIClient
 
+from trama_project.env import env_bool
 from trama_project.models import ApiToken
+
+
+def pytest_configure(config):
+    # The suite never runs collectstatic (live_server serves static files itself); WhiteNoise
+    # would warn in every test that var/staticfiles is missing.
+    config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
 
 
 @pytest.fixture
@@ -78,3 +92,99 @@ def exporter():
     provider.add_span_processor(SimpleSpanProcessor(memory))
     yield memory
     memory.shutdown()
+
+
+# --- Outside tools: Chromium and Redis -----------------------------------------------------------
+# A test whose tool is missing skips on a developer's machine; in CI (CI=true, set by .ci/run) it
+# fails, so a green CI run means those tests really ran.
+
+TEST_REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/11"
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """Skip the test because ``reason``; fail it instead when the CI variable is true."""
+    if env_bool("CI", False):
+        pytest.fail(f"{reason} (CI is set: a missing tool fails the run instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Debian's chromium (never a browser Playwright downloads)."""
+    path = shutil.which("chromium")
+    if path is None:
+        missing_tool("chromium not found on PATH (apt-get install -y chromium)")
+    return path
+
+
+@pytest.fixture
+def test_redis_url() -> str:
+    """A Redis database the tests may flush: TRAMA_TEST_REDIS_URL (default redis://127.0.0.1:6379/11), reachable."""
+    import redis
+
+    url = os.environ.get("TRAMA_TEST_REDIS_URL") or TEST_REDIS_URL_DEFAULT
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        missing_tool(f"no Redis at {url} (TRAMA_TEST_REDIS_URL): {exc}")
+    finally:
+        client.close()
+    return url
+
+
+# --- `make run`: manage.py trama_dev in a subprocess ---------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def dev_var_dir(tmp_path_factory):
+    """TRAMA_VAR_DIR of the trama_dev servers: collectstatic fills it once, later starts reuse it."""
+    return tmp_path_factory.mktemp("trama-dev-var")
+
+
+@pytest.fixture
+def make_run(worker_pool, dev_var_dir, monkeypatch):
+    """Start `manage.py trama_dev --addr 127.0.0.1:<port>` as `make run` does, against the test database.
+
+    Returns ``start(**env) -> (base_url, process)`` once the server answers /healthz. The process
+    is a WorkerPool process: stopped after the test, its output in the report on failure.
+    """
+    import requests
+
+    from tests.support import wait_until
+
+    monkeypatch.delenv("TRAMA_PUBLIC_URL", raising=False)  # callback URLs must follow the port
+
+    def answers(base_url: str, process) -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"trama_dev exited with {process.returncode}:\n{worker_pool.logs()}")
+        try:
+            return requests.get(f"{base_url}/healthz", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    started = []
+
+    def start(**env):
+        port = free_port()
+        env = {"TRAMA_VAR_DIR": dev_var_dir, "TRAMA_EGRESS_ALLOW": "127.0.0.1,localhost"} | env
+        process = worker_pool.start("trama_dev", "--addr", f"127.0.0.1:{port}", **env)
+        started.append(process)
+        base_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(base_url, process), timeout=90, interval=0.2, message=f"trama_dev on {base_url}")
+        return base_url, worker_pool.processes[-1]
+
+    yield start
+    # trama_dev stops its children (sessions of their own) on SIGTERM: give it the time it needs,
+    # since the pool's SIGKILL after 10 s would leave them running against the test database.
+    for process in started:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)

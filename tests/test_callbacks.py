@@ -14,6 +14,7 @@ from definitions.services import store_definition
 from executions.models import Execution
 from executions.services import advance_execution, start_execution
 from tests.engine_support import drive
+from tests.support import wait_until
 from tests.support.service import Callback, Recorded, Reply
 from trama_project.models import ApiToken
 
@@ -108,18 +109,6 @@ def history(execution: Execution) -> list[tuple]:
 
 def paths(service) -> list[tuple[str, str]]:
     return [(r.method, r.path) for r in service.requests]
-
-
-def run_for(execution: Execution, seconds: float) -> Execution:
-    """Act as the workers would for ``seconds``: advance the execution whenever it is due."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        execution.refresh_from_db()
-        if execution.due_at is not None and execution.due_at <= timezone.now():
-            advance_execution(execution.pk)
-        time.sleep(0.02)
-    execution.refresh_from_db()
-    return execution
 
 
 def snapshot(execution: Execution) -> tuple:
@@ -328,16 +317,22 @@ def test_body_without_status_counts_as_succeeded_and_is_stored_whole(service):
 
 
 def test_heartbeat_extends_the_deadline_past_the_original_timeout(service):
-    execution = waiting(begin(service, Reply(202), timeout_s=1, heartbeat_s=4))
+    # timeout_s leaves the heartbeat seconds to land in time on a loaded machine; heartbeat_s puts
+    # the new deadline far past the original one.
+    execution = waiting(begin(service, Reply(202), timeout_s=5, heartbeat_s=600))
     token = token_of(service, execution)
     original_deadline = execution.due_at
 
+    sent = timezone.now()
     answer = post_callback(token, {"status": "running"})
+    answered = timezone.now()
     assert answer.status_code == 202
     execution.refresh_from_db()
-    assert execution.due_at > original_deadline + timedelta(seconds=2)
+    assert sent + timedelta(seconds=600) <= execution.due_at <= answered + timedelta(seconds=600)
 
-    execution = run_for(execution, 1.6)  # well past timeout_s=1
+    wait_until(lambda: timezone.now() > original_deadline, timeout=30, message="the original deadline passing")
+    advance_execution(execution.pk)  # a worker looking now finds nothing due: the node keeps waiting
+    execution.refresh_from_db()
     assert execution.status == "WAITING"
     assert history(execution)[-1] == ("pix", "forward", 1, "waiting")
 
@@ -391,7 +386,7 @@ def test_expired_token_is_a_410_and_the_timeout_still_applies(service, settings)
     execution = waiting(begin(service, Reply(202), timeout_s=1))
     real = token_of(service, execution)
     minted = mint_callback_token(execution.pk, "pix", 1, datetime.now(tz=UTC) - timedelta(minutes=1))
-    time.sleep(1.2)  # past the node's timeout; no worker has looked yet
+    wait_until(lambda: timezone.now() > execution.due_at, message="the node's deadline passing")  # no worker looked
     before = snapshot(execution)
     assert before[0] == "WAITING"
     for token in (real, minted):

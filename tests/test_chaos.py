@@ -21,7 +21,6 @@ from trama_project.models import ApiToken
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
 LEASE_S = 2  # short, so a dead or stopped worker is replaced within seconds
-REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own: the broker-loss test flushes it
 # Executions whose wake-up was lost (a killed cluster's prefetched tasks, a flushed queue) wait for the
 # timer loop's re-nudge, TRAMA_RENUDGE_SECONDS (default 15 s): the settle time covers it.
 SETTLE_S = 75
@@ -42,20 +41,17 @@ def harness(service, worker_pool, live_server, settings):
 
 
 @pytest.fixture
-def redis_broker(harness, monkeypatch):
-    """Workers, timers and this process (the live server enqueues starts) all on a Redis database of their own."""
-    redis = pytest.importorskip("redis")
+def redis_broker(harness, test_redis_url, monkeypatch):
+    """Workers, timers and this process (the live server enqueues starts) all on the suite's own Redis database
+    (TRAMA_TEST_REDIS_URL): the broker-loss test flushes it."""
+    import redis
     from django_q.conf import Conf
 
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    redis.Redis.from_url(test_redis_url).flushdb()
     monkeypatch.setattr(Conf, "ORM", None)
-    monkeypatch.setattr(Conf, "REDIS", REDIS_URL)
-    harness.pool.env["TRAMA_BROKER_URL"] = REDIS_URL
-    harness.redis_url = REDIS_URL
+    monkeypatch.setattr(Conf, "REDIS", test_redis_url)
+    harness.pool.env["TRAMA_BROKER_URL"] = test_redis_url
+    harness.redis_url = test_redis_url
     return harness
 
 

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import time
 from datetime import datetime
 
 import pytest
@@ -11,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from executions.models import Execution
 from executions.services import start_execution, wake_execution
 from tests.engine_support import chain, drive, req, retry, sleep, store, task
+from tests.support import wait_until
 from tests.support.service import Reply
 from trama_project.logging import JsonFormatter, formatter_from_env
 
@@ -67,14 +67,16 @@ def test_a_worker_with_json_logs_writes_json_state_lines(service, worker_pool, s
     settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
     worker_pool.start_worker(TRAMA_WORKERS=1, TRAMA_LOG_FORMAT="json")
     ex, _ = start_execution(store(chain(service.url, "a", "b"), "a"), {})
-    deadline = time.monotonic() + 20
-    while Execution.objects.get(pk=ex.pk).status != "SUCCEEDED" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert Execution.objects.get(pk=ex.pk).status == "SUCCEEDED"
-    time.sleep(0.3)  # the last line is written right after the commit
-    stderr = worker_pool.processes[0].stderr_path.read_text()
-    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    ours = [line for line in lines if line.get("execution_id") == str(ex.pk) and line.get("event") == "state_change"]
+    wait_until(lambda: Execution.objects.get(pk=ex.pk).status == "SUCCEEDED", timeout=30)
+
+    def state_lines() -> list[dict]:
+        complete = worker_pool.processes[0].stderr_path.read_text().split("\n")[:-1]  # not a line half written
+        lines = [json.loads(line) for line in complete if line.startswith("{")]
+        return [line for line in lines if (line.get("event"), line.get("execution_id")) == ("state_change", str(ex.pk))]
+
+    # The last line is written right after the commit the status shows: wait for it, not for a while.
+    wait_until(lambda: any(line["status"] == "SUCCEEDED" for line in state_lines()), timeout=30)
+    ours = state_lines()
     assert [(line["status"], line["node_id"], line["attempt"]) for line in ours][-1] == ("SUCCEEDED", "b", 1)
     assert all(line["logger"] == "trama.executions.state" and "ts" in line for line in ours)
 

@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves /static/ from this process under runserver (make run) and gunicorn alike (see STATIC_ROOT).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "trama_project.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -130,9 +132,19 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Static files -----------------------------------------------------------------
+# WhiteNoise serves STATIC_ROOT at STATIC_URL from the web process itself, with TRAMA_DEBUG off,
+# so the admin, /api/docs/ and the UI pages work behind any server without a proxy rule.
+# `manage.py collectstatic` fills STATIC_ROOT: `make run` (trama_dev) runs it at every start,
+# deployments in their release step (docs/operations.md). The storage also writes a gzip copy
+# of each text file, which WhiteNoise sends to clients that accept it.
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # --- Request limits -------------------------------------------------------------
 # Bodies over this size are refused with 413 before parsing (definitions, starts, callbacks).
