@@ -14,6 +14,7 @@ URL: its query string may hold a secret.
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
 from executions import telemetry
 from executions.egress import EgressDenied, Target, resolve
@@ -137,6 +138,12 @@ def send(request: dict, headers: dict[str, str]) -> Outcome:
             return Outcome(None, "egress", str(exc))
         except requests.Timeout as exc:
             return Outcome(None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {_where(target)}")
+        # The body is read from urllib3 directly (stream=True), so its failures arrive unwrapped by requests.
+        except ReadTimeoutError:
+            where = _where(target, address)
+            return Outcome(None, "timeout", f"timed out after {timeout}s (reading the response body) calling {where}")
+        except ProtocolError as exc:
+            return Outcome(None, "network", f"{_broken(exc)} calling {_where(target, address)}")
         except (requests.RequestException, OSError) as exc:
             if address != target.addresses[-1] and _not_connected(exc):
                 continue  # nothing was sent: the next checked address may answer
@@ -156,6 +163,15 @@ def _not_connected(exc: BaseException) -> bool:
     """The connection was refused or unreachable, so the request never left."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError)
+
+
+def _broken(exc: ProtocolError) -> str:
+    """Why reading the response failed: a body shorter than announced, else the connection's error."""
+    cut = next((arg for arg in exc.args if isinstance(arg, http.client.IncompleteRead)), None)
+    if cut is None:
+        return f"the connection broke while reading the response ({_describe(exc)})"
+    read = cut.partial if isinstance(cut.partial, int) else len(cut.partial)
+    return f"the response was cut short ({read} bytes of body read, {cut.expected} more expected)"
 
 
 def _build(request: dict, headers: dict[str, str]) -> requests.Request:

@@ -1,0 +1,174 @@
+"""Outbound HTTP (executions/dispatch.py) against services that misbehave on the wire.
+
+``RawService`` is a TCP server on 127.0.0.1 that writes whatever bytes a test
+scripts, so a response can be cut short, go silent, or drip: things a proper
+HTTP server never does. ``send`` must turn each into a failed ``Outcome``
+(never an exception), and the execution must then follow its retry policy.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from executions import dispatch
+from executions.models import Execution
+from executions.services import start_execution
+from tests.engine_support import history, req, retry, store, task
+from tests.support import wait_until
+
+HEAD_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+
+
+class RawService:
+    """Accepts connections on 127.0.0.1 and hands each one, its request read, to ``answer(conn)``.
+
+    ``answer`` writes raw bytes. ``finished`` counts connections whose answer ran to its end;
+    ``cut_off`` those where the client hung up first (a write failed).
+    """
+
+    def __init__(self, answer: Callable[[socket.socket], None]):
+        self._answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stopping = threading.Event()
+        self.lock = threading.Condition()
+        self.accepted = self.finished = self.cut_off = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.lock.notify_all()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                _read_request(conn)
+                self._answer(conn)
+                outcome = "finished"
+            except OSError:
+                outcome = "cut_off"
+        with self.lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+            self.lock.notify_all()
+
+    def wait_done(self, n: int) -> None:
+        """Block until ``n`` connections were answered or cut off (generous deadline)."""
+        with self.lock:
+            if not self.lock.wait_for(lambda: self.finished + self.cut_off >= n, timeout=30):
+                raise AssertionError(f"expected {n} answered connection(s), got {self.finished + self.cut_off}")
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._listener.close()
+
+
+def _read_request(conn: socket.socket) -> None:
+    """Read one request head and its Content-Length body, so closing never resets unread data."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("client closed before sending a request")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
+@pytest.fixture
+def raw_service(settings):
+    """Start RawServices answering with a given function; every one is closed after the test."""
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    started: list[RawService] = []
+
+    def start(answer: Callable[[socket.socket], None]) -> RawService:
+        started.append(RawService(answer))
+        return started[-1]
+
+    yield start
+    for service in started:
+        service.close()
+
+
+def cut_short(conn: socket.socket) -> None:
+    """Announce 100 bytes of body, send 10, close."""
+    conn.sendall(HEAD_200 + b"Content-Length: 100\r\n\r\n" + b'{"ok": tru')
+
+
+def silent_mid_body(stop: threading.Event) -> Callable[[socket.socket], None]:
+    """Announce 100 bytes of body, send 10, then say nothing until the test ends."""
+
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(HEAD_200 + b"Content-Length: 100\r\n\r\n" + b'{"ok": tru')
+        stop.wait(60)
+
+    return answer
+
+
+# --- Responses cut short ---------------------------------------------------------------------------
+
+
+def test_a_body_shorter_than_its_content_length_is_a_network_failure(raw_service, db):
+    service = raw_service(cut_short)
+    outcome = dispatch.send(req("GET", service.url + "/short", query={"k": "hush"}), {})
+    assert outcome.response is None
+    assert outcome.failure == "network"
+    assert outcome.error == (
+        "the response was cut short (10 bytes of body read, 90 more expected) "
+        f"calling 127.0.0.1 (127.0.0.1:{service.port})"
+    )
+
+
+def test_a_body_that_goes_silent_is_a_timeout(raw_service, db):
+    stop = threading.Event()
+    service = raw_service(silent_mid_body(stop))
+    try:
+        outcome = dispatch.send(req("GET", service.url + "/silent", timeout_s=1.0), {})
+    finally:
+        stop.set()
+    assert outcome.response is None
+    assert outcome.failure == "timeout"
+    assert (
+        outcome.error
+        == f"timed out after 1.0s (reading the response body) calling 127.0.0.1 (127.0.0.1:{service.port})"
+    )
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("answer", "failure"), [("cut_short", "network"), ("silent", "timeout")])
+def test_a_worker_retries_a_broken_response_then_fails_the_execution(raw_service, worker_pool, answer, failure):
+    stop = threading.Event()
+    service = raw_service(cut_short if answer == "cut_short" else silent_mid_body(stop))
+    worker_pool.start_worker()
+    worker_pool.start_timers()
+    request = req("POST", service.url + "/a", body={"n": 1}, timeout_s=1.0)
+    definition = store({"a": task(request, retry=retry(3), on_failure="fail")}, "a")
+    try:
+        execution, _ = start_execution(definition, {})
+        wait_until(
+            lambda: Execution.objects.get(pk=execution.pk).status == "FAILED", timeout=60, message="execution FAILED"
+        )
+    finally:
+        stop.set()
+    execution.refresh_from_db()
+    assert history(execution) == [("a", "forward", n, "failed") for n in (1, 2, 3)]
+    assert [s.error["failure"] for s in execution.steps.order_by("seq")] == [failure] * 3
+    assert execution.error["failure"] == failure and execution.error["attempt"] == 3
+    assert service.accepted == 3  # no attempt beyond max_attempts
