@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from executions import telemetry
 from executions.egress import EgressDenied, Target, resolve
@@ -144,6 +144,9 @@ def send(request: dict, headers: dict[str, str]) -> Outcome:
             return Outcome(None, "timeout", f"timed out after {timeout}s (reading the response body) calling {where}")
         except ProtocolError as exc:
             return Outcome(None, "network", f"{_broken(exc)} calling {_where(target, address)}")
+        except DecodeError:
+            problem = "the response body could not be decoded (its Content-Encoding does not match the data)"
+            return Outcome(None, "network", f"{problem} calling {_where(target, address)}")
         except (requests.RequestException, OSError) as exc:
             if address != target.addresses[-1] and _not_connected(exc):
                 continue  # nothing was sent: the next checked address may answer

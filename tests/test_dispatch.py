@@ -172,3 +172,16 @@ def test_a_worker_retries_a_broken_response_then_fails_the_execution(raw_service
     assert [s.error["failure"] for s in execution.steps.order_by("seq")] == [failure] * 3
     assert execution.error["failure"] == failure and execution.error["attempt"] == 3
     assert service.accepted == 3  # no attempt beyond max_attempts
+
+
+def test_a_body_that_does_not_decompress_is_a_network_failure(raw_service, db):
+    service = raw_service(
+        lambda conn: conn.sendall(HEAD_200 + b"Content-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!")
+    )
+    outcome = dispatch.send(req("GET", service.url + "/gz"), {})
+    assert outcome.response is None
+    assert outcome.failure == "network"
+    assert outcome.error == (
+        "the response body could not be decoded (its Content-Encoding does not match the data) "
+        f"calling 127.0.0.1 (127.0.0.1:{service.port})"
+    )
