@@ -9,17 +9,20 @@ failure means.
 The egress guard resolves the host and checks every address; ``PinnedAdapter``
 then makes the connection to the checked address, so the name is never
 resolved a second time (see its docstring). Error messages never carry the
-URL: its query string may hold a secret.
+URL, nor the host name: a template may have put a secret in either, so they
+name the checked address and port, and any configured secret left in a
+message (an egress refusal names the host) is masked.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +31,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from executions import telemetry
 from executions.egress import EgressDenied, Target, resolve
@@ -117,6 +121,11 @@ def _session() -> tuple[requests.Session, PinnedAdapter]:
 
 def send(request: dict, headers: dict[str, str]) -> Outcome:
     """Send a rendered request (docs/normalized-spec.md REQ); ``headers`` are added by Trama."""
+    outcome = _send(request, headers)
+    return outcome if outcome.failure is None else replace(outcome, error=_masked(outcome.error))
+
+
+def _send(request: dict, headers: dict[str, str]) -> Outcome:
     session, adapter = _session()
     try:
         prepared = session.prepare_request(_build(request, headers))
@@ -137,20 +146,22 @@ def send(request: dict, headers: dict[str, str]) -> Outcome:
         except EgressDenied as exc:
             return Outcome(None, "egress", str(exc))
         except requests.Timeout as exc:
-            return Outcome(None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {_where(target)}")
+            return Outcome(
+                None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {_where(address, target.port)}"
+            )
         # The body is read from urllib3 directly (stream=True), so its failures arrive unwrapped by requests.
         except ReadTimeoutError:
-            where = _where(target, address)
+            where = _where(address, target.port)
             return Outcome(None, "timeout", f"timed out after {timeout}s (reading the response body) calling {where}")
         except ProtocolError as exc:
-            return Outcome(None, "network", f"{_broken(exc)} calling {_where(target, address)}")
+            return Outcome(None, "network", f"{_broken(exc)} calling {_where(address, target.port)}")
         except DecodeError:
             problem = "the response body could not be decoded (its Content-Encoding does not match the data)"
-            return Outcome(None, "network", f"{problem} calling {_where(target, address)}")
+            return Outcome(None, "network", f"{problem} calling {_where(address, target.port)}")
         except (requests.RequestException, OSError) as exc:
             if address != target.addresses[-1] and _not_connected(exc):
                 continue  # nothing was sent: the next checked address may answer
-            return Outcome(None, "network", f"{_describe(exc)} calling {_where(target, address)}")
+            return Outcome(None, "network", f"{_describe(exc)} calling {_where(address, target.port)}")
         except (
             ValueError
         ) as exc:  # http.client refuses a header or method it cannot encode (its text may quote a secret)
@@ -186,10 +197,22 @@ def _build(request: dict, headers: dict[str, str]) -> requests.Request:
     )
 
 
-def _where(target: Target, address: str | None = None) -> str:
-    address = address or target.address
-    shown = f"[{address}]" if ":" in address else address
-    return f"{target.host} ({shown}:{target.port})"
+def _where(address: str, port: int) -> str:
+    """The checked address and port: never the host name, which comes from the URL."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _masked(error: str) -> str:
+    """``error`` with every configured secret replaced by ``***``.
+
+    Case-insensitive: a host name is lower-cased (and IDNA-encoded) before
+    anything quotes it, so a secret templated into the host shows up lower-case.
+    """
+    from executions.services import configured_secrets  # late: the write path imports this module
+
+    for secret in configured_secrets().values():
+        error = re.sub(re.escape(secret), "***", error, flags=re.IGNORECASE)
+    return error
 
 
 def _describe(exc: BaseException) -> str:
@@ -204,6 +227,8 @@ def _describe(exc: BaseException) -> str:
         names.append(current.__class__.__name__)
         if isinstance(current, OSError) and current.strerror:
             return f"{names[0]}: {current.strerror}"
+        if isinstance(current, CertificateError) and current.args:  # urllib3's name check: "hostname .. doesn't match"
+            return f"{names[0]}: {current.args[0]}"
         inner = getattr(current, "reason", None)
         if not isinstance(inner, BaseException):
             inner = next((arg for arg in reversed(current.args) if isinstance(arg, BaseException)), None)

@@ -310,15 +310,72 @@ def test_a_cookie_one_service_sets_is_not_sent_on_later_calls(allow, service, db
     assert [r.header("Cookie") for r in service.requests] == [None, None]
 
 
-def test_network_error_names_host_and_address_but_not_the_query(allow, db):
+def test_network_error_names_the_address_but_not_the_query(allow, db):
     allow("127.0.0.1")
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     outcome = dispatch.send(req("GET", f"http://127.0.0.1:{port}/p", query={"api_key": "hush-hush-123"}), {})
     assert outcome.failure == "network"
-    assert f"127.0.0.1:{port}" in outcome.error and "Connection refused" in outcome.error
-    assert "hush-hush-123" not in outcome.error and "/p" not in outcome.error
+    assert outcome.error == f"ConnectionError: Connection refused calling 127.0.0.1:{port}"
+
+
+HOST_SECRET = "Tr4ma-H0st-s3cret"  # mixed case: a host name is lower-cased before anything quotes it
+
+
+@pytest.fixture
+def host_secret(monkeypatch):
+    monkeypatch.setenv("TRAMA_SECRET_TENANT", HOST_SECRET)
+    return HOST_SECRET
+
+
+def assert_no_secret(text: str) -> None:
+    assert HOST_SECRET.lower() not in text.lower(), text
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_network_error_names_the_checked_address_not_a_host_that_holds_a_secret(allow, fake_dns, host_secret, db):
+    host = f"{host_secret}.tenant.test"
+    allow(host)
+    fake_dns.answer(host.lower(), ["127.0.0.1"])
+    port = closed_port()
+    outcome = dispatch.send(req("GET", f"http://user:{host_secret}@{host}:{port}/p"), {})
+    assert outcome.failure == "network"
+    assert outcome.error == f"ConnectionError: Connection refused calling 127.0.0.1:{port}"
+
+
+def test_a_timeout_names_the_checked_address_not_a_host_that_holds_a_secret(allow, fake_dns, host_secret, service, db):
+    host = f"{host_secret}.tenant.test"
+    allow(host)
+    fake_dns.answer(host.lower(), ["127.0.0.1"])
+    service.script("GET", "/slow", Reply(200, {"late": True}, delay_s=1.0))
+    port = service.url.rsplit(":", 1)[1]
+    outcome = dispatch.send(req("GET", f"http://{host}:{port}/slow", timeout_s=0.3), {})
+    assert outcome.failure == "timeout"
+    assert_no_secret(outcome.error)
+    assert outcome.error.endswith(f"calling 127.0.0.1:{port}")
+
+
+def test_an_egress_refusal_masks_a_secret_in_the_host(allow, host_secret, db):
+    outcome = dispatch.send(req("GET", f"http://{host_secret}.invalid/"), {})
+    assert outcome.failure == "egress"
+    assert outcome.error.startswith("egress refused: host '***.invalid' does not resolve")
+
+
+def test_a_certificate_error_masks_a_secret_in_the_host(allow, fake_dns, tls_service, trust, host_secret, db):
+    port, ca, _ = tls_service
+    trust(ca)
+    host = f"{host_secret}.tenant.test"
+    allow(host)
+    fake_dns.answer(host.lower(), ["127.0.0.1"])
+    outcome = dispatch.send(req("GET", f"https://{host}:{port}/"), {})
+    assert outcome.failure == "network"
+    assert outcome.error == f"SSLError: hostname '***.tenant.test' doesn't match 'pinned.test' calling 127.0.0.1:{port}"
 
 
 # --- In an execution ------------------------------------------------------------------------------
