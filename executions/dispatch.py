@@ -19,24 +19,33 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import DecodeError, NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.util.ssl_ import create_urllib3_context
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from executions import telemetry
 from executions.egress import EgressDenied, Target, resolve
 
 _local = threading.local()
+_call = threading.local()  # .deadline: the time.monotonic() by which this thread's current call must be over
 _MAX_HEADERS = 50
 _MAX_HEADER_CHARS = 4096
 # Deeper JSON is kept as text: templates, rules and PostgreSQL all recurse over it.
@@ -52,6 +61,106 @@ class Outcome:
     failure: str | None = None
     error: str = ""
     elapsed_ms: float = 0.0
+
+
+# --- The deadline of a call ------------------------------------------------------------------------
+# A socket timeout bounds one operation: a service that drips a byte every half second would hold a
+# call, and the thread making it, for as long as it likes. Every socket Trama calls services on
+# instead sets its timeout to the time left before each blocking operation (connect, TLS handshake,
+# send, every read), so ``timeout_s`` bounds the whole call. The deadline is the calling thread's:
+# any number of calls can be in flight in threads of one process, each with its own.
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[float]:
+    """Within the block, this thread's sockets give up at ``seconds`` from now; yields that time."""
+    _call.deadline = time.monotonic() + seconds
+    try:
+        yield _call.deadline
+    finally:
+        _call.deadline = None
+
+
+class _DeadlineOps:
+    """Socket operations that wait no longer than the calling thread's deadline (none outside a call)."""
+
+    def _arm(self) -> None:
+        deadline = getattr(_call, "deadline", None)
+        if deadline is None:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")  # socket.timeout: what urllib3 and http.client expect
+        self.settimeout(left)
+
+    def recv(self, *args):
+        self._arm()
+        return super().recv(*args)
+
+    def recv_into(self, *args):
+        self._arm()
+        return super().recv_into(*args)
+
+    def send(self, *args):
+        self._arm()
+        return super().send(*args)
+
+    def sendall(self, *args):
+        self._arm()
+        return super().sendall(*args)
+
+
+class _DeadlineSocket(_DeadlineOps, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_DeadlineOps, ssl.SSLSocket):
+    """The TLS socket (made by the context's ``sslsocket_class``): handshake and records keep the deadline."""
+
+    def do_handshake(self, *args):
+        self._arm()
+        return super().do_handshake(*args)
+
+
+class _DeadlineConnection:
+    """An urllib3 connection whose socket is a ``_DeadlineSocket`` (and, for https, ``_DeadlineSSLSocket``)."""
+
+    def _new_conn(self) -> socket.socket:
+        plain = super()._new_conn()  # connected within urllib3's connect timeout (at most the time left)
+        timeout = plain.gettimeout()
+        sock = _DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        sock.settimeout(timeout)  # a socket made from a descriptor starts blocking, but the descriptor is not
+        return sock
+
+
+class _HTTPConnection(_DeadlineConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """The one TLS context of every https pool: loading the CA bundle once, not per connection."""
+    return _new_tls_context(certifi.where())
+
+
+def _new_tls_context(ca_file: str) -> ssl.SSLContext:
+    """urllib3's TLS settings, trusting the CAs in ``ca_file``, with sockets that keep the deadline."""
+    context = create_urllib3_context()
+    context.load_verify_locations(ca_file)
+    context.sslsocket_class = _DeadlineSSLSocket
+    return context
 
 
 class PinnedAdapter(HTTPAdapter):
@@ -89,6 +198,10 @@ class PinnedAdapter(HTTPAdapter):
             raise EgressDenied(f"egress refused: no checked address for host '{host}'")
         return self._pin
 
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         target, address = self._checked(request)
@@ -96,6 +209,7 @@ class PinnedAdapter(HTTPAdapter):
         if host_params["scheme"] == "https":
             pool_kwargs["server_hostname"] = target.host
             pool_kwargs["assert_hostname"] = target.host
+            pool_kwargs["ssl_context"] = _tls_context()  # the CA bundle requests names is loaded into it
         return host_params, pool_kwargs
 
     def add_headers(self, request, **kwargs) -> None:
@@ -136,41 +250,45 @@ def _send(request: dict, headers: dict[str, str]) -> Outcome:
     except EgressDenied as exc:
         return Outcome(None, "egress", str(exc))
     timeout = float(request.get("timeout_s") or settings.TRAMA_DEFAULT_REQUEST_TIMEOUT)
-    for address in target.addresses:
-        try:
-            with (
-                adapter.pinned(target, address),
-                session.send(prepared, timeout=(min(timeout, 5.0), timeout), allow_redirects=False, stream=True) as r,
-            ):
-                return Outcome(_read_response(r), elapsed_ms=r.elapsed.total_seconds() * 1000)
-        except EgressDenied as exc:
-            return Outcome(None, "egress", str(exc))
-        except requests.Timeout as exc:
-            return Outcome(
-                None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {_where(address, target.port)}"
-            )
-        # The body is read from urllib3 directly (stream=True), so its failures arrive unwrapped by requests.
-        except ReadTimeoutError:
-            where = _where(address, target.port)
-            return Outcome(None, "timeout", f"timed out after {timeout}s (reading the response body) calling {where}")
-        except ProtocolError as exc:
-            return Outcome(None, "network", f"{_broken(exc)} calling {_where(address, target.port)}")
-        except DecodeError:
-            problem = "the response body could not be decoded (its Content-Encoding does not match the data)"
-            return Outcome(None, "network", f"{problem} calling {_where(address, target.port)}")
-        except (requests.RequestException, OSError) as exc:
-            if address != target.addresses[-1] and _not_connected(exc):
-                continue  # nothing was sent: the next checked address may answer
-            return Outcome(None, "network", f"{_describe(exc)} calling {_where(address, target.port)}")
-        except (
-            ValueError
-        ) as exc:  # http.client refuses a header or method it cannot encode (its text may quote a secret)
-            return Outcome(
-                None,
-                "network",
-                f"invalid request: {exc.__class__.__name__} (a header, method or URL HTTP cannot carry)",
-            )
-    raise AssertionError("unreachable: a Target has at least one address")
+    with _deadline(timeout) as deadline:
+        for address in target.addresses:
+            outcome = _send_to(session, adapter, prepared, target, address, timeout, deadline)
+            if outcome is not None:
+                return outcome
+    raise AssertionError("unreachable: the last address always gives an Outcome")
+
+
+def _send_to(session, adapter, prepared, target: Target, address: str, timeout: float, deadline: float):
+    """The Outcome of calling ``address``; None if it refused the connection and a next address may answer."""
+    where = _where(address, target.port)
+    try:
+        left = deadline - time.monotonic()
+        with (
+            adapter.pinned(target, address),
+            session.send(prepared, timeout=(min(left, 5.0), left), allow_redirects=False, stream=True) as r,
+        ):
+            return Outcome(_read_response(r), elapsed_ms=r.elapsed.total_seconds() * 1000)
+    except EgressDenied as exc:
+        return Outcome(None, "egress", str(exc))
+    except requests.Timeout as exc:
+        return Outcome(None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {where}")
+    # The body is read from urllib3 directly (stream=True), so its failures arrive unwrapped by requests.
+    except ReadTimeoutError:
+        return Outcome(None, "timeout", f"timed out after {timeout}s (reading the response body) calling {where}")
+    except DecodeError:
+        problem = "the response body could not be decoded (its Content-Encoding does not match the data)"
+        return Outcome(None, "network", f"{problem} calling {where}")
+    except (ProtocolError, requests.RequestException, OSError) as exc:
+        if time.monotonic() >= deadline:  # a socket gave up at the deadline while sending: urllib3 says "aborted"
+            return Outcome(None, "timeout", f"timed out after {timeout}s ({_describe(exc)}) calling {where}")
+        if isinstance(exc, ProtocolError):
+            return Outcome(None, "network", f"{_broken(exc)} calling {where}")
+        if address != target.addresses[-1] and _not_connected(exc):
+            return None  # nothing was sent: the next checked address may answer
+        return Outcome(None, "network", f"{_describe(exc)} calling {where}")
+    except ValueError as exc:  # http.client refuses a header or method it cannot encode (its text may quote a secret)
+        problem = f"invalid request: {exc.__class__.__name__} (a header, method or URL HTTP cannot carry)"
+        return Outcome(None, "network", problem)
 
 
 def _not_connected(exc: BaseException) -> bool:

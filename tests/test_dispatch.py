@@ -9,6 +9,7 @@ HTTP server never does. ``send`` must turn each into a failed ``Outcome``
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 
@@ -18,7 +19,8 @@ from executions import dispatch
 from executions.models import Execution
 from executions.services import start_execution
 from tests.engine_support import history, req, retry, store, task
-from tests.support import wait_until
+from tests.support import Reply, wait_until
+from tests.test_egress import make_certificate
 
 HEAD_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
@@ -30,11 +32,12 @@ class RawService:
     ``cut_off`` those where the client hung up first (a write failed).
     """
 
-    def __init__(self, answer: Callable[[socket.socket], None]):
+    def __init__(self, answer: Callable[[socket.socket], None], tls: ssl.SSLContext | None = None):
         self._answer = answer
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.stopping = threading.Event()
         self.lock = threading.Condition()
         self.accepted = self.finished = self.cut_off = 0
@@ -54,6 +57,8 @@ class RawService:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
+                if self._tls is not None:
+                    conn = self._tls.wrap_socket(conn, server_side=True)
                 _read_request(conn)
                 self._answer(conn)
                 outcome = "finished"
@@ -97,8 +102,8 @@ def raw_service(settings):
     settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
     started: list[RawService] = []
 
-    def start(answer: Callable[[socket.socket], None]) -> RawService:
-        started.append(RawService(answer))
+    def start(answer: Callable[[socket.socket], None], tls: ssl.SSLContext | None = None) -> RawService:
+        started.append(RawService(answer, tls))
         return started[-1]
 
     yield start
@@ -181,3 +186,92 @@ def test_a_body_that_does_not_decompress_is_a_network_failure(raw_service, db):
         "the response body could not be decoded (its Content-Encoding does not match the data) "
         f"calling 127.0.0.1:{service.port}"
     )
+
+
+# --- A total deadline per call ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def release():
+    """Set at the end of the test: dripping services send the rest at once and their threads end."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def dripping(prefix: bytes, dripped: bytes, rest: bytes, release: threading.Event) -> Callable[[socket.socket], None]:
+    """Send ``prefix``; then ``dripped`` one byte every half second (the remainder at once after ``release``); then
+    ``rest``. Each byte alone comes well within any per-read timeout."""
+
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(prefix)
+        for i in range(len(dripped)):
+            if release.wait(0.5):
+                conn.sendall(dripped[i:])
+                break
+            conn.sendall(dripped[i : i + 1])
+        conn.sendall(rest)
+
+    return answer
+
+
+DRIPPED_HEADERS = (b"HTTP/1.1 200 OK\r\n", b"X-Drip: " + b"a" * 40, b"\r\nContent-Length: 2\r\n\r\n{}")
+DRIPPED_BODY = (HEAD_200 + b"Content-Length: 42\r\n\r\n", b'"' + b"a" * 40 + b'"', b"")
+
+
+@pytest.mark.parametrize("parts", [DRIPPED_HEADERS, DRIPPED_BODY], ids=["headers", "body"])
+def test_a_dripping_service_hits_the_call_deadline(raw_service, release, db, parts):
+    service = raw_service(dripping(*parts, release))
+    outcome = dispatch.send(req("GET", service.url + "/drip", timeout_s=2.0), {})
+    assert outcome.response is None
+    assert outcome.failure == "timeout"
+    assert outcome.error.startswith("timed out after 2.0s (")
+    assert outcome.error.endswith(f"calling 127.0.0.1:{service.port}")
+    service.wait_done(1)
+    assert (service.cut_off, service.finished) == (1, 0)  # Trama hung up before the last byte came
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    return make_certificate(tmp_path_factory.mktemp("tls"), "IP:127.0.0.1")
+
+
+def test_a_service_dripping_over_https_hits_the_call_deadline(raw_service, release, tls_files, monkeypatch, db):
+    cert, key = tls_files
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    monkeypatch.setattr(dispatch, "_tls_context", lambda: dispatch._new_tls_context(str(cert)))
+    service = raw_service(dripping(*DRIPPED_BODY, release), tls=server_side)
+    outcome = dispatch.send(req("GET", service.url + "/drip", timeout_s=2.0), {})
+    assert outcome.failure == "timeout"
+    service.wait_done(1)
+    assert (service.cut_off, service.finished) == (1, 0)
+
+    release.set()  # the same service answering at once: TLS itself works
+    outcome = dispatch.send(req("GET", service.url + "/drip", timeout_s=2.0), {})
+    assert outcome.failure is None, outcome.error
+    assert outcome.response["body"] == "a" * 40
+
+
+def test_calls_held_by_dripping_services_do_not_stall_a_call_in_another_thread(raw_service, release, service, db):
+    slow = raw_service(dripping(*DRIPPED_BODY, release))
+    results: dict[int, dispatch.Outcome] = {}
+
+    def call_slow(n: int) -> None:
+        results[n] = dispatch.send(req("GET", slow.url + "/drip", timeout_s=60.0), {})
+
+    threads = [threading.Thread(target=call_slow, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    with slow.lock:
+        assert slow.lock.wait_for(lambda: slow.accepted == 2, timeout=30)
+
+    service.script("GET", "/fast", Reply(200, {"fast": True}))
+    fast = dispatch.send(req("GET", service.url + "/fast", timeout_s=30.0), {})
+    assert fast.failure is None and fast.response["body"] == {"fast": True}
+    assert results == {} and slow.finished == 0  # both slow calls were still in flight
+
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [(results[n].failure, results[n].response["body"]) for n in (1, 2)] == [(None, "a" * 40)] * 2

@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -216,16 +217,22 @@ def test_a_second_checked_address_is_tried_when_the_first_refuses_the_connection
     assert len(service.requests) == 1
 
 
+def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (a DNS name, or an address as ``IP:127.0.0.1``) and its key."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    alt_name = name if name.startswith("IP:") else f"DNS:{name}"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+         "-addext", f"subjectAltName={alt_name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @pytest.fixture(scope="module")
 def tls_service(tmp_path_factory):
     """An https service on 127.0.0.1 whose certificate names only ``pinned.test``; records the SNI it saw."""
-    tmp = tmp_path_factory.mktemp("tls")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=pinned.test",
-         "-addext", "subjectAltName=DNS:pinned.test", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = make_certificate(tmp_path_factory.mktemp("tls"), "pinned.test")
     seen: list[tuple[str | None, str | None]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -260,11 +267,10 @@ def tls_service(tmp_path_factory):
 
 @pytest.fixture
 def trust(monkeypatch):
-    """Make this thread's dispatch session trust a CA file (the test certificate)."""
+    """Make dispatch trust a CA file (the test certificate) instead of the public CAs."""
 
     def use(ca_file: str) -> None:
-        session, _ = dispatch._session()
-        monkeypatch.setattr(session, "verify", ca_file)
+        monkeypatch.setattr(dispatch, "_tls_context", lambda: dispatch._new_tls_context(ca_file))
 
     return use
 
