@@ -219,14 +219,17 @@ DRIPPED_HEADERS = (b"HTTP/1.1 200 OK\r\n", b"X-Drip: " + b"a" * 40, b"\r\nConten
 DRIPPED_BODY = (HEAD_200 + b"Content-Length: 42\r\n\r\n", b'"' + b"a" * 40 + b'"', b"")
 
 
-@pytest.mark.parametrize("parts", [DRIPPED_HEADERS, DRIPPED_BODY], ids=["headers", "body"])
-def test_a_dripping_service_hits_the_call_deadline(raw_service, release, db, parts):
+@pytest.mark.parametrize(
+    ("parts", "phase"),
+    [(DRIPPED_HEADERS, "waiting for the response"), (DRIPPED_BODY, "reading the response body")],
+    ids=["headers", "body"],
+)
+def test_a_dripping_service_hits_the_call_deadline(raw_service, release, db, parts, phase):
     service = raw_service(dripping(*parts, release))
     outcome = dispatch.send(req("GET", service.url + "/drip", timeout_s=2.0), {})
     assert outcome.response is None
     assert outcome.failure == "timeout"
-    assert outcome.error.startswith("timed out after 2.0s (")
-    assert outcome.error.endswith(f"calling 127.0.0.1:{service.port}")
+    assert outcome.error == f"timed out after 2.0s ({phase}) calling 127.0.0.1:{service.port}"
     service.wait_done(1)
     assert (service.cut_off, service.finished) == (1, 0)  # Trama hung up before the last byte came
 
@@ -275,3 +278,90 @@ def test_calls_held_by_dripping_services_do_not_stall_a_call_in_another_thread(r
     for thread in threads:
         thread.join(timeout=30)
     assert [(results[n].failure, results[n].response["body"]) for n in (1, 2)] == [(None, "a" * 40)] * 2
+
+
+# --- The request on the wire, and the pool -------------------------------------------------------------
+
+
+def test_the_request_carries_method_query_body_and_headers_as_rendered(service, settings, db):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    request = req(
+        "post",
+        service.url + "/orders?fixed=1",
+        headers={"X-Tenant": "acme", "idempotency-key": "overridden", "Content-Type": "application/vnd+json"},
+        query={"many": ["a", "b c"], "n": 5, "skipped": None},
+        body={"n": 1, "name": "é"},
+    )
+    outcome = dispatch.send(request, {"Idempotency-Key": "ex:a:1"})
+    assert outcome.failure is None, outcome.error
+    [seen] = service.requests
+    assert (seen.method, seen.path) == ("POST", "/orders")
+    assert seen.query == {"fixed": "1", "many": ["a", "b c"], "n": "5"}
+    assert seen.body == {"n": 1, "name": "é"}
+    assert {name: seen.header(name) for name in ("X-Tenant", "Idempotency-Key", "Content-Type", "User-Agent")} == {
+        "X-Tenant": "acme",
+        "Idempotency-Key": "ex:a:1",  # Trama's headers win over the request's
+        "Content-Type": "application/vnd+json",
+        "User-Agent": "Trama",
+    }
+    assert seen.header("Authorization") is None and seen.header("Cookie") is None
+
+
+def test_user_and_password_in_the_url_are_sent_as_basic_authentication(service, settings, db):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    url = service.url.replace("http://", "http://ana:p%40ss@") + "/x"
+    assert dispatch.send(req("GET", url), {}).failure is None
+    assert service.requests[0].header("Authorization") == "Basic YW5hOnBAc3M="  # ana:p@ss
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        ({"X-Bad": "a\r\nInjected: 1"}, "invalid request: header 'X-Bad' holds a line break or NUL character"),
+        (
+            {"X-Name": "Zoë ☃"},
+            "invalid request: header 'X-Name' holds characters HTTP headers cannot carry (outside Latin-1)",
+        ),
+        ({"Bad Name": "v"}, "invalid request: header name 'Bad Name' is not an HTTP token"),
+    ],
+)
+def test_a_header_http_cannot_carry_fails_the_call_naming_the_header(service, settings, db, headers, error):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    outcome = dispatch.send(req("GET", service.url + "/x", headers=headers), {})
+    assert (outcome.failure, outcome.error) == ("network", error)
+    assert service.requests == []
+
+
+def test_an_invalid_method_fails_the_call_naming_the_method(service, settings, db):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    outcome = dispatch.send(req("GET /evil HTTP/1.1\r\nX:", service.url + "/x"), {})
+    assert (outcome.failure, outcome.error) == ("network", "invalid request: the method is not an HTTP token")
+    assert service.requests == []
+
+
+def keep_alive(conn: socket.socket) -> None:
+    """Answer requests on one connection until the client closes it (the first request is already read)."""
+    while True:
+        conn.sendall(HEAD_200 + b'Content-Length: 12\r\n\r\n{"ok": true}')
+        try:
+            _read_request(conn)
+        except OSError:
+            return
+
+
+def test_calls_to_one_service_reuse_a_keep_alive_connection(raw_service, db):
+    service = raw_service(keep_alive)
+    outcomes = [dispatch.send(req("GET", service.url + f"/{n}"), {}) for n in range(3)]
+    assert [o.response["body"] for o in outcomes] == [{"ok": True}] * 3
+    assert service.accepted == 1
+
+
+def test_a_body_over_the_cap_is_not_left_on_a_reused_connection(service, settings, db):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    settings.TRAMA_RESPONSE_BODY_CAP = 10
+    service.script("GET", "/big", Reply(200, "x" * 5000))
+    service.script("GET", "/small", Reply(200, {"a": 1}))
+    big = dispatch.send(req("GET", service.url + "/big"), {})
+    small = dispatch.send(req("GET", service.url + "/small"), {})
+    assert big.response["body"] == {"truncated": True, "text": "x" * 10}
+    assert small.response["body"] == {"a": 1}
