@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -216,16 +217,22 @@ def test_a_second_checked_address_is_tried_when_the_first_refuses_the_connection
     assert len(service.requests) == 1
 
 
+def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (a DNS name, or an address as ``IP:127.0.0.1``) and its key."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    alt_name = name if name.startswith("IP:") else f"DNS:{name}"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+         "-addext", f"subjectAltName={alt_name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @pytest.fixture(scope="module")
 def tls_service(tmp_path_factory):
     """An https service on 127.0.0.1 whose certificate names only ``pinned.test``; records the SNI it saw."""
-    tmp = tmp_path_factory.mktemp("tls")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=pinned.test",
-         "-addext", "subjectAltName=DNS:pinned.test", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = make_certificate(tmp_path_factory.mktemp("tls"), "pinned.test")
     seen: list[tuple[str | None, str | None]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -260,11 +267,10 @@ def tls_service(tmp_path_factory):
 
 @pytest.fixture
 def trust(monkeypatch):
-    """Make this thread's dispatch session trust a CA file (the test certificate)."""
+    """Make dispatch trust a CA file (the test certificate) instead of the public CAs."""
 
     def use(ca_file: str) -> None:
-        session, _ = dispatch._session()
-        monkeypatch.setattr(session, "verify", ca_file)
+        monkeypatch.setattr(dispatch, "_tls_context", lambda: dispatch._new_tls_context(ca_file))
 
     return use
 
@@ -285,7 +291,7 @@ def test_https_to_a_pinned_address_sends_sni_and_verifies_the_certificate_for_th
     fake_dns.answer("other.test", ["127.0.0.1"])
     outcome = dispatch.send(req("GET", f"https://other.test:{port}/"), {})
     assert outcome.failure == "network"
-    assert "SSL" in outcome.error
+    assert outcome.error == f"TLS failed (hostname 'other.test' doesn't match 'pinned.test') calling 127.0.0.1:{port}"
 
 
 # --- Redirects, cookies, error text ---------------------------------------------------------------
@@ -310,15 +316,74 @@ def test_a_cookie_one_service_sets_is_not_sent_on_later_calls(allow, service, db
     assert [r.header("Cookie") for r in service.requests] == [None, None]
 
 
-def test_network_error_names_host_and_address_but_not_the_query(allow, db):
+def test_network_error_names_the_address_but_not_the_query(allow, db):
     allow("127.0.0.1")
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     outcome = dispatch.send(req("GET", f"http://127.0.0.1:{port}/p", query={"api_key": "hush-hush-123"}), {})
     assert outcome.failure == "network"
-    assert f"127.0.0.1:{port}" in outcome.error and "Connection refused" in outcome.error
-    assert "hush-hush-123" not in outcome.error and "/p" not in outcome.error
+    assert outcome.error == f"could not connect (Connection refused) calling 127.0.0.1:{port}"
+
+
+HOST_SECRET = "Tr4ma-H0st-s3cret"  # mixed case: a host name is lower-cased before anything quotes it
+
+
+@pytest.fixture
+def host_secret(monkeypatch):
+    monkeypatch.setenv("TRAMA_SECRET_TENANT", HOST_SECRET)
+    return HOST_SECRET
+
+
+def assert_no_secret(text: str) -> None:
+    assert HOST_SECRET.lower() not in text.lower(), text
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_network_error_names_the_checked_address_not_a_host_that_holds_a_secret(allow, fake_dns, host_secret, db):
+    host = f"{host_secret}.tenant.test"
+    allow(host)
+    fake_dns.answer(host.lower(), ["127.0.0.1"])
+    port = closed_port()
+    outcome = dispatch.send(req("GET", f"http://user:{host_secret}@{host}:{port}/p"), {})
+    assert outcome.failure == "network"
+    assert outcome.error == f"could not connect (Connection refused) calling 127.0.0.1:{port}"
+
+
+def test_a_timeout_names_the_checked_address_not_a_host_that_holds_a_secret(allow, fake_dns, host_secret, service, db):
+    host = f"{host_secret}.tenant.test"
+    allow(host)
+    fake_dns.answer(host.lower(), ["127.0.0.1"])
+    service.script("GET", "/slow", Reply(200, {"late": True}, delay_s=1.0))
+    port = service.url.rsplit(":", 1)[1]
+    outcome = dispatch.send(req("GET", f"http://{host}:{port}/slow", timeout_s=0.3), {})
+    assert outcome.failure == "timeout"
+    assert_no_secret(outcome.error)
+    assert outcome.error.endswith(f"calling 127.0.0.1:{port}")
+
+
+def test_an_egress_refusal_masks_a_secret_in_the_host(allow, host_secret, db):
+    outcome = dispatch.send(req("GET", f"http://{host_secret}.invalid/"), {})
+    assert outcome.failure == "egress"
+    assert outcome.error.startswith("egress refused: host '***.invalid' does not resolve")
+
+
+def test_a_certificate_error_masks_a_secret_in_the_host(allow, fake_dns, tls_service, trust, host_secret, db):
+    port, ca, _ = tls_service
+    trust(ca)
+    host = f"{host_secret}.tenant.test"
+    allow(host)
+    fake_dns.answer(host.lower(), ["127.0.0.1"])
+    outcome = dispatch.send(req("GET", f"https://{host}:{port}/"), {})
+    assert outcome.failure == "network"
+    assert (
+        outcome.error == f"TLS failed (hostname '***.tenant.test' doesn't match 'pinned.test') calling 127.0.0.1:{port}"
+    )
 
 
 # --- In an execution ------------------------------------------------------------------------------
