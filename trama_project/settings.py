@@ -133,6 +133,8 @@ TRAMA_MAX_JSON_DEPTH = env_int("TRAMA_MAX_JSON_DEPTH", 100, minimum=8)
 TRAMA_RULE_MAX_OPERATIONS = env_int("TRAMA_RULE_MAX_OPERATIONS", 100_000, minimum=100)
 TRAMA_RULE_MAX_VALUE_SIZE = env_int("TRAMA_RULE_MAX_VALUE_SIZE", 100_000, minimum=100)
 TRAMA_RULE_MAX_TOTAL_SIZE = env_int("TRAMA_RULE_MAX_TOTAL_SIZE", 1_000_000, minimum=100)
+# POST definitions/simulate/: the most its steps may hold, as JSON, before the dry run stops with a 400.
+TRAMA_SIMULATION_MAX_BYTES = env_int("TRAMA_SIMULATION_MAX_BYTES", 4_194_304, minimum=65_536)
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
