@@ -15,6 +15,7 @@ from callbacks.tokens import CallbackClaims, TokenExpired, TokenInvalid, read_ca
 from definitions import rules
 from executions import services
 from executions.models import Execution, ExecutionStatus, Step, StepPhase
+from executions.secrets import scrub_secrets
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ def receive_callback(token: str, body: Any) -> Answer:
             return Answer(410, "callback token has expired")
     if not isinstance(body, dict):
         return Answer(400, "callback body must be a JSON object")
+    # Scrubbed before anything reads it: the body is stored, judged and compared with the stored copy as one value.
+    body = scrub_secrets(body)
     try:
         return _apply(claims, body)
     except Execution.DoesNotExist:

@@ -3,7 +3,16 @@
 import pytest
 from rest_framework.test import APIClient
 
+from executions.secrets import reset_configured_secrets
 from trama_project.models import ApiToken
+
+
+@pytest.fixture(autouse=True)
+def fresh_secrets():
+    """Secrets are read from the environment once per process: tests that set TRAMA_SECRET_* get a fresh read."""
+    reset_configured_secrets()
+    yield
+    reset_configured_secrets()
 
 
 @pytest.fixture
