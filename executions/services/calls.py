@@ -48,8 +48,13 @@ def call_event(execution: Execution, state: dict, call: machine.Call, env: machi
     key_node = f"{call.node}.compensation" if call.phase == machine.COMPENSATION else call.node
     telemetry.call_started(execution, call)
     outcome = dispatch.send(wire, idempotency_headers(execution, key_node, call.attempt))
-    telemetry.call_finished(wire, replace(outcome, error=scrub_secrets(outcome.error)))  # the span quotes the error
+    trace_call_finished(wire, outcome)
     return outcome_event(call.seq, wire, recorded, outcome)
+
+
+def trace_call_finished(wire: dict, outcome: dispatch.Outcome) -> None:
+    """End the attempt's span; its status quotes the error text, which may quote a secret in the URL's host."""
+    telemetry.call_finished(wire, replace(outcome, error=scrub_secrets(outcome.error)))
 
 
 def outcome_event(seq: int, wire: dict, recorded: dict, outcome: dispatch.Outcome, async_call: bool = False):
