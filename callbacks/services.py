@@ -16,6 +16,7 @@ from callbacks.tokens import CallbackClaims, TokenExpired, TokenInvalid, read_ca
 from definitions import rules
 from executions import services
 from executions.models import Execution, ExecutionStatus, Step, StepPhase
+from executions.secrets import scrub_secrets
 
 # What a callback body's ``status`` may say (SPEC 4); "running" is a heartbeat, handled before any outcome.
 STATUSES = ("succeeded", "failed", "running")
@@ -46,6 +47,8 @@ def receive_callback(token: str, body: Any) -> Answer:
             return Answer(410, "callback token has expired")
     if not isinstance(body, dict):
         return Answer(400, "callback body must be a JSON object")
+    # Scrubbed before anything reads it: the body is stored, judged and compared with the stored copy as one value.
+    body = scrub_secrets(body)
     try:
         return _apply(claims, body)
     except UnknownStatus as exc:

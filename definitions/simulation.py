@@ -18,6 +18,7 @@ Mocks, per node id (docs/definitions.md, "Simulating a run")::
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,10 @@ DEFAULT_FAIL_STATUS = 500
 
 class _Unsupported(Exception):
     """The machine asked for something a dry run cannot answer (e.g. starting parallel branches)."""
+
+
+class SimulationTooLarge(Exception):
+    """The answer would grow past TRAMA_SIMULATION_MAX_BYTES; the message says after how many steps."""
 
 
 @dataclass
@@ -91,6 +96,7 @@ def _one_mock_problems(mock: Any, path: str, node: dict, allowed: set[str]) -> l
         problems.append({"path": f"{path}.timeout", "message": "timeout must be true or false"})
     if "headers" in mock and not isinstance(mock["headers"], dict):
         problems.append({"path": f"{path}.headers", "message": "headers must be an object"})
+    problems += _body_problems(mock, path)
     problems += _callback_problems(mock, path, node)
     if "compensation" in mock:
         if not node.get("compensation"):
@@ -98,6 +104,23 @@ def _one_mock_problems(mock: Any, path: str, node: dict, allowed: set[str]) -> l
         else:
             problems += _one_mock_problems(mock["compensation"], f"{path}.compensation", node, COMPENSATION_MOCK_FIELDS)
     return problems
+
+
+def _body_problems(mock: dict, path: str) -> list[dict]:
+    """A mocked body counts against TRAMA_RESPONSE_BODY_CAP like a real one: a dry run must not answer
+    with bodies no real response could leave in the history (each step repeats its body)."""
+    if "body" not in mock:
+        return []
+    cap, size = settings.TRAMA_RESPONSE_BODY_CAP, json_bytes(mock["body"])
+    if size <= cap:
+        return []
+    message = f"the body is {size} bytes as JSON, over TRAMA_RESPONSE_BODY_CAP ({cap})"
+    return [{"path": f"{path}.body", "message": message}]
+
+
+def json_bytes(value: Any) -> int:
+    """Size of ``value`` as compact UTF-8 JSON (times and other non-JSON values as their text)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
 def _callback_problems(mock: dict, path: str, node: dict) -> list[dict]:
@@ -133,7 +156,8 @@ def simulate(
 
     ``definition`` is the (name, version) templates see as ``execution.definition``
     / ``execution.version`` (version 0 for an unstored definition). Stops after
-    ``max_steps`` history steps, reporting the status reached then.
+    ``max_steps`` history steps, reporting the status reached then. Raises
+    :class:`SimulationTooLarge` once the steps would hold more than TRAMA_SIMULATION_MAX_BYTES.
     """
     return _Simulation(spec, payload, mocks or {}, max_steps, definition, now or timezone.now()).run()
 
@@ -147,6 +171,7 @@ class _Simulation:
         self.meta = {"id": "simulation", "definition": name, "version": version, "started_at": now.isoformat()}
         self.clock = now
         self.steps: dict[int, dict] = {}
+        self.recorded_bytes = 0  # what the steps hold so far, as JSON: bounds the answer while it is built
         self.calls = 0
         self.sent: dict[tuple[str, str], int] = {}  # (node, phase) -> calls answered so far
         self.state: dict = machine.new_state()
@@ -253,7 +278,19 @@ class _Simulation:
 
     def _record(self, records: list[machine.StepRecord]) -> None:
         for record in records:
+            self._count_bytes(record.fields)
             self.steps.setdefault(record.seq, {}).update(record.fields)
+
+    def _count_bytes(self, fields: dict) -> None:
+        """Stop before the answer outgrows TRAMA_SIMULATION_MAX_BYTES: templates can copy a mocked body
+        into every request, and a loop repeats both up to ``max_steps`` times."""
+        limit = settings.TRAMA_SIMULATION_MAX_BYTES
+        self.recorded_bytes += json_bytes(fields)
+        if self.recorded_bytes > limit:
+            raise SimulationTooLarge(
+                f"the answer would be larger than TRAMA_SIMULATION_MAX_BYTES ({limit} bytes) after "
+                f"{len(self.steps)} steps: lower max_steps or use smaller mocks and input"
+            )
 
     def _result(self, state: dict, stopped: str | None = None) -> SimulationResult:
         steps = [_step_view(self.steps[seq]) for seq in sorted(self.steps)][: self.max_steps]

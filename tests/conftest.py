@@ -10,6 +10,7 @@ from typing import NoReturn
 import pytest
 from rest_framework.test import APIClient
 
+from executions.secrets import reset_configured_secrets
 from trama_project.env import env_bool
 from trama_project.models import ApiToken
 
@@ -18,6 +19,14 @@ def pytest_configure(config):
     # The suite never runs collectstatic (live_server serves static files itself); WhiteNoise
     # would warn in every test that var/staticfiles is missing.
     config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def fresh_secrets():
+    """Secrets are read from the environment once per process: tests that set TRAMA_SECRET_* get a fresh read."""
+    reset_configured_secrets()
+    yield
+    reset_configured_secrets()
 
 
 @pytest.fixture

@@ -27,7 +27,9 @@ from rest_framework.test import APIClient
 
 from callbacks.tokens import mint_callback_token
 from definitions.models import Definition
+from executions import services
 from executions.models import Execution, Step
+from executions.secrets import configured_secrets, reset_configured_secrets, scrub_secrets
 from executions.services import start_execution
 from tests.engine_support import drive, req, store, task
 from tests.support import Reply
@@ -185,6 +187,40 @@ def test_a_body_cut_at_the_cap_keeps_no_start_of_the_secret(service, with_secret
     assert step.response_body["truncated"] is True
     assert step.response_body["text"] == prefix
     assert SECRET[:9] not in rows_text(execution)
+
+
+def test_secrets_are_read_once_until_the_cache_is_reset(monkeypatch):
+    monkeypatch.setenv("TRAMA_SECRET_FIRST", "first-value")
+    monkeypatch.setenv("TRAMA_SECRET_KEY", "server-key-never-offered")
+    first = configured_secrets()
+    assert first["FIRST"] == "first-value" and "KEY" not in first
+    monkeypatch.setenv("TRAMA_SECRET_SECOND", "second-value")
+    assert "SECOND" not in configured_secrets()  # the environment is not read again
+    reset_configured_secrets()
+    assert configured_secrets()["SECOND"] == "second-value"
+    assert services.configured_secrets is configured_secrets  # the old import path still works
+
+
+def test_scrubbing_walks_keys_values_and_numbers(monkeypatch):
+    monkeypatch.setenv("TRAMA_SECRET_PIN", "90210")
+    monkeypatch.setenv("TRAMA_SECRET_TOKEN", 'a"b\\cé')
+    body = {'a"b\\cé': ['x a"b\\cé y', 90210, 1.5, True, None], "zip": "90210-1"}
+    assert scrub_secrets(body) == {"***": ["x *** y", "***", 1.5, True, None], "zip": "***-1"}
+
+
+def test_scrubbing_finds_a_secret_escaped_percent_encoded_or_as_a_host(monkeypatch):
+    secret = 'Pa"s\\sé'
+    monkeypatch.setenv("TRAMA_SECRET_ODD", secret)
+    monkeypatch.setenv("TRAMA_SECRET_LABEL", "Hôte-Secret")
+    forms = [json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], "Pa%22s%5Cs%C3%A9", 'pa"s\\sé']
+    assert [scrub_secrets(f"<{form}>") for form in forms] == ["<***>"] * len(forms)
+    assert scrub_secrets("host 'xn--hte-secret-rbb.example'") == "host '***.example'"
+
+
+def test_a_secret_shorter_than_four_characters_is_offered_but_not_scrubbed(monkeypatch):
+    monkeypatch.setenv("TRAMA_SECRET_TINY", "abc")
+    assert configured_secrets()["TINY"] == "abc"
+    assert scrub_secrets({"text": "abcabc"}) == {"text": "abcabc"}
 
 
 # --- Access ----------------------------------------------------------------------------------------

@@ -325,3 +325,61 @@ def test_a_parallel_node_is_reported_not_stalled(api):
     # Branches run as executions of their own, which a dry run does not start (yet): it says so and stops.
     assert answer["status"] != "SUCCEEDED"
     assert "cannot run" in str(answer["error"]) or "not supported" in str(answer["error"])
+
+
+# --- The answer is bounded: mocked bodies count against the response body cap, the whole answer against its own --
+
+
+def test_a_mock_body_over_the_response_body_cap_answers_400_naming_it(api, settings):
+    settings.TRAMA_RESPONSE_BODY_CAP = 20
+    at_cap, over = {"id": "x" * 11}, {"id": "x" * 12}  # {"id":"…"} is 9 bytes around the text
+    order = {"orderId": 1, "amount": 5}
+    accepted = run(api, {"definition": order_saga(), "input": order, "mocks": {"reserve": {"body": at_cap}}})
+    assert accepted["status"] == "SUCCEEDED"
+    mocks = {"reserve": {"body": over, "compensation": {"body": over}}}
+    answer = run(api, {"definition": order_saga(), "input": order, "mocks": mocks}, expect=400)
+    assert answer["errors"] == [
+        {"path": "mocks.reserve.body", "message": "the body is 21 bytes as JSON, over TRAMA_RESPONSE_BODY_CAP (20)"},
+        {"path": "mocks.reserve.compensation.body",
+         "message": "the body is 21 bytes as JSON, over TRAMA_RESPONSE_BODY_CAP (20)"},
+    ]  # fmt: skip
+
+
+def polling_loop():
+    """poll -> again? -> poll ... until payload.done: with done false it loops until max_steps."""
+    return {
+        "name": "poller",
+        "kind": "graph",
+        "start": "poll",
+        "nodes": {
+            "poll": {"type": "task", "request": {"method": "GET", "url": "http://svc.local/status"}, "next": "again"},
+            "again": {
+                "type": "switch",
+                "cases": [{"when": {"!": {"var": "payload.done"}}, "next": "poll"}],
+                "default": "end",
+            },
+            "end": {"type": "succeed"},
+        },
+    }
+
+
+def test_a_loop_repeating_a_mocked_body_stops_at_the_answer_cap_with_a_400(api):
+    # Unbounded, 10,000 steps would repeat this 60 KB body 5,000 times: a 300 MB answer to a 60 KB request.
+    mocks = {"poll": {"body": {"blob": "x" * 60_000}}}
+    answer = run(api, {"definition": polling_loop(), "input": {"done": False}, "mocks": mocks, "max_steps": 10_000},
+                 expect=400)  # fmt: skip
+    [error] = answer["errors"]
+    assert error["path"] == "max_steps"
+    prefix = "the answer would be larger than TRAMA_SIMULATION_MAX_BYTES (4194304 bytes) after "
+    suffix = " steps: lower max_steps or use smaller mocks and input"
+    assert error["message"].startswith(prefix) and error["message"].endswith(suffix)
+    assert 100 <= int(error["message"][len(prefix) : -len(suffix)]) <= 150  # ~70 polls of 60 KB, and the switches
+
+
+def test_an_answer_just_under_the_answer_cap_is_given(api, settings):
+    settings.TRAMA_SIMULATION_MAX_BYTES = 65_536
+    mocks = {"poll": {"body": {"blob": "x" * 60_000}}}
+    done = run(api, {"definition": polling_loop(), "input": {"done": True}, "mocks": mocks})
+    assert done["status"] == "SUCCEEDED" and done["path"] == ["poll", "again", "end"]
+    looping = run(api, {"definition": polling_loop(), "input": {"done": False}, "mocks": mocks}, expect=400)
+    assert looping["errors"][0]["message"].startswith("the answer would be larger than TRAMA_SIMULATION_MAX_BYTES")

@@ -154,6 +154,13 @@ TRAMA_MAX_NODES = env_int("TRAMA_MAX_NODES", 1000, minimum=1)
 TRAMA_MAX_INPUT_BYTES = env_int("TRAMA_MAX_INPUT_BYTES", 262_144, minimum=2)
 # JSON bodies nested deeper than this are refused (400) before anything recursive touches them.
 TRAMA_MAX_JSON_DEPTH = env_int("TRAMA_MAX_JSON_DEPTH", 100, minimum=8)
+# JSON Logic (definitions/rules.py), per evaluation: operators applied, the largest value one operator
+# may build and all values built together (sizes in characters plus list/object items); past one, the rule fails.
+TRAMA_RULE_MAX_OPERATIONS = env_int("TRAMA_RULE_MAX_OPERATIONS", 100_000, minimum=100)
+TRAMA_RULE_MAX_VALUE_SIZE = env_int("TRAMA_RULE_MAX_VALUE_SIZE", 100_000, minimum=100)
+TRAMA_RULE_MAX_TOTAL_SIZE = env_int("TRAMA_RULE_MAX_TOTAL_SIZE", 1_000_000, minimum=100)
+# POST definitions/simulate/: the most its steps may hold, as JSON, before the dry run stops with a 400.
+TRAMA_SIMULATION_MAX_BYTES = env_int("TRAMA_SIMULATION_MAX_BYTES", 4_194_304, minimum=65_536)
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -47,7 +47,8 @@ class ValidationOkSerializer(serializers.Serializer):
 
 
 class EvaluateSerializer(serializers.Serializer):
-    rule = serializers.JSONField(help_text="A JSON Logic rule, as in a switch case's `when`.")
+    # null is a rule too (a literal, like any scalar): it evaluates to null.
+    rule = serializers.JSONField(allow_null=True, help_text="A JSON Logic rule, as in a switch case's `when`.")
     data = serializers.JSONField(default=dict, help_text="The data the rule reads with `var` (an object).")
 
     def validate_data(self, value):

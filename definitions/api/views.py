@@ -30,7 +30,7 @@ from definitions.services import (
     store_definition,
     why_missing,
 )
-from definitions.simulation import mock_problems, simulate
+from definitions.simulation import SimulationTooLarge, mock_problems, simulate
 from definitions.validation import validate_definition
 from trama_project.api import ErrorSerializer
 
@@ -202,7 +202,10 @@ class DefinitionSimulateView(APIView):
             return invalid_response(
                 problems, summary if len(problems) == 1 else f"Mocks are invalid ({len(problems)} problems)."
             )
-        result = simulate(spec, data["input"], data["mocks"], data["max_steps"], definition=label)
+        try:
+            result = simulate(spec, data["input"], data["mocks"], data["max_steps"], definition=label)
+        except SimulationTooLarge as exc:
+            return invalid_response([{"path": "max_steps", "message": str(exc)}], str(exc))
         return Response(SimulationSerializer(result.as_dict()).data)
 
     @staticmethod

@@ -11,7 +11,8 @@ wake, callbacks, parallel branches), ``calls`` (HTTP glue), ``records`` (the wri
 ``timers``. Import from here.
 """
 
-from executions.services.calls import configured_secrets, env_for
+from executions.secrets import configured_secrets  # its home is executions.secrets; kept here for callers
+from executions.services.calls import env_for
 from executions.services.external import (
     cancel_execution,
     deliver_callback,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
-
-from django.conf import settings
 
 from definitions import templating
 from executions import dispatch, machine, telemetry
 from executions.models import Execution
+from executions.secrets import configured_secrets, scrub_secrets
 
 
 def env_for(execution: Execution, now: datetime) -> machine.Env:
@@ -23,14 +21,6 @@ def env_for(execution: Execution, now: datetime) -> machine.Env:
         "started_at": (execution.started_at or execution.created_at).isoformat(),
     }
     return machine.Env(spec=definition.spec, payload=execution.input, execution=meta, now=now, key=str(execution.pk))
-
-
-def configured_secrets() -> dict[str, str]:
-    """``{{secrets.NAME}}`` values: every TRAMA_SECRET_<NAME> environment variable but the server's own key."""
-    prefix = settings.TRAMA_SECRETS_PREFIX
-    return {
-        k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix) and v and k != "TRAMA_SECRET_KEY"
-    }
 
 
 def render_request(
@@ -58,16 +48,26 @@ def call_event(execution: Execution, state: dict, call: machine.Call, env: machi
     key_node = f"{call.node}.compensation" if call.phase == machine.COMPENSATION else call.node
     telemetry.call_started(execution, call)
     outcome = dispatch.send(wire, idempotency_headers(execution, key_node, call.attempt))
-    telemetry.call_finished(wire, outcome)
+    trace_call_finished(wire, outcome)
     return outcome_event(call.seq, wire, recorded, outcome)
 
 
+def trace_call_finished(wire: dict, outcome: dispatch.Outcome) -> None:
+    """End the attempt's span; its status quotes the error text, which may quote a secret in the URL's host."""
+    telemetry.call_finished(wire, replace(outcome, error=scrub_secrets(outcome.error)))
+
+
 def outcome_event(seq: int, wire: dict, recorded: dict, outcome: dispatch.Outcome, async_call: bool = False):
+    """The machine event for an answer (or a failure) to a rendered request.
+
+    This is where what came back enters the history, so it is scrubbed here: the
+    response (a service may echo a secret) and the error text (built from the
+    request on the wire, it may quote a secret in the URL's host).
+    """
     record: dict[str, Any] = {"request": recorded}
-    response = outcome.response
-    if response is None:
-        return machine.CallFailed(seq, outcome.failure or "network", outcome.error, None, record)
-    response = _scrub_secrets(response)
+    if outcome.response is None:
+        return machine.CallFailed(seq, outcome.failure or "network", scrub_secrets(outcome.error), None, record)
+    response = scrub_secrets(outcome.response)
     record |= {
         "response_status": response["status"],
         "response_headers": response["headers"],
@@ -78,16 +78,3 @@ def outcome_event(seq: int, wire: dict, recorded: dict, outcome: dispatch.Outcom
     if async_call:
         return machine.AsyncAccepted(seq, response, record)
     return machine.CallSucceeded(seq, response, record)
-
-
-def _scrub_secrets(value: Any) -> Any:
-    """A service that echoes a secret back must not get it stored."""
-    secrets = [s for s in configured_secrets().values() if len(s) >= 4]
-    if not secrets:
-        return value
-    text = json.dumps(value)
-    if not any(s in text for s in secrets):
-        return value
-    for secret in secrets:
-        text = text.replace(json.dumps(secret)[1:-1], "***")
-    return json.loads(text)
