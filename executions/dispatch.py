@@ -61,6 +61,7 @@ from urllib3.util.ssl_match_hostname import CertificateError
 
 from executions import telemetry
 from executions.egress import EgressDenied, Target, resolve
+from executions.secrets import configured_secrets
 
 _MAX_HEADERS = 50
 _MAX_HEADER_CHARS = 4096
@@ -193,8 +194,6 @@ def _masked(error: str) -> str:
     Case-insensitive: a host name is lower-cased (and IDNA-encoded) before
     anything quotes it, so a secret templated into the host shows up lower-case.
     """
-    from executions.services import configured_secrets  # late: the write path imports this module
-
     for secret in configured_secrets().values():
         error = re.sub(re.escape(secret), "***", error, flags=re.IGNORECASE)
     return error
@@ -448,8 +447,6 @@ def _without_partial_secret(text: str) -> str:
     (executions.services) whole occurrences only, so the first characters of
     the secret would be kept.
     """
-    from executions.services import configured_secrets  # late: the write path imports this module
-
     for secret in configured_secrets().values():
         for n in range(min(len(secret) - 1, len(text)), 0, -1):
             if text.endswith(secret[:n]):
