@@ -141,8 +141,9 @@ def test_dropped_connection_is_a_network_error_and_retried(service):
 
 
 def test_reply_slower_than_the_request_timeout_is_a_timeout_and_retried(service):
-    service.script("POST", "/a", Reply(200, {"late": True}, delay_s=1.0))
-    definition = store({"a": task(req("POST", service.url + "/a", timeout_s=0.3), retry=retry(3))}, "a")
+    service.script("POST", "/a", Reply(200, {"late": True}, delay_s=5.0))
+    # timeout_s bounds the whole call: wide enough for the second, prompt answer on a loaded machine.
+    definition = store({"a": task(req("POST", service.url + "/a", timeout_s=2.0), retry=retry(3))}, "a")
     ex = run(definition)
     assert ex.status == "SUCCEEDED"
     assert history(ex) == [("a", "forward", 1, "failed"), ("a", "forward", 2, "succeeded")]

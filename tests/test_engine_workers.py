@@ -6,10 +6,10 @@ and watches the database and the TestService; the workers do every call.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
+from django.db.models.functions import Now
 
 from executions.models import Execution
 from executions.services import start_execution
@@ -87,7 +87,7 @@ def test_sleep_is_ended_by_the_timer_process(service, worker_pool):
     execution, _ = start_execution(store(nodes, "a"), {})
 
     wait_until(lambda: Execution.objects.get(pk=execution.pk).status == "SLEEPING", timeout=20)
-    time.sleep(1.5)
+    wait_until(lambda: Execution.objects.filter(pk=execution.pk, due_at__lt=Now()).exists(), timeout=20)
     # Past its due time but nothing enqueues it without the timer loop.
     assert Execution.objects.get(pk=execution.pk).status == "SLEEPING"
     assert [r.path for r in service.requests] == ["/a"]

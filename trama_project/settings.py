@@ -106,9 +106,8 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if TRAMA_DB_POOL_SIZE:
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections instead
-        # No health check on every checkout (a round trip per write): the pool drops a connection
-        # that broke while in use, and workers retry a write on a new one (executions/services/worker.py).
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+        # CONN_HEALTH_CHECKS (above) makes the pool check each connection as it hands it out (an empty
+        # query): one the server ended while it sat idle (a restart, a failover) is replaced, not used.
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": TRAMA_DB_POOL_SIZE,

@@ -14,7 +14,14 @@ from callbacks.tokens import callback_url, mint_callback_token
 from definitions.services import definition_by_id
 from executions import dispatch, machine, telemetry
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
-from executions.services.calls import call_event, env_for, idempotency_headers, outcome_event, render_request
+from executions.services.calls import (
+    call_event,
+    env_for,
+    idempotency_headers,
+    outcome_event,
+    render_request,
+    trace_call_finished,
+)
 from executions.services.external import carry_out_branch_actions
 from executions.services.records import (
     enqueue,
@@ -196,7 +203,7 @@ class _Run:
         headers = {"X-Trama-Callback-Url": cb["url"], "X-Trama-Callback-Token": token}
         telemetry.call_started(self.execution, call)
         outcome = dispatch.send(wire, headers | idempotency_headers(self.execution, call.node, call.attempt))
-        telemetry.call_finished(wire, outcome)
+        trace_call_finished(wire, outcome)
         event = outcome_event(call.seq, wire, recorded, outcome, async_call=True)
         following = self._decide(decision.state, event)
         if following is None:
