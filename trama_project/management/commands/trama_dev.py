@@ -15,6 +15,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+import psycopg
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
@@ -141,8 +142,13 @@ def check_port_free(host: str, port: int) -> None:
 def check_database() -> None:
     """CommandError naming the database (never its password) when it does not answer."""
     try:
-        connection.ensure_connection()
-    except DatabaseError as exc:
+        if connection.vendor == "postgresql":
+            # A connection of its own, not from the pool: the pool retries for its whole timeout and
+            # then reports the wait, not the reason.
+            psycopg.connect(**connection.get_connection_params(), connect_timeout=5).close()
+        else:
+            connection.ensure_connection()
+    except (DatabaseError, psycopg.Error) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CommandError(
             f"cannot reach the database {describe_database()} ({reason}): start or create it, or fix DATABASE_URL "
