@@ -26,9 +26,9 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from callbacks.services import callback_outcome, status_problem
 from definitions import templating
 from executions import dispatch, machine
+from executions.callbacks.services import callback_outcome, status_problem
 
 DEFAULT_MAX_STEPS = 1000
 MAX_STEPS_LIMIT = 10_000

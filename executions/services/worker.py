@@ -10,9 +10,9 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Now
 
-from callbacks.tokens import callback_url, mint_callback_token
 from definitions.services import definition_by_id
 from executions import dispatch, machine, telemetry
+from executions.callbacks.tokens import callback_url, mint_callback_token
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
 from executions.services.calls import call_event, env_for, idempotency_headers, outcome_event, render_request
 from executions.services.external import carry_out_branch_actions
