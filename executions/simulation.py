@@ -28,8 +28,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from executions import machine
+from executions.callback_tokens import callback_context
 from executions.callbacks.services import callback_outcome, status_problem
-from executions.callbacks.tokens import callback_context
 from executions.dispatch import Outcome
 from executions.perform import AnyCall, Rendered, perform, perform_call, render_call
 

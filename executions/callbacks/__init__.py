@@ -1,6 +1,7 @@
-"""Signed callbacks of async nodes (SPEC section 4): the token the worker mints and the receiver checks
-(``tokens``), the receiver's logic (``services``) and its HTTP view (``views``, routed by ``urls``).
+"""The receiver of async nodes' signed callbacks (SPEC section 4): its logic (``services``) and its
+HTTP view (``views``, routed by ``urls``). The tokens it reads are minted by the worker with
+executions/callback_tokens.py, which sits below both.
 
-A module of the engine rather than an app: it has no model, the worker mints the tokens the
-receiver reads, and the receiver changes an execution only through executions.services.
+A part of the engine rather than an app: it has no model, it reads the tokens the worker
+mints, and it changes an execution only through executions.services.
 """

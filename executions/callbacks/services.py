@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from definitions import rules
 from executions import services
-from executions.callbacks.tokens import CallbackClaims, TokenExpired, TokenInvalid, read_callback_token
+from executions.callback_tokens import CallbackClaims, TokenExpired, TokenInvalid, read_callback_token
 from executions.models import Execution, ExecutionStatus, Step, StepPhase
 from executions.secrets import scrub_secrets
 

@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce, Now
 
 from definitions.services import definition_by_id
 from executions import machine, telemetry
-from executions.callbacks.tokens import callback_context, mint_callback_token
+from executions.callback_tokens import callback_context, mint_callback_token
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
 from executions.perform import perform, perform_call, render_call
 from executions.secrets import configured_secrets
