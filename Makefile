@@ -32,6 +32,7 @@ run: $(VENV)/.runtime
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo  # import contracts in pyproject.toml: no cycles, apps import only downwards
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -55,4 +56,4 @@ bench: venv
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .import_linter_cache

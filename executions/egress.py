@@ -79,11 +79,6 @@ def resolve(url: str) -> Target:
     return Target(host=host, port=port, addresses=tuple(str(a) for a in addresses))
 
 
-def check_url(url: str) -> None:
-    """Raise EgressDenied unless ``url`` may be called (``resolve`` without the answer)."""
-    resolve(url)
-
-
 def _addresses(host: str, port: int) -> list[IPAddress]:
     """Every address ``host`` resolves to, in the resolver's order, without duplicates."""
     try:

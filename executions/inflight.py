@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import connections
 
+from executions.services import advance_execution
+
 logger = logging.getLogger("trama.executions")
 
 
@@ -55,8 +57,6 @@ class InFlight:
         self._executor.submit(self._advance, execution_id)
 
     def _advance(self, execution_id: str) -> None:
-        from executions.services import advance_execution  # late: this module is imported by task loading
-
         try:
             advance_execution(execution_id)
         except Exception:

@@ -168,18 +168,20 @@ def trace_headers() -> dict[str, str]:
     return carrier
 
 
-def call_finished(wire: dict, outcome) -> None:
-    """After the request came back (or failed): outcome and HTTP status on the span, and end it."""
+def call_finished(outcome, succeeded: bool) -> None:
+    """After the request came back (or failed): outcome and HTTP status on the span, and end it.
+
+    ``succeeded``: whether the answer counts as a success for the request (dispatch.is_success),
+    judged by the caller so that this module needs nothing of dispatch (which imports it).
+    """
     opened = _open_call.get()
     if opened is None:
         return
     span, is_async = opened
-    from executions.dispatch import is_success
-
     response = outcome.response
     if response is None:
         result = outcome.failure or "network"
-    elif is_success(wire, response["status"]):
+    elif succeeded:
         result = "accepted" if is_async else "succeeded"
     else:
         result = "failed"

@@ -9,8 +9,8 @@ import pytest
 import requests
 from django.utils import timezone
 
-from callbacks.tokens import callback_url, mint_callback_token
 from definitions.services import store_definition
+from executions.callback_tokens import callback_url, mint_callback_token
 from executions.models import Execution
 from executions.services import advance_execution, start_execution
 from tests.engine_support import drive

@@ -25,9 +25,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from callbacks.tokens import mint_callback_token
 from definitions.models import Definition
 from executions import services
+from executions.callback_tokens import mint_callback_token
 from executions.models import Execution, Step
 from executions.secrets import configured_secrets, reset_configured_secrets, scrub_secrets
 from executions.services import start_execution

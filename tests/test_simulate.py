@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from definitions.models import Definition
-from definitions.simulation import simulate
 from definitions.validation import validate_definition
 from executions.machine import backoff_seconds
 from executions.models import Execution, Step
+from executions.simulation import simulate
 from tests.factories import DefinitionFactory
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from threading import local
 import pytest
 import requests
 
-from callbacks.services import receive_callback
 from definitions.services import store_definition
+from executions.callbacks.services import receive_callback
 from executions.models import Execution, ExecutionStatus, Step
 from executions.services import advance_execution, enqueue_due_executions, start_execution
 from tests.support import Reply, wait_until

@@ -12,7 +12,7 @@ from rest_framework import exceptions, pagination, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from definitions.validation.problems import nesting_depth
+from trama_project.jsonvalues import nesting_depth
 
 NOT_JSON = "unsupported media type '{}': the API takes application/json (send Content-Type: application/json)"
 

@@ -49,7 +49,6 @@ INSTALLED_APPS = [
     "trama_project",
     "definitions",
     "executions",
-    "callbacks",
     "graph_editor",
 ]
 

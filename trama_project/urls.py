@@ -8,7 +8,7 @@ from trama_project.views import healthz
 api_v1 = [
     path("", include("definitions.api.urls")),
     path("", include("executions.api.urls")),
-    path("", include("callbacks.api.urls")),
+    path("", include("executions.callbacks.urls")),
 ]
 
 urlpatterns = [

@@ -61,65 +61,6 @@ class EvaluateResultSerializer(serializers.Serializer):
     result = serializers.JSONField(help_text="What the rule evaluated to.")
 
 
-# --- Simulation (POST definitions/simulate/) ---------------------------------------------------
-
-
-class SimulateSerializer(serializers.Serializer):
-    """A dry run: a definition (inline ``definition``, or a stored ``name`` and optional ``version``),
-    an input and mocked answers per node. The definition and the mocks are checked by the service,
-    which reports every problem with its path."""
-
-    definition = serializers.JSONField(required=False, help_text="A definition as an author writes it (not stored).")
-    name = serializers.CharField(required=False, max_length=200, help_text="Or: the name of a stored definition.")
-    version = serializers.IntegerField(required=False, min_value=1, help_text="With name: a version (default latest).")
-    input = serializers.JSONField(default=dict, help_text="The execution's input payload.")
-    mocks = serializers.JSONField(
-        default=dict,
-        help_text="node id -> {status, body, headers, fail_times, fail_status, timeout, callback, compensation}.",
-    )
-    max_steps = serializers.IntegerField(
-        default=1000, min_value=1, max_value=10_000, help_text="Stop after this many history steps."
-    )
-
-    def validate(self, attrs):
-        if ("definition" in attrs) == ("name" in attrs):
-            raise serializers.ValidationError({"definition": "Send exactly one of definition or name."})
-        if "version" in attrs and "name" not in attrs:
-            raise serializers.ValidationError({"version": "version goes with name."})
-        return attrs
-
-
-class SimulatedResponseSerializer(serializers.Serializer):
-    status = serializers.IntegerField()
-    headers = serializers.DictField(child=serializers.CharField())
-    body = serializers.JSONField(allow_null=True)
-
-
-class SimulatedStepSerializer(serializers.Serializer):
-    """One node attempt of the dry run, shaped like a history step."""
-
-    node_id = serializers.CharField()
-    node_type = serializers.CharField()
-    phase = serializers.CharField()
-    attempt = serializers.IntegerField()
-    status = serializers.CharField()
-    request = serializers.JSONField(allow_null=True, help_text="The rendered request, secrets shown as ***.")
-    response = SimulatedResponseSerializer(allow_null=True, help_text="The mocked answer.")
-    detail = serializers.JSONField(allow_null=True)
-    error = serializers.JSONField(allow_null=True)
-    started_at = serializers.CharField(help_text="On the simulated clock (sleeps and waits take no real time).")
-    finished_at = serializers.CharField(allow_null=True)
-
-
-class SimulationSerializer(serializers.Serializer):
-    status = serializers.CharField(help_text="The final status (or the status reached at max_steps).")
-    output = serializers.JSONField(allow_null=True)
-    error = serializers.JSONField(allow_null=True)
-    path = serializers.ListField(child=serializers.CharField(), help_text="Forward node ids, in the order entered.")
-    steps = SimulatedStepSerializer(many=True)
-    calls = serializers.IntegerField(help_text="HTTP calls that would have been made.")
-
-
 # --- Version diffs (GET definitions/{name}/versions/{a}/diff/{b}/) ------------------------------
 
 

@@ -25,7 +25,6 @@ register_converter(DefinitionNameConverter, "definition_name")
 urlpatterns = [
     path("definitions/", views.DefinitionListCreateView.as_view(), name="definition-list"),
     path("definitions/validate/", views.DefinitionValidateView.as_view(), name="definition-validate"),
-    path("definitions/simulate/", views.DefinitionSimulateView.as_view(), name="definition-simulate"),
     path("definitions/<definition_name:name>/", views.DefinitionLatestView.as_view(), name="definition-latest"),
     path(
         "definitions/<definition_name:name>/versions/",

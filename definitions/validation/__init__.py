@@ -12,9 +12,10 @@ from typing import Any
 from definitions import upstream
 from definitions.validation.graph import check_node_references, check_structure
 from definitions.validation.nodes import Context, validate_node
-from definitions.validation.problems import Problems, check_keys, nesting_depth, read_string, type_name
+from definitions.validation.problems import Problems, check_keys, read_string, type_name
 from definitions.validation.requests import read_defaults, read_notify
 from definitions.validation.saga import Layout, graph_layout, saga_layout
+from trama_project.jsonvalues import nesting_depth
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 # Names that would collide with fixed API paths under definitions/.

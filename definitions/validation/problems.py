@@ -122,19 +122,3 @@ def read_integer(obj: dict, key: str, path: str, problems: Problems, bounds: tup
         problems.add(where, f"{key} must be between {low} and {high}, got {value}")
         return None
     return value
-
-
-def nesting_depth(value: Any, limit: int) -> int:
-    """How deeply lists and objects nest in ``value``, counting up to ``limit + 1`` at most.
-
-    Iterative on purpose: it guards the recursive walkers (templates, rules, JSON
-    rendering) against a body nested deeply enough to exhaust the stack.
-    """
-    deepest, stack = 0, [(value, 1)]
-    while stack and deepest <= limit:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest

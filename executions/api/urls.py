@@ -1,8 +1,10 @@
 from django.urls import path
 
-from executions.api import views
+from executions.api import simulation, views
 
 urlpatterns = [
+    # Under definitions/ for the reader; definitions.api.urls leaves "simulate" to this route.
+    path("definitions/simulate/", simulation.DefinitionSimulateView.as_view(), name="definition-simulate"),
     path("executions/", views.ExecutionListCreateView.as_view(), name="execution-list"),
     path("executions/<str:pk>/", views.ExecutionDetailView.as_view(), name="execution-detail"),
     path("executions/<str:pk>/steps/", views.ExecutionStepsView.as_view(), name="execution-steps"),

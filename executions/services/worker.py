@@ -10,18 +10,13 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Now
 
-from callbacks.tokens import callback_url, mint_callback_token
 from definitions.services import definition_by_id
-from executions import dispatch, machine, telemetry
+from executions import machine, telemetry
+from executions.callback_tokens import callback_context, mint_callback_token
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
-from executions.services.calls import (
-    call_event,
-    env_for,
-    idempotency_headers,
-    outcome_event,
-    render_request,
-    trace_call_finished,
-)
+from executions.perform import perform, perform_call, render_call
+from executions.secrets import configured_secrets
+from executions.services.calls import HttpTransport, env_for
 from executions.services.external import carry_out_branch_actions
 from executions.services.records import (
     enqueue,
@@ -167,7 +162,7 @@ class _Run:
     def _perform_call(self, decision: machine.Decision, call: machine.Call) -> machine.Decision | None:
         if not self._may_send(call):
             return None
-        event = call_event(self.execution, decision.state, call, self.env())
+        event = perform_call(call, decision.state, self.env(), configured_secrets(), HttpTransport(self.execution))
         return self._decide(decision.state, event)
 
     def _may_send(self, call: machine.Call | machine.SendAsync) -> bool:
@@ -188,23 +183,17 @@ class _Run:
     def _perform_async(self, decision: machine.Decision, call: machine.SendAsync) -> machine.Decision | None:
         # Render first: a template error fails the attempt without any wait being committed.
         token = mint_callback_token(self.execution.pk, call.node, call.attempt, call.deadline)
-        cb = {"url": callback_url(token), "token": token}
-        rendered = render_request(self.execution, decision.state, call.request, self.env(), cb)
+        rendered = render_call(call, decision.state, self.env(), configured_secrets(), callback_context(token))
         if isinstance(rendered, machine.CallFailed):
             return self._decide(decision.state, rendered)
-        wire, recorded = rendered
-        decision.actions.append(machine.StepRecord(call.seq, {"request": recorded}, new=False))
+        decision.actions.append(machine.StepRecord(call.seq, {"request": rendered.recorded}, new=False))
         # WAITING is durable before the request leaves. The lease stays: a callback that beats
         # the answer is parked in pending_callback and folded in by the commit below.
         if not self._commit(decision, hold=True):
             return None
         if not self._may_send(call):
             return None
-        headers = {"X-Trama-Callback-Url": cb["url"], "X-Trama-Callback-Token": token}
-        telemetry.call_started(self.execution, call)
-        outcome = dispatch.send(wire, headers | idempotency_headers(self.execution, call.node, call.attempt))
-        trace_call_finished(wire, outcome)
-        event = outcome_event(call.seq, wire, recorded, outcome, async_call=True)
+        event = perform(call, rendered, HttpTransport(self.execution))
         following = self._decide(decision.state, event)
         if following is None:
             return None

@@ -12,9 +12,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from callbacks.tokens import CallbackClaims, TokenExpired, TokenInvalid, read_callback_token
 from definitions import rules
 from executions import services
+from executions.callback_tokens import CallbackClaims, TokenExpired, TokenInvalid, read_callback_token
 from executions.models import Execution, ExecutionStatus, Step, StepPhase
 from executions.secrets import scrub_secrets
 

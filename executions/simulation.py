@@ -4,7 +4,8 @@
 (executions/services/ ``_Run``), except that every ``Call`` / ``SendAsync``
 is answered from the caller's mocks instead of the network, and the clock jumps
 to each ``due_at`` at once (sleeps, back-offs and callback deadlines cost no
-time). Requests are rendered with the engine's template data and secrets masked
+time). Calls are rendered and their answers turned into events by the worker's
+own code (executions/perform.py) with a mock transport, and secrets masked
 (``***``). No ORM, no HTTP: nothing is sent and nothing is stored.
 
 Mocks, per node id (docs/definitions.md, "Simulating a run")::
@@ -26,9 +27,11 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from callbacks.services import callback_outcome, status_problem
-from definitions import templating
-from executions import dispatch, machine
+from executions import machine
+from executions.callback_tokens import callback_context
+from executions.callbacks.services import callback_outcome, status_problem
+from executions.dispatch import Outcome
+from executions.perform import AnyCall, Rendered, perform, perform_call, render_call
 
 DEFAULT_MAX_STEPS = 1000
 MAX_STEPS_LIMIT = 10_000
@@ -214,20 +217,15 @@ class _Simulation:
         return machine.Resume()
 
     def _answer_call(self, state: dict, call: machine.Call) -> machine.Event:
-        recorded = self._render(state, call.request)
-        if isinstance(recorded, templating.TemplateError):
-            return machine.CallFailed(call.seq, "template", str(recorded))
-        mock = self._mock(call.node, call.phase)
-        return self._outcome(call.seq, call.node, call.phase, recorded, mock)
+        return perform_call(call, state, self.env(), machine.MASKED, self._send)
 
     def _answer_async(self, decision: machine.Decision, call: machine.SendAsync) -> machine.Event:
-        cb = {"url": f"{settings.TRAMA_PUBLIC_URL}/api/v1/callbacks/{SIMULATED_TOKEN}/", "token": SIMULATED_TOKEN}
-        recorded = self._render(decision.state, call.request, cb)
-        if isinstance(recorded, templating.TemplateError):
-            return machine.CallFailed(call.seq, "template", str(recorded))
-        self._record([machine.StepRecord(call.seq, {"request": recorded}, new=False)])
+        rendered = render_call(call, decision.state, self.env(), machine.MASKED, callback_context(SIMULATED_TOKEN))
+        if isinstance(rendered, machine.CallFailed):
+            return rendered
+        self._record([machine.StepRecord(call.seq, {"request": rendered.recorded}, new=False)])
+        event = perform(call, rendered, self._send)
         mock = self._mock(call.node, machine.FORWARD)
-        event = self._outcome(call.seq, call.node, machine.FORWARD, recorded, mock, async_call=True)
         if not isinstance(event, machine.AsyncAccepted) or mock.get("timeout"):
             return event  # a failed send is retried or fails the node; a timeout waits for the deadline
         self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
@@ -235,24 +233,18 @@ class _Simulation:
         outcome = callback_outcome(self.spec["nodes"][call.node], body)
         return machine.CallbackArrived(call.node, call.attempt, outcome, body)
 
-    def _outcome(self, seq, node, phase, recorded, mock, async_call=False) -> machine.Event:
-        """The event a worker would report for this mocked answer (as executions.services._outcome_event)."""
+    def _send(self, call: AnyCall, rendered: Rendered) -> Outcome:
+        """The mock transport: what the service would have answered (a worker's transport sends over HTTP)."""
+        async_call = isinstance(call, machine.SendAsync)
+        phase = machine.FORWARD if async_call else call.phase
+        mock = self._mock(call.node, phase)
         self.calls += 1
-        count = self.sent[(node, phase)] = self.sent.get((node, phase), 0) + 1
-        record: dict[str, Any] = {"request": recorded}
+        count = self.sent[(call.node, phase)] = self.sent.get((call.node, phase), 0) + 1
         if mock.get("timeout") and not async_call:
-            self.clock += timedelta(seconds=float(recorded.get("timeout_s") or 0))
-            return machine.CallFailed(
-                seq, "timeout", f"timed out after {recorded.get('timeout_s')}s (simulated)", None, record
-            )
-        response = self._response(mock, count, async_call)
-        record |= {"response_status": response["status"], "response_headers": response["headers"]}
-        record["response_body"] = response["body"]
-        if not dispatch.is_success(recorded, response["status"]):
-            return machine.CallFailed(seq, "status", f"HTTP {response['status']}", response, record)
-        if async_call:
-            return machine.AsyncAccepted(seq, response, record)
-        return machine.CallSucceeded(seq, response, record)
+            timeout_s = rendered.wire.get("timeout_s")
+            self.clock += timedelta(seconds=float(timeout_s or 0))
+            return Outcome(None, "timeout", f"timed out after {timeout_s}s (simulated)")
+        return Outcome(self._response(mock, count, async_call))
 
     @staticmethod
     def _response(mock: dict, count: int, async_call: bool) -> dict:
@@ -265,16 +257,6 @@ class _Simulation:
     def _mock(self, node: str, phase: str) -> dict:
         mock = self.mocks.get(node) or {}
         return (mock.get("compensation") or {}) if phase == machine.COMPENSATION else mock
-
-    def _render(self, state: dict, request: dict, cb: dict | None = None) -> dict | templating.TemplateError:
-        """The request as the history would store it: rendered, secrets masked, no retry policy."""
-        data = machine.template_data(self.env(), state, machine.MASKED, cb)
-        try:
-            recorded = templating.render(request, data)
-        except templating.TemplateError as exc:
-            return exc
-        recorded.pop("retry", None)
-        return recorded
 
     def _record(self, records: list[machine.StepRecord]) -> None:
         for record in records:

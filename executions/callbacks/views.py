@@ -8,8 +8,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from callbacks.services import receive_callback
 from executions import telemetry
+from executions.callbacks.services import receive_callback
 from trama_project.api import ErrorSerializer
 
 CallbackAnswer = inline_serializer(

@@ -68,3 +68,8 @@ def read_callback_token(token: str, now: datetime | None = None) -> CallbackClai
 
 def callback_url(token: str) -> str:
     return f"{settings.TRAMA_PUBLIC_URL}/api/v1/callbacks/{token}/"
+
+
+def callback_context(token: str) -> dict:
+    """What templates see as ``callback`` (``{{callback.url}}``, ``{{callback.token}}``) for one async attempt."""
+    return {"url": callback_url(token), "token": token}

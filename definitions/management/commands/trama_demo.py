@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from trama_project.management.commands._definition_files import definition_files, describe, import_file
+from definitions.management.commands._definition_files import definition_files, describe, import_file
 
 # Each example: the demo service it calls (examples/<script>, its port) and an input to start it with.
 DEMOS = {

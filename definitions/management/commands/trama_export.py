@@ -4,9 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from definitions.management.commands._definition_files import write_source
 from definitions.models import Definition
 from definitions.services import definition_versions, latest_definitions, stored_definitions
-from trama_project.management.commands._definition_files import write_source
 
 
 class Command(BaseCommand):

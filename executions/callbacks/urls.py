@@ -1,6 +1,6 @@
 from django.urls import path
 
-from callbacks.api.views import CallbackByHeaderView, CallbackView
+from executions.callbacks.views import CallbackByHeaderView, CallbackView
 
 urlpatterns = [
     path("callbacks/", CallbackByHeaderView.as_view(), name="callback-by-header"),

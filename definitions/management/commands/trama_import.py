@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from trama_project.management.commands._definition_files import definition_files, describe, import_file
+from definitions.management.commands._definition_files import definition_files, describe, import_file
 
 
 class Command(BaseCommand):
