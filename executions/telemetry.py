@@ -56,16 +56,13 @@ _collector = None
 
 
 def install() -> None:
-    """Register the /metrics collector and set up tracing from OTEL_* (AppConfig.ready, once per process)."""
+    """Register the /metrics collector (AppConfig.ready, once per process)."""
     global _collector
     if _collector is None:
         from executions.metrics import DatabaseCollector
 
         _collector = DatabaseCollector()
         REGISTRY.register(_collector)
-    from trama_project import otel
-
-    otel.configure_from_env()
 
 
 # --- Traces -----------------------------------------------------------------------------------

@@ -91,11 +91,11 @@ def exporter():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from trama_project import otel
+    from executions import tracing
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = otel.build_provider()
+        provider = tracing.build_provider()
         trace.set_tracer_provider(provider)
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))

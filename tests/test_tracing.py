@@ -9,11 +9,10 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
 
-from executions import telemetry
+from executions import telemetry, tracing
 from executions.services import start_execution
 from tests.engine_support import drive, req, retry, store, task
 from tests.support.service import Callback, Reply
-from trama_project import otel
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 
@@ -115,8 +114,8 @@ def test_tracing_is_off_by_default_without_an_sdk():
 
 def test_exporters_come_from_otel_traces_exporter(monkeypatch):
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    assert otel.exporter_names() == []
+    assert tracing.exporter_names() == []
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp, console")
-    assert otel.exporter_names() == ["otlp", "console"]
+    assert tracing.exporter_names() == ["otlp", "console"]
     with pytest.raises(ImproperlyConfigured):
-        otel._exporter("zipkin-by-carrier-pigeon")
+        tracing._exporter("zipkin-by-carrier-pigeon")

@@ -1,7 +1,6 @@
 """OpenTelemetry SDK setup, from the standard OTEL_* environment variables only.
 
-Called once per process from ``ExecutionsConfig.ready()`` (through
-``executions.telemetry.install``), so the web process, every qcluster worker
+Called once per process from ``ExecutionsConfig.ready()``, so the web process, every qcluster worker
 and the timer loop are set up alike. ``OTEL_TRACES_EXPORTER`` picks the
 exporters (comma-separated): ``otlp`` (HTTP/protobuf; OTEL_EXPORTER_OTLP_*
 configure it), ``console``, or ``none`` — the default here, where no SDK is set
@@ -22,6 +21,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from executions.telemetry import ExecutionIdGenerator
 
 _configured = False
 
@@ -49,8 +50,6 @@ def configure_from_env() -> TracerProvider | None:
 
 def build_provider() -> TracerProvider:
     """A TracerProvider with Trama's id generator (execution-derived root and wait span ids)."""
-    from executions.telemetry import ExecutionIdGenerator
-
     named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     resource = Resource.create({} if named else {"service.name": "trama"})
     return TracerProvider(resource=resource, id_generator=ExecutionIdGenerator())
