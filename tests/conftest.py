@@ -83,6 +83,18 @@ def pytest_runtest_makereport(item, call):
         report.sections.append((f"worker logs ({report.when})", pool.logs()))
 
 
+@pytest.fixture
+def otlp():
+    """A started OTLP/HTTP receiver (tests/support/otlp.py) for spans of real processes."""
+    from tests.support.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
 @pytest.fixture(scope="module")
 def exporter():
     """Spans of this process, captured in memory (the global provider can be set only once per process)."""
