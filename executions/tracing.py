@@ -15,6 +15,7 @@ opentelemetry-instrumentation-django unless OTEL_PYTHON_DJANGO_INSTRUMENT=False.
 from __future__ import annotations
 
 import os
+from multiprocessing import util as multiprocessing_util
 
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
@@ -26,6 +27,7 @@ from executions.telemetry import ExecutionIdGenerator
 from trama_project.logging import redact
 
 _configured = False
+FLUSH_PRIORITY = 10  # after executions.inflight.DRAIN_PRIORITY: the executions in flight end first
 
 
 def exporter_names() -> list[str]:
@@ -45,8 +47,20 @@ def configure_from_env() -> TracerProvider | None:
         provider.add_span_processor(RedactCallbackTokens(BatchSpanProcessor(_exporter(name))))
     trace.set_tracer_provider(provider)
     _configured = True
+    multiprocessing_util.register_after_fork(provider, _flush_at_child_exit)
     _instrument_django()
     return provider
+
+
+def _flush_at_child_exit(provider: TracerProvider) -> None:
+    """In a multiprocessing child (django-q's workers): export the buffered spans as it exits.
+
+    Such a child ends with os._exit(), so neither atexit nor the provider's own
+    shutdown hook runs; multiprocessing's finalizers do (registered here, after
+    the fork: the child starts with an empty registry). gunicorn's workers flush
+    in deploy/gunicorn.conf.py; other processes at exit, through the SDK.
+    """
+    multiprocessing_util.Finalize(provider, provider.force_flush, exitpriority=FLUSH_PRIORITY)
 
 
 def build_provider() -> TracerProvider:
