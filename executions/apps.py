@@ -8,9 +8,10 @@ class ExecutionsConfig(AppConfig):
     name = "executions"
 
     def ready(self) -> None:
-        from executions import telemetry
+        from executions import telemetry, tracing
 
-        telemetry.install()  # the trama_* /metrics collector; tracing from OTEL_* (trama_project/otel.py)
+        telemetry.install()  # the trama_* /metrics collector
+        tracing.configure_from_env()  # the OpenTelemetry SDK, from OTEL_* (executions/tracing.py)
         os.register_at_fork(after_in_child=forget_inherited_connections)
 
 

@@ -20,8 +20,10 @@ connections stay bounded whatever the concurrency.
 
 Nothing is lost when the process dies: each execution's row carries its
 lease, which lapses; the timer loop then enqueues it for another worker. When
-the process stops cleanly (django-q recycles it or the cluster stops), Python
-joins these threads before it exits, so executions in flight finish first.
+the process stops cleanly (django-q recycles it or the cluster stops), the
+executions in flight finish first: ``drain`` runs among multiprocessing's exit
+finalizers, ahead of the one that flushes this process's spans
+(executions/tracing.py), which would otherwise run before Python joins these threads.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import util as multiprocessing_util
 
 from django.conf import settings
 from django.db import connections
@@ -68,7 +71,12 @@ class InFlight:
                 self.running -= 1
             self._slots.release()
 
+    def drain(self) -> None:
+        """Wait for every execution in flight to finish; the threads then end."""
+        self._executor.shutdown(wait=True)
 
+
+DRAIN_PRIORITY = 20  # above executions.tracing.FLUSH_PRIORITY
 _pool: InFlight | None = None
 _pool_pid: int | None = None
 _pool_lock = threading.Lock()
@@ -80,4 +88,7 @@ def in_flight() -> InFlight:
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
             _pool, _pool_pid = InFlight(settings.TRAMA_WORKER_CONCURRENCY), os.getpid()
+            # A django-q worker process ends with os._exit(), after multiprocessing's finalizers
+            # (highest priority first) and before any atexit hook: drain there, then spans are flushed.
+            multiprocessing_util.Finalize(_pool, _pool.drain, exitpriority=DRAIN_PRIORITY)
         return _pool

@@ -14,12 +14,15 @@ AppConfig.ready() and must not touch the ORM before the apps are loaded.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -60,6 +63,32 @@ class DatabaseCollector(Collector):
                     _log.warning("metrics: database query failed: %s", exc)
                     up = False
             return _families(self._snapshot, up=up, seconds=time.monotonic() - started)
+
+
+_collector: DatabaseCollector | None = None
+
+
+def database_collector() -> DatabaseCollector:
+    """This process's collector (one cache per process)."""
+    global _collector
+    if _collector is None:
+        _collector = DatabaseCollector()
+    return _collector
+
+
+def export(request: HttpRequest) -> HttpResponse:
+    """GET /metrics: this process's registry, or under gunicorn every worker's.
+
+    deploy/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR, where each worker process
+    writes its counters (django_http_*, trama_callbacks_rejected_total): a scrape,
+    whichever worker answers it, sums them all, then adds the database families once.
+    """
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry(auto_describe=False)
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(database_collector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def query_snapshot() -> dict:

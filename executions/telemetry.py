@@ -52,20 +52,17 @@ _REJECT_REASONS = {
     200: "duplicate",
 }
 
-_collector = None
+_installed = False
 
 
 def install() -> None:
-    """Register the /metrics collector and set up tracing from OTEL_* (AppConfig.ready, once per process)."""
-    global _collector
-    if _collector is None:
-        from executions.metrics import DatabaseCollector
+    """Register the /metrics collector on the default registry (AppConfig.ready, once per process)."""
+    global _installed
+    if not _installed:
+        from executions.metrics import database_collector
 
-        _collector = DatabaseCollector()
-        REGISTRY.register(_collector)
-    from trama_project import otel
-
-    otel.configure_from_env()
+        REGISTRY.register(database_collector())
+        _installed = True
 
 
 # --- Traces -----------------------------------------------------------------------------------

@@ -83,6 +83,18 @@ def pytest_runtest_makereport(item, call):
         report.sections.append((f"worker logs ({report.when})", pool.logs()))
 
 
+@pytest.fixture
+def otlp():
+    """A started OTLP/HTTP receiver (tests/support/otlp.py) for spans of real processes."""
+    from tests.support.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
 @pytest.fixture(scope="module")
 def exporter():
     """Spans of this process, captured in memory (the global provider can be set only once per process)."""
@@ -91,11 +103,11 @@ def exporter():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from trama_project import otel
+    from executions import tracing
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = otel.build_provider()
+        provider = tracing.build_provider()
         trace.set_tracer_provider(provider)
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))

@@ -143,3 +143,31 @@ def test_compensation_lines_name_the_phase_and_every_line_names_the_execution(se
         f"execution {ex.pk} RUNNING -> COMPENSATING: step 2 (b attempt 1) failed; now at a compensation attempt 1",
         f"execution {ex.pk} COMPENSATING -> COMPENSATED: step 3 (a compensation attempt 1) succeeded",
     ]
+
+
+@pytest.mark.django_db
+def test_refused_callbacks_leave_no_token_in_the_log_records(caplog, live_server):
+    """django.request logs every 4xx with the path (and the request): the token in it is a credential."""
+    import uuid
+    from datetime import timedelta
+
+    import requests
+    from django.utils import timezone
+
+    from callbacks.tokens import mint_callback_token
+
+    tokens = {
+        f"forged-{uuid.uuid4().hex}": 403,
+        mint_callback_token(str(uuid.uuid4()), "pay", 1, timezone.now() - timedelta(days=2)): 410,
+        mint_callback_token(str(uuid.uuid4()), "pay", 1, timezone.now() + timedelta(hours=1)): 404,
+    }
+    with caplog.at_level(logging.INFO):
+        for token, status in tokens.items():
+            answer = requests.post(f"{live_server.url}/api/v1/callbacks/{token}/", json={}, timeout=10)
+            assert answer.status_code == status
+        wait_until(lambda: len([r for r in caplog.records if r.name == "django.request"]) >= len(tokens))
+    request_lines = [r.getMessage() for r in caplog.records if r.name == "django.request"]
+    assert request_lines.count("Forbidden: /api/v1/callbacks/<redacted>/") == 1, request_lines
+    for record in caplog.records:
+        written = JsonFormatter().format(record) + logging.Formatter().format(record)
+        assert not any(token in written for token in tokens), written

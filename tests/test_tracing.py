@@ -9,11 +9,10 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
 
-from executions import telemetry
+from executions import telemetry, tracing
 from executions.services import start_execution
 from tests.engine_support import drive, req, retry, store, task
 from tests.support.service import Callback, Reply
-from trama_project import otel
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 
@@ -115,8 +114,38 @@ def test_tracing_is_off_by_default_without_an_sdk():
 
 def test_exporters_come_from_otel_traces_exporter(monkeypatch):
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    assert otel.exporter_names() == []
+    assert tracing.exporter_names() == []
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp, console")
-    assert otel.exporter_names() == ["otlp", "console"]
+    assert tracing.exporter_names() == ["otlp", "console"]
     with pytest.raises(ImproperlyConfigured):
-        otel._exporter("zipkin-by-carrier-pigeon")
+        tracing._exporter("zipkin-by-carrier-pigeon")
+
+
+@pytest.mark.workers
+def test_spans_of_a_worker_process_reach_the_collector_when_qcluster_stops(service, worker_pool, otlp, settings):
+    """Stopped right after its executions finish, qcluster's worker processes export what they still buffer."""
+    from executions.models import FINAL_STATUSES, Execution
+    from tests.engine_support import chain
+    from tests.support import wait_until
+
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    worker_pool.start_worker(TRAMA_WORKERS=2, **otlp.env())  # the batch processor's own delay: 5 s
+    d = store(chain(service.url, "a", "b", "c"), "a", name="flushed")
+    ids = [start_execution(d, {})[0].pk for _ in range(20)]
+    wait_until(
+        lambda: not Execution.objects.filter(pk__in=ids).exclude(status__in=FINAL_STATUSES).exists(),
+        timeout=60,
+        message="20 executions finished",
+    )
+    worker_pool.stop_all(timeout=30)
+    assert [p.returncode for p in (w.proc for w in worker_pool.processes)] == [0], worker_pool.logs()
+
+    def arrived():
+        spans = otlp.received()
+        roots = {s.trace_id for s in spans if s.name == "execution flushed"}
+        steps = [s for s in spans if s.kind == trace.SpanKind.CLIENT.value + 1]  # proto kinds are 1 higher
+        return roots, steps
+
+    roots, steps = arrived()
+    assert roots == {pk.hex for pk in ids}
+    assert len(steps) == 60

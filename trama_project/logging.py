@@ -9,6 +9,7 @@ fields a log pipeline can index.
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime
 
 from django.core.exceptions import ImproperlyConfigured
@@ -16,6 +17,36 @@ from django.core.exceptions import ImproperlyConfigured
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _FORMATTERS = {"text": "plain", "json": "json"}
+
+# A callback token in a URL path (POST /api/v1/callbacks/{token}/) is a credential that stays valid
+# until its node's deadline plus TRAMA_CALLBACK_GRACE_SECONDS: nothing that logs or traces a path may
+# keep it. "<" is excluded so the route pattern ("callbacks/<str:token>/") is left as it is.
+_CALLBACK_TOKEN = re.compile(r"(/callbacks/)[^/?#\s\"'<>]+")
+REDACTED = "<redacted>"
+
+
+def redact(text: str) -> str:
+    """``text`` with every callback token in a URL path replaced by ``<redacted>``."""
+    return _CALLBACK_TOKEN.sub(rf"\g<1>{REDACTED}", text) if "/callbacks/" in text else text
+
+
+class RedactFilter(logging.Filter):
+    """Removes callback tokens from a record's message and from its extras (``request`` above all).
+
+    On the django.request and django.server loggers (their 4xx lines name the path) and on
+    every handler, so a record from any logger is cleaned before it is written.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/callbacks/" in message:
+            record.msg, record.args = redact(message), None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and not key.startswith("_") and not isinstance(value, int | float | bool):
+                text = str(value)
+                if "/callbacks/" in text:
+                    setattr(record, key, redact(text))
+        return True
 
 
 def formatter_from_env(name: str = "TRAMA_LOG_FORMAT", default: str = "text") -> str:

@@ -258,9 +258,20 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "trama_project.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": formatter_from_env("TRAMA_LOG_FORMAT")}},
+    # Callback tokens in URL paths never reach a log line (trama_project/logging.py).
+    "filters": {"redact": {"()": "trama_project.logging.RedactFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": formatter_from_env("TRAMA_LOG_FORMAT"),
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("TRAMA_LOG_LEVEL", "INFO")},
     "loggers": {
+        # Their 4xx/5xx lines ("Forbidden: /api/v1/callbacks/<token>/") carry the path and the request.
+        "django.request": {"filters": ["redact"]},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False, "filters": ["redact"]},
         "django-q": {"level": env_str("TRAMA_QUEUE_LOG_LEVEL", "WARNING")},
         # urllib3 logs each request's URL at DEBUG, query string included: a {{secrets.X}} there would leak.
         "urllib3": {"level": "WARNING"},

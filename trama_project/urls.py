@@ -19,7 +19,7 @@ urlpatterns = [
     # Last under /api/: a path without its trailing slash gets JSON (or, for a GET, the redirect).
     re_path(r"^api/(?P<path>.*[^/])$", missing_trailing_slash),
     path("healthz", healthz, name="healthz"),
-    path("", include("django_prometheus.urls")),
+    path("", include("executions.urls")),  # /metrics: django-prometheus' and trama_*, of every process
     path("admin/", admin.site.urls),
     path("", include("graph_editor.urls")),
 ]

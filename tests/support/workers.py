@@ -89,12 +89,20 @@ class WorkerPool:
 
     def start(self, command: str, *extra_args: str, **env: object) -> subprocess.Popen:
         """Start ``manage.py <command> [extra_args]`` in its own process group; return the Popen."""
+        return self.spawn(command, [sys.executable, "manage.py", command, *extra_args], **env)
+
+    def start_gunicorn(self, port: int, *extra_args: str, **env: object) -> subprocess.Popen:
+        """The web process as deploy/Procfile runs it (gunicorn with deploy/gunicorn.conf.py) on 127.0.0.1:``port``."""
+        args = [sys.executable, "-m", "gunicorn", "trama_project.wsgi", "-c", "deploy/gunicorn.conf.py"]
+        return self.spawn("gunicorn", [*args, "--bind", f"127.0.0.1:{port}", *extra_args], **env)
+
+    def spawn(self, label: str, args: list[str], **env: object) -> subprocess.Popen:
+        """Run ``args`` from the repository root in its own process group, output to files; return the Popen."""
         full_env = self.base_env()
         full_env.update({k: str(v) for k, v in env.items()})
-        name = f"{command}-{len(self.processes) + 1}"
+        name = f"{label}-{len(self.processes) + 1}"
         stdout_path = self.log_dir / f"{name}.out"
         stderr_path = self.log_dir / f"{name}.err"
-        args = [sys.executable, "manage.py", command, *extra_args]
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             proc = subprocess.Popen(
                 args,
