@@ -154,7 +154,7 @@ def test_refused_callbacks_leave_no_token_in_the_log_records(caplog, live_server
     import requests
     from django.utils import timezone
 
-    from callbacks.tokens import mint_callback_token
+    from executions.callback_tokens import mint_callback_token
 
     tokens = {
         f"forged-{uuid.uuid4().hex}": 403,

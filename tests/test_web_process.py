@@ -16,7 +16,7 @@ import requests
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from callbacks.tokens import mint_callback_token
+from executions.callback_tokens import mint_callback_token
 from tests.conftest import free_port
 from tests.support import wait_until
 
