@@ -187,7 +187,7 @@ class _Simulation:
         try:
             for _ in range(4 * self.max_steps + 10):
                 self._apply(event)
-                if self.state["status"] in machine.FINAL or len(self.steps) >= self.max_steps:
+                if self.state["status"] in machine.FINAL_STATUSES or len(self.steps) >= self.max_steps:
                     break
                 event = self._next_event(self.decision)
         except _Unsupported as exc:
@@ -226,8 +226,8 @@ class _Simulation:
         if isinstance(recorded, templating.TemplateError):
             return machine.CallFailed(call.seq, "template", str(recorded))
         self._record([machine.StepRecord(call.seq, {"request": recorded}, new=False)])
-        mock = self._mock(call.node, machine.FORWARD)
-        event = self._outcome(call.seq, call.node, machine.FORWARD, recorded, mock, async_call=True)
+        mock = self._mock(call.node, machine.Phase.FORWARD)
+        event = self._outcome(call.seq, call.node, machine.Phase.FORWARD, recorded, mock, async_call=True)
         if not isinstance(event, machine.AsyncAccepted) or mock.get("timeout"):
             return event  # a failed send is retried or fails the node; a timeout waits for the deadline
         self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
@@ -264,7 +264,7 @@ class _Simulation:
 
     def _mock(self, node: str, phase: str) -> dict:
         mock = self.mocks.get(node) or {}
-        return (mock.get("compensation") or {}) if phase == machine.COMPENSATION else mock
+        return (mock.get("compensation") or {}) if phase == machine.Phase.COMPENSATION else mock
 
     def _render(self, state: dict, request: dict, cb: dict | None = None) -> dict | templating.TemplateError:
         """The request as the history would store it: rendered, secrets masked, no retry policy."""
@@ -297,9 +297,9 @@ class _Simulation:
         error = state["error"]
         if stopped is not None:
             error = {"message": stopped, "node": state["node"]}
-        elif state["status"] not in machine.FINAL:
+        elif state["status"] not in machine.FINAL_STATUSES:
             error = {"message": f"simulation stopped after max_steps ({self.max_steps}) steps", "node": state["node"]}
-        path = [s["node_id"] for s in steps if s["phase"] == machine.FORWARD and s["attempt"] == 1]
+        path = [s["node_id"] for s in steps if s["phase"] == machine.Phase.FORWARD and s["attempt"] == 1]
         return SimulationResult(state["status"], state["output"], error, path, steps, self.calls)
 
 

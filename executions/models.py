@@ -5,24 +5,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from definitions.models import Definition
-
-
-class ExecutionStatus(models.TextChoices):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    WAITING = "WAITING"
-    SLEEPING = "SLEEPING"
-    COMPENSATING = "COMPENSATING"
-    SUCCEEDED = "SUCCEEDED"
-    COMPENSATED = "COMPENSATED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-FINAL_STATUSES = frozenset(
-    {ExecutionStatus.SUCCEEDED, ExecutionStatus.COMPENSATED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+from executions.choices import (  # noqa: F401 (re-exported: the models' callers import them from here)
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    WAITING_STATUSES,
+    ExecutionStatus,
+    StepStatus,
 )
-ACTIVE_STATUSES = frozenset(set(ExecutionStatus) - FINAL_STATUSES)
+from executions.choices import Phase as StepPhase
 
 
 class Execution(models.Model):
@@ -48,7 +38,7 @@ class Execution(models.Model):
         help_text="For one branch of a parallel node: the execution that forked it.",
     )  # fmt: skip
     branch = models.CharField(max_length=64, blank=True, help_text="The branch's first node, for a branch execution.")
-    status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
+    status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING.value)
     input = models.JSONField(default=dict)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
@@ -97,22 +87,6 @@ class Execution(models.Model):
         return self.status in FINAL_STATUSES
 
 
-class StepPhase(models.TextChoices):
-    FORWARD = "forward"
-    COMPENSATION = "compensation"
-    NOTIFY = "notify"
-
-
-class StepStatus(models.TextChoices):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    WAITING = "waiting"
-    SLEEPING = "sleeping"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-
-
 class Step(models.Model):
     """One attempt of one node, forward, compensation or notify: the durable history.
 
@@ -127,7 +101,7 @@ class Step(models.Model):
     seq = models.PositiveIntegerField()
     node_id = models.CharField(max_length=64)
     node_type = models.CharField(max_length=20)
-    phase = models.CharField(max_length=12, choices=StepPhase.choices, default=StepPhase.FORWARD)
+    phase = models.CharField(max_length=12, choices=StepPhase.choices, default=StepPhase.FORWARD.value)
     attempt = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=12, choices=StepStatus.choices)
     request = models.JSONField(null=True, blank=True)

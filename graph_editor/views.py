@@ -15,6 +15,7 @@ from definitions.models import Definition
 from definitions.services import get_definition, latest_definition
 from executions import services
 from executions.api.serializers import ExecutionSerializer, StepSerializer
+from executions.choices import page_statuses
 from executions.models import Execution, Step
 from graph_editor.forms import StartExecutionForm
 
@@ -64,7 +65,7 @@ def _execution_or_404(pk) -> Execution:
 @staff_member_required
 def execution_page(request: HttpRequest, pk) -> HttpResponse:
     execution = _execution_or_404(pk)
-    context = {"execution": execution, "payload": timeline_payload(execution)}
+    context = {"execution": execution, "payload": timeline_payload(execution), "statuses": page_statuses()}
     return render(request, "graph_editor/execution.html", context)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from executions.choices import FINAL_STATUSES, ExecutionStatus, Phase, StepStatus
 from executions.machine.flow import (
     abandon_wait,
     back_off,
@@ -22,19 +23,7 @@ from executions.machine.flow import (
     working_status,
 )
 from executions.machine.model import (
-    CANCELLED,
-    COMPENSATING,
-    COMPENSATION,
-    FAILED,
-    FINAL,
-    FORWARD,
     JOIN_RECHECK,
-    NOTIFY,
-    PENDING,
-    RUNNING,
-    SLEEPING,
-    SUCCEEDED,
-    WAITING,
     AsyncAccepted,
     BranchFinished,
     CallbackArrived,
@@ -68,7 +57,7 @@ REPORTED_ERROR_CHARS = 500
 def decide(env: Env, state: dict, event: Event) -> Decision:
     """Apply ``event`` to ``state``; the input state is not modified."""
     st = copy_json(state)
-    if st["status"] in FINAL and not _applies_when_final(st, event):
+    if st["status"] in FINAL_STATUSES and not _applies_when_final(st, event):
         raise EventRejected(f"execution is {st['status']}")
     handler = _HANDLERS[type(event)]
     return handler(env, st, event)
@@ -76,8 +65,8 @@ def decide(env: Env, state: dict, event: Event) -> Decision:
 
 def _applies_when_final(st: dict, event: Event) -> bool:
     if isinstance(event, Retry):
-        return st["status"] == FAILED
-    return isinstance(event, Cancel) and event.overrule_success and st["status"] == SUCCEEDED
+        return st["status"] == ExecutionStatus.FAILED
+    return isinstance(event, Cancel) and event.overrule_success and st["status"] == ExecutionStatus.SUCCEEDED
 
 
 def _on_resume(env: Env, st: dict, event: Resume) -> Decision:
@@ -85,12 +74,12 @@ def _on_resume(env: Env, st: dict, event: Resume) -> Decision:
     if st.get("join") and st["join"]["pending"]:
         d.due_at = env.now + JOIN_RECHECK  # branches still running: they wake this execution
         return d
-    if st["status"] == PENDING:
-        st["status"], st["node"], st["attempt"] = RUNNING, st["node"] or env.spec["start"], 1
+    if st["status"] == ExecutionStatus.PENDING:
+        st["status"], st["node"], st["attempt"] = ExecutionStatus.RUNNING, st["node"] or env.spec["start"], 1
         return walk(env, d)
-    if st["status"] == SLEEPING:
+    if st["status"] == ExecutionStatus.SLEEPING:
         return _resume_sleep(env, d)
-    if st["status"] == WAITING:
+    if st["status"] == ExecutionStatus.WAITING:
         return _resume_wait(env, d)
     # RUNNING or COMPENSATING: a worker died mid-step or a callback made it runnable.
     return walk(env, d)
@@ -110,8 +99,8 @@ def _end_sleep(env: Env, d: Decision) -> Decision:
     kind = st["sleep"]["kind"]
     st["sleep"] = None
     if kind == "node":
-        close_step(d, env, "succeeded")
-        st["status"] = RUNNING
+        close_step(d, env, StepStatus.SUCCEEDED)
+        st["status"] = ExecutionStatus.RUNNING
         return goto(env, d, env.node(st["node"]).get("next"))
     st["status"] = working_status(st)
     return walk(env, d)  # back-off over: the next attempt
@@ -137,11 +126,11 @@ def _resume_wait(env: Env, d: Decision) -> Decision:
 def _on_call_succeeded(env: Env, st: dict, event: CallSucceeded) -> Decision:
     d = Decision(st)
     expect_open(st, event.seq)
-    close_step(d, env, "succeeded", extra=event.record)
+    close_step(d, env, StepStatus.SUCCEEDED, extra=event.record)
     node_id = st["node"]
-    if st["phase"] == NOTIFY:
+    if st["phase"] == Phase.NOTIFY:
         return end_notify(d, env)
-    if st["phase"] == COMPENSATION:
+    if st["phase"] == Phase.COMPENSATION:
         st["compensate"].pop(0)
         st["attempt"] = 1
         return walk(env, d)
@@ -155,8 +144,8 @@ def _on_call_succeeded(env: Env, st: dict, event: CallSucceeded) -> Decision:
 def _on_call_failed(env: Env, st: dict, event: CallFailed) -> Decision:
     d = Decision(st)
     expect_open(st, event.seq)
-    close_step(d, env, "failed", error={"failure": event.failure, "message": event.error}, extra=event.record)
-    if event.response is not None and st["phase"] == FORWARD:
+    close_step(d, env, StepStatus.FAILED, error={"failure": event.failure, "message": event.error}, extra=event.record)
+    if event.response is not None and st["phase"] == Phase.FORWARD:
         st["results"][st["node"]] = {"response": event.response}
     policy = retry_policy(env, st)
     error = {"node": st["node"], "attempt": st["attempt"], "failure": event.failure, "message": event.error}
@@ -168,7 +157,7 @@ def _on_call_failed(env: Env, st: dict, event: CallFailed) -> Decision:
 def _on_async_accepted(env: Env, st: dict, event: AsyncAccepted) -> Decision:
     d = Decision(st)
     expect_open(st, event.seq)
-    if st["status"] != WAITING or st["wait"]["acked"]:
+    if st["status"] != ExecutionStatus.WAITING or st["wait"]["acked"]:
         raise EventRejected("not waiting for an acknowledgement")
     st["wait"]["acked"] = True
     st["results"][st["node"]] = {"response": event.response}
@@ -184,15 +173,15 @@ def _on_callback(env: Env, st: dict, event: CallbackArrived) -> Decision:
     st["wait"] = None
     result = st["results"].setdefault(event.node, {})
     result["callback"] = {"body": event.body}
-    st["status"] = RUNNING
+    st["status"] = ExecutionStatus.RUNNING
     if event.outcome == "succeeded":
-        close_step(d, env, "succeeded", detail={"callback": event.body})
+        close_step(d, env, StepStatus.SUCCEEDED, detail={"callback": event.body})
         st["last_call"] = event.node
         if env.node(event.node).get("compensation"):
             st["done"].append(event.node)
         return goto(env, d, env.node(event.node).get("next"), run=False)
     reported = _reported_error(event.body)
-    close_step(d, env, "failed", detail={"callback": event.body}, error=reported)
+    close_step(d, env, StepStatus.FAILED, detail={"callback": event.body}, error=reported)
     policy = env.node(event.node)["retry"]
     error = {"node": event.node, "attempt": event.attempt, "failure": "callback", **reported}
     if st["attempt"] < policy["max_attempts"]:
@@ -229,7 +218,7 @@ def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
     d = Decision(st)
     st["cancelled"] = True
     st["output"] = None
-    close_open_step(d, env, "cancelled")
+    close_open_step(d, env, StepStatus.CANCELLED)
     abandon_wait(env, st)
     st["sleep"] = None
     st["failure"] = st["failure"] or {"message": "cancelled"}
@@ -238,15 +227,15 @@ def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
         join["failed"] = True
         d.actions.append(CancelBranches(list(join["pending"]), event.compensate))
     if not event.compensate:
-        return finish(d, env, CANCELLED, error={"message": "cancelled"})
-    if st["phase"] == FORWARD:
+        return finish(d, env, ExecutionStatus.CANCELLED, error={"message": "cancelled"})
+    if st["phase"] == Phase.FORWARD:
         start_compensation(st)
-    st["status"] = COMPENSATING
+    st["status"] = ExecutionStatus.COMPENSATING
     return walk(env, d, run=False)
 
 
 def _on_wake(env: Env, st: dict, event: Wake) -> Decision:
-    if st["status"] != SLEEPING:
+    if st["status"] != ExecutionStatus.SLEEPING:
         raise EventRejected("execution is not sleeping")
     d = Decision(st)
     st["sleep"]["until"] = env.now.isoformat()
@@ -256,17 +245,17 @@ def _on_wake(env: Env, st: dict, event: Wake) -> Decision:
 
 def _on_retry(env: Env, st: dict, event: Retry) -> Decision:
     """Resume a FAILED execution from the node, or compensation, that failed."""
-    if st["status"] != FAILED:
-        raise EventRejected("only a FAILED execution can be retried")
+    if st["status"] != ExecutionStatus.FAILED:
+        raise EventRejected("only a ExecutionStatus.FAILED execution can be retried")
     d = Decision(st)
     st["error"], st["output"] = None, None
-    if st["phase"] == COMPENSATION and event.skip:
+    if st["phase"] == Phase.COMPENSATION and event.skip:
         st["compensate"].pop(0)
     elif event.skip:
         raise EventRejected("skip applies to a failed compensation only")
     st["attempt"] = st.get("attempt", 0) + 1 if not event.skip else 1
     st["status"] = working_status(st)
-    if st["phase"] == FORWARD:
+    if st["phase"] == Phase.FORWARD:
         st["failure"] = None
     d.due_at = env.now
     return d
@@ -279,9 +268,9 @@ def _on_branch_finished(env: Env, st: dict, event: BranchFinished) -> Decision:
         raise EventRejected(f"not waiting for branch '{event.branch}'")
     join["pending"].remove(event.branch)
     st["results"].update(event.results)
-    if event.status == FAILED:
+    if event.status == ExecutionStatus.FAILED:
         st["branch_failed_for_good"] = True  # a branch needs an operator, so the whole execution does
-    if event.status == SUCCEEDED:
+    if event.status == ExecutionStatus.SUCCEEDED:
         join["done"][event.branch] = event.done
     elif not join["failed"]:
         join["failed"] = True

@@ -1,4 +1,4 @@
-"""The state machine's vocabulary: statuses, events, actions, the decision, the state and Env."""
+"""The state machine's vocabulary: events, actions, the decision, the state and Env (statuses: executions.choices)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-# Statuses mirror executions.models.ExecutionStatus, kept as plain strings so this package stays ORM-free.
-PENDING, RUNNING, WAITING, SLEEPING = "PENDING", "RUNNING", "WAITING", "SLEEPING"
-COMPENSATING, SUCCEEDED, COMPENSATED, FAILED, CANCELLED = (
-    "COMPENSATING",
-    "SUCCEEDED",
-    "COMPENSATED",
-    "FAILED",
-    "CANCELLED",
-)
-FINAL = frozenset({SUCCEEDED, COMPENSATED, FAILED, CANCELLED})
-FORWARD, COMPENSATION, NOTIFY = "forward", "compensation", "notify"
+from executions.choices import ExecutionStatus, Phase
+
 # Which ``notify`` request an outcome sends (CANCELLED sends none: somebody asked for it).
-NOTIFY_ON = {SUCCEEDED: "succeeded", FAILED: "failed", COMPENSATED: "failed"}
+NOTIFY_ON = {
+    ExecutionStatus.SUCCEEDED: "succeeded",
+    ExecutionStatus.FAILED: "failed",
+    ExecutionStatus.COMPENSATED: "failed",
+}
 # A switch loop that never reaches a call would spin forever inside one decide().
 MAX_HOPS_PER_DECISION = 1000
 # A parent waiting on its branches is woken by their BranchFinished events; this is only a safety re-check.
@@ -192,9 +187,9 @@ class EventRejected(Exception):
 
 def new_state() -> dict:
     return {
-        "status": PENDING,
+        "status": ExecutionStatus.PENDING,
         "node": None,  # current node id
-        "phase": FORWARD,
+        "phase": Phase.FORWARD,
         "attempt": 0,  # attempt of the current node (or current compensation)
         "seq": 0,  # last step seq allocated
         "open_seq": None,  # the step of the current call, wait or sleep

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from executions.machine.model import NOTIFY, WAITING, Decision, Env, EventRejected, StepRecord
+from executions.choices import ExecutionStatus, Phase
+from executions.machine.model import (
+    Decision,
+    Env,
+    EventRejected,
+    StepRecord,
+)
 
 
 def _node_type(env: Env, st: dict) -> str:
-    return "notify" if st["phase"] == NOTIFY else env.node(st["node"])["type"]
+    return "notify" if st["phase"] == Phase.NOTIFY else env.node(st["node"])["type"]
 
 
 def open_step(d: Decision, env: Env, status: str | None = None, phase: str | None = None, detail=None) -> int:
@@ -78,5 +84,5 @@ def expect_before_deadline(st: dict, when: datetime) -> None:
 
 
 def expect_waiting_for(st: dict, node: str, attempt: int) -> None:
-    if st["status"] != WAITING or st["node"] != node or st["attempt"] != attempt or st["cancelled"]:
+    if st["status"] != ExecutionStatus.WAITING or st["node"] != node or st["attempt"] != attempt or st["cancelled"]:
         raise EventRejected("the node no longer waits for this callback")

@@ -45,7 +45,7 @@ def call_event(execution: Execution, state: dict, call: machine.Call, env: machi
     if isinstance(rendered, machine.CallFailed):
         return rendered
     wire, recorded = rendered
-    key_node = f"{call.node}.compensation" if call.phase == machine.COMPENSATION else call.node
+    key_node = f"{call.node}.compensation" if call.phase == machine.Phase.COMPENSATION else call.node
     telemetry.call_started(execution, call)
     outcome = dispatch.send(wire, idempotency_headers(execution, key_node, call.attempt))
     trace_call_finished(wire, outcome)

@@ -167,7 +167,9 @@ def _sending(execution: Execution, node: str, attempt: int) -> bool:
     state = execution.state
     wait = state.get("wait") or {}
     waiting_here = (
-        state.get("status") == machine.WAITING and state.get("node") == node and state.get("attempt") == attempt
+        state.get("status") == machine.ExecutionStatus.WAITING
+        and state.get("node") == node
+        and state.get("attempt") == attempt
     )
     return waiting_here and not wait.get("acked") and _leased(execution)
 
