@@ -10,20 +10,24 @@ the same labels, so the model fields' choices are unchanged.
 from __future__ import annotations
 
 from enum import EnumMeta, StrEnum
+from typing import Any
 
 
 class _ChoicesMeta(EnumMeta):
+    def _members(cls) -> list[Any]:
+        return list(cls.__members__.values())
+
     @property
     def choices(cls) -> list[tuple[str, str]]:
-        return [(member.value, member.label) for member in cls]  # type: ignore[attr-defined]
+        return [(member.value, member.label) for member in cls._members()]
 
     @property
     def values(cls) -> list[str]:
-        return [member.value for member in cls]  # type: ignore[attr-defined]
+        return [member.value for member in cls._members()]
 
     @property
     def labels(cls) -> list[str]:
-        return [member.label for member in cls]  # type: ignore[attr-defined]
+        return [member.label for member in cls._members()]
 
 
 class Choices(StrEnum, metaclass=_ChoicesMeta):

@@ -11,7 +11,8 @@ async call followed by a wait (``SendAsync``), or a pause (status SLEEPING or
 WAITING with a ``due_at``). Every node attempt becomes a step record.
 
 The package: ``model`` (vocabulary), ``handlers`` (``decide``), ``flow`` (walking the
-graph), ``steps`` (history records). Import from here.
+graph), ``steps`` (history records), ``queries`` (what the
+services may ask of a stored state). Import from here.
 """
 
 from executions.choices import FINAL_STATUSES, ExecutionStatus, Phase, StepStatus
@@ -40,6 +41,7 @@ from executions.machine.model import (
     Resume,
     Retry,
     SendAsync,
+    State,
     StepRecord,
     Wake,
     branch_state,
@@ -47,6 +49,7 @@ from executions.machine.model import (
     new_state,
     template_data,
 )
+from executions.machine.queries import answer_pending, branch_finished, wait_deadline, waits_for
 
 __all__ = [
     "ASYNC_ACK_GRACE_S",
@@ -74,13 +77,18 @@ __all__ = [
     "Resume",
     "Retry",
     "SendAsync",
+    "State",
     "StepRecord",
     "StepStatus",
     "Wake",
+    "answer_pending",
     "backoff_seconds",
+    "branch_finished",
     "branch_state",
     "copy_json",
     "decide",
     "new_state",
     "template_data",
+    "wait_deadline",
+    "waits_for",
 ]
