@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Iterable
 
 from django.db import models
 from django.db.models import Q
@@ -13,6 +14,27 @@ from executions.choices import (  # noqa: F401 (re-exported: the models' callers
     StepStatus,
 )
 from executions.choices import Phase as StepPhase
+
+
+class ExecutionQuerySet(models.QuerySet):
+    def branches_under(self, roots: Iterable) -> list["Execution"]:
+        """Every branch execution forked under the executions ``roots`` (ids), nested forks included.
+
+        Level by level, parents first, each level in this queryset's order (and with its
+        annotations and ``only``): one query per level of nesting.
+        """
+        found: list[Execution] = []
+        frontier = list(roots)
+        while frontier:
+            level = list(self.filter(parent_id__in=frontier))
+            found += level
+            frontier = [branch.pk for branch in level]
+        return found
+
+    def family_ids(self, roots: Iterable) -> list:
+        """``roots`` (ids) and the ids of every branch execution under them: all the rows their history spans."""
+        roots = list(roots)
+        return [*roots, *(branch.pk for branch in self.only("pk").branches_under(roots))]
 
 
 class Execution(models.Model):
@@ -61,6 +83,8 @@ class Execution(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ExecutionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -23,9 +23,9 @@ from definitions.models import Definition
 from definitions.rules import RuleError, evaluate, rule_problems
 from definitions.services import (
     DefinitionInvalid,
+    DefinitionNotFound,
     definition_versions,
-    get_definition,
-    latest_definition,
+    find_definition,
     latest_definitions,
     store_definition,
     why_missing,
@@ -43,9 +43,12 @@ READ_ERRORS = {401: ErrorSerializer, 404: ErrorSerializer}
 WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 413: ErrorSerializer, 415: ErrorSerializer}
 
 
-def not_stored(name: str, version: int | None = None) -> NotFound:
-    """The 404 for a name or version that is not stored (its message names the closest names, or the latest)."""
-    return NotFound(why_missing(name, version)[1])
+def stored_or_404(name: str, version: int | None = None) -> Definition:
+    """Version ``version`` of ``name`` (the latest when None), or a 404 naming the closest names or the latest."""
+    try:
+        return find_definition(name, version)
+    except DefinitionNotFound as missing:
+        raise NotFound(missing.reason[1]) from None
 
 
 def invalid_response(errors: list[dict], summary: str) -> Response:
@@ -113,10 +116,7 @@ class DefinitionLatestView(generics.RetrieveAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_object(self) -> Definition:
-        try:
-            return latest_definition(self.kwargs["name"])
-        except Definition.DoesNotExist:
-            raise not_stored(self.kwargs["name"])
+        return stored_or_404(self.kwargs["name"])
 
 
 class DefinitionVersionListView(generics.ListAPIView):
@@ -135,7 +135,7 @@ class DefinitionVersionListView(generics.ListAPIView):
     def get_queryset(self):
         versions = definition_versions(self.kwargs["name"])
         if not versions.exists():
-            raise not_stored(self.kwargs["name"])
+            raise NotFound(why_missing(self.kwargs["name"])[1])
         return versions
 
 
@@ -153,11 +153,7 @@ class DefinitionVersionView(generics.RetrieveAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_object(self) -> Definition:
-        name, version = self.kwargs["name"], self.kwargs["version"]
-        try:
-            return get_definition(name, version)
-        except Definition.DoesNotExist:
-            raise not_stored(name, version)
+        return stored_or_404(self.kwargs["name"], self.kwargs["version"])
 
 
 class ExpressionEvaluateView(APIView):
@@ -215,11 +211,7 @@ class DefinitionSimulateView(APIView):
             result = validate_definition(data["definition"])
             errors = [{**e, "path": f"definition.{e['path']}" if e["path"] else "definition"} for e in result.errors]
             return (errors, None) if errors else (result.spec, None)
-        name = data["name"]
-        try:
-            found = get_definition(name, data["version"]) if "version" in data else latest_definition(name)
-        except Definition.DoesNotExist:
-            raise not_stored(name, data.get("version"))
+        found = stored_or_404(data["name"], data.get("version"))
         return found.spec, (found.name, found.version)
 
 
@@ -236,13 +228,6 @@ class DefinitionDiffView(APIView):
         responses={200: DefinitionDiffSerializer, **READ_ERRORS},
     )
     def get(self, request, name: str, version: int, other: int):
-        old, new = self._version(name, version), self._version(name, other)
+        old, new = stored_or_404(name, version), stored_or_404(name, other)
         body = {"name": name, "from_version": version, "to_version": other, **diff_specs(old.spec, new.spec)}
         return Response(DefinitionDiffSerializer(body).data)
-
-    @staticmethod
-    def _version(name: str, version: int) -> Definition:
-        try:
-            return get_definition(name, version)
-        except Definition.DoesNotExist:
-            raise not_stored(name, version)

@@ -10,14 +10,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from definitions.models import Definition
-from definitions.services import (
-    DefinitionInvalid,
-    get_definition,
-    latest_definition,
-    store_inline_definition,
-    why_missing,
-)
+from definitions.services import DefinitionInvalid, DefinitionNotFound
 from definitions.validation.instants import InstantError, parse_instant
 from executions import services
 from executions.api.serializers import (
@@ -57,30 +50,6 @@ def _execution_or_404(pk: str) -> Execution:
         return Execution.objects.select_related("definition").get(pk=uuid.UUID(pk))
     except (ValueError, Execution.DoesNotExist):
         raise NotFound("No execution with that id (execution ids are UUIDs).") from None
-
-
-def _resolve_definition(data: dict) -> Definition:
-    if "spec" in data:
-        try:
-            return store_inline_definition(data["spec"])
-        except DefinitionInvalid as exc:
-            raise ValidationError({"spec": [f"{e['path'] or '(root)'}: {e['message']}" for e in exc.errors]}) from None
-    try:
-        if "version" in data:
-            return get_definition(data["definition"], data["version"])
-        return latest_definition(data["definition"])
-    except Definition.DoesNotExist:
-        field, message = why_missing(data["definition"], data.get("version"))
-        raise ValidationError({field: message}) from None
-
-
-def _with_branches(execution_id) -> list:
-    """The execution and every branch execution forked under it, nested forks included."""
-    ids, frontier = [execution_id], [execution_id]
-    while frontier:
-        frontier = list(Execution.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
-        ids += frontier
-    return ids
 
 
 def _filter_executions(params) -> "list | object":
@@ -146,17 +115,15 @@ class ExecutionListCreateView(generics.ListAPIView):
         key = request.headers.get("Idempotency-Key", "").strip() or None
         if key and len(key) > 200:
             raise ValidationError({"Idempotency-Key": "must be at most 200 characters"})
-        digest = services.request_digest({k: data.get(k) for k in ("definition", "version", "spec", "input")})
         try:
-            replayed = services.find_replayed_start(key, digest) if key else None
-            if replayed is not None:
-                execution, created = replayed, False
-            else:
-                execution, created = services.start_execution(
-                    _resolve_definition(data), data["input"], key, str(request.user), digest
-                )
+            execution, created = services.start_requested(data, key, str(request.user))
         except services.IdempotencyConflict as exc:
             return _conflict(str(exc))
+        except DefinitionInvalid as exc:
+            raise ValidationError({"spec": [f"{e['path'] or '(root)'}: {e['message']}" for e in exc.errors]}) from None
+        except DefinitionNotFound as missing:
+            field, message = missing.reason
+            raise ValidationError({field: message}) from None
         headers = {"Location": f"/api/v1/executions/{execution.pk}/"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
@@ -176,7 +143,7 @@ class ExecutionStepsView(generics.ListAPIView):
 
     def get_queryset(self):
         """The execution's steps and its parallel branches' steps, side by side in time order."""
-        ids = _with_branches(_execution_or_404(self.kwargs["pk"]).pk)
+        ids = Execution.objects.family_ids([_execution_or_404(self.kwargs["pk"]).pk])
         return Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
 
     @extend_schema(tags=["executions"], operation_id="executions_steps", summary="The step history, in order",
