@@ -1,7 +1,7 @@
 """Definitions and expressions API: each view validates input, calls one service function, serializes."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -56,21 +56,20 @@ def invalid_response(errors: list[dict], summary: str) -> Response:
     return Response({"detail": summary, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
 
 
-class DefinitionListCreateView(generics.ListAPIView):
-    serializer_class = DefinitionSummarySerializer
-
-    def get_queryset(self):
-        return latest_definitions(self.request.query_params.get("name", ""))
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_list",
         summary="List definitions (the latest version of each name)",
         parameters=[NAME_FILTER],
         responses={200: DefinitionSummarySerializer(many=True), 400: ErrorSerializer, 401: ErrorSerializer},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionListCreateView(generics.ListAPIView):
+    serializer_class = DefinitionSummarySerializer
+
+    def get_queryset(self):
+        return latest_definitions(self.request.query_params.get("name", ""))
 
     @extend_schema(
         tags=["definitions"],
@@ -102,35 +101,33 @@ class DefinitionValidateView(APIView):
         return Response({"valid": True, "spec": result.spec})
 
 
-class DefinitionLatestView(generics.RetrieveAPIView):
-    serializer_class = DefinitionSerializer
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_latest",
         summary="The latest version of a definition",
         parameters=[NAME],
         responses={200: DefinitionSerializer, **READ_ERRORS},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionLatestView(generics.RetrieveAPIView):
+    serializer_class = DefinitionSerializer
 
     def get_object(self) -> Definition:
         return stored_or_404(self.kwargs["name"])
 
 
-class DefinitionVersionListView(generics.ListAPIView):
-    serializer_class = DefinitionSummarySerializer
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_versions_list",
         summary="Every version of a definition, newest first",
         parameters=[NAME],
         responses={200: DefinitionSummarySerializer(many=True), 400: ErrorSerializer, **READ_ERRORS},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionVersionListView(generics.ListAPIView):
+    serializer_class = DefinitionSummarySerializer
 
     def get_queryset(self):
         versions = definition_versions(self.kwargs["name"])
@@ -139,18 +136,17 @@ class DefinitionVersionListView(generics.ListAPIView):
         return versions
 
 
-class DefinitionVersionView(generics.RetrieveAPIView):
-    serializer_class = DefinitionSerializer
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_version",
         summary="One version of a definition",
         parameters=[NAME, VERSION],
         responses={200: DefinitionSerializer, **READ_ERRORS},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionVersionView(generics.RetrieveAPIView):
+    serializer_class = DefinitionSerializer
 
     def get_object(self) -> Definition:
         return stored_or_404(self.kwargs["name"], self.kwargs["version"])

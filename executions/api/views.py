@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -88,17 +88,20 @@ def _instant_param(params, name: str) -> datetime:
         raise ValidationError({name: f"{name} {exc}, got {params[name]!r}"}) from None
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["executions"],
+        operation_id="executions_list",
+        summary="List executions",
+        parameters=LIST_FILTERS,
+        responses={200: ExecutionSerializer(many=True), 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+)
 class ExecutionListCreateView(generics.ListAPIView):
     serializer_class = ExecutionSerializer
 
     def get_queryset(self):
         return _filter_executions(self.request.query_params)
-
-    @extend_schema(tags=["executions"], operation_id="executions_list", summary="List executions",
-                   parameters=LIST_FILTERS, responses={200: ExecutionSerializer(many=True), 400: ErrorSerializer,
-                                                       401: ErrorSerializer})  # fmt: skip
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         tags=["executions"],
@@ -137,6 +140,14 @@ class ExecutionDetailView(APIView):
         return Response(ExecutionSerializer(_execution_or_404(pk)).data)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["executions"],
+        operation_id="executions_steps",
+        summary="The step history, in order",
+        responses={200: StepSerializer(many=True), 401: ErrorSerializer, 404: ErrorSerializer},
+    )
+)
 class ExecutionStepsView(generics.ListAPIView):
     serializer_class = StepSerializer
     pagination_class = None
@@ -145,11 +156,6 @@ class ExecutionStepsView(generics.ListAPIView):
         """The execution's steps and its parallel branches' steps, side by side in time order."""
         ids = Execution.objects.family_ids([_execution_or_404(self.kwargs["pk"]).pk])
         return Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
-
-    @extend_schema(tags=["executions"], operation_id="executions_steps", summary="The step history, in order",
-                   responses={200: StepSerializer(many=True), 401: ErrorSerializer, 404: ErrorSerializer})  # fmt: skip
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
 
 class _ExecutionAction(APIView):
