@@ -251,7 +251,7 @@ def _on_wake(env: Env, st: State, event: Wake) -> Decision:
 def _on_retry(env: Env, st: State, event: Retry) -> Decision:
     """Resume a FAILED execution from the node, or compensation, that failed."""
     if st["status"] != ExecutionStatus.FAILED:
-        raise EventRejected("only a ExecutionStatus.FAILED execution can be retried")
+        raise EventRejected("only a FAILED execution can be retried")
     d = Decision(st)
     st["error"], st["output"] = None, None
     if st["phase"] == Phase.COMPENSATION and event.skip:
