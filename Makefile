@@ -29,10 +29,12 @@ run: export TRAMA_EGRESS_ALLOW ?= 127.0.0.1,localhost
 run: $(VENV)/.runtime
 	$(BIN)/python manage.py trama_dev --addr 127.0.0.1:$(PORT)
 
+# mypy checks the state machine and its vocabulary (files: [tool.mypy] in pyproject.toml).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo  # import contracts in pyproject.toml: no cycles, apps import only downwards
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff check --fix .

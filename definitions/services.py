@@ -130,6 +130,31 @@ def get_definition(name: str, version: int) -> Definition:
     return stored_definitions().get(name=name, version=version)
 
 
+class DefinitionNotFound(Definition.DoesNotExist):
+    """No stored definition by this name (and version). ``reason`` says why, for the answer to the caller."""
+
+    def __init__(self, name: str, version: int | None = None):
+        self.name, self.version = name, version
+        super().__init__(f"no definition {name!r} version {'latest' if version is None else version}")
+
+    @functools.cached_property
+    def reason(self) -> tuple[str, str]:
+        """(field at fault, message naming the closest names or the latest version): see ``why_missing``."""
+        return why_missing(self.name, self.version)
+
+
+def find_definition(name: str, version: int | None = None) -> Definition:
+    """Version ``version`` of ``name``, or its latest version when None; raises DefinitionNotFound.
+
+    The one lookup every caller (API, pages, commands) makes by name, each
+    answering DefinitionNotFound in its own way (404, 400, exit code).
+    """
+    try:
+        return latest_definition(name) if version is None else get_definition(name, version)
+    except Definition.DoesNotExist:
+        raise DefinitionNotFound(name, version) from None
+
+
 @functools.lru_cache(maxsize=1024)
 def definition_by_id(pk: int) -> Definition:
     """A stored definition, kept by this process: a row never changes once stored (see the module docstring)."""

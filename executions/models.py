@@ -1,28 +1,40 @@
 import uuid
+from collections.abc import Iterable
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from definitions.models import Definition
-
-
-class ExecutionStatus(models.TextChoices):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    WAITING = "WAITING"
-    SLEEPING = "SLEEPING"
-    COMPENSATING = "COMPENSATING"
-    SUCCEEDED = "SUCCEEDED"
-    COMPENSATED = "COMPENSATED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-FINAL_STATUSES = frozenset(
-    {ExecutionStatus.SUCCEEDED, ExecutionStatus.COMPENSATED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+from executions.choices import (  # noqa: F401 (re-exported: the models' callers import them from here)
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    WAITING_STATUSES,
+    ExecutionStatus,
+    StepStatus,
 )
-ACTIVE_STATUSES = frozenset(set(ExecutionStatus) - FINAL_STATUSES)
+from executions.choices import Phase as StepPhase
+
+
+class ExecutionQuerySet(models.QuerySet):
+    def branches_under(self, roots: Iterable) -> list["Execution"]:
+        """Every branch execution forked under the executions ``roots`` (ids), nested forks included.
+
+        Level by level, parents first, each level in this queryset's order (and with its
+        annotations and ``only``): one query per level of nesting.
+        """
+        found: list[Execution] = []
+        frontier = list(roots)
+        while frontier:
+            level = list(self.filter(parent_id__in=frontier))
+            found += level
+            frontier = [branch.pk for branch in level]
+        return found
+
+    def family_ids(self, roots: Iterable) -> list:
+        """``roots`` (ids) and the ids of every branch execution under them: all the rows their history spans."""
+        roots = list(roots)
+        return [*roots, *(branch.pk for branch in self.only("pk").branches_under(roots))]
 
 
 class Execution(models.Model):
@@ -48,7 +60,7 @@ class Execution(models.Model):
         help_text="For one branch of a parallel node: the execution that forked it.",
     )  # fmt: skip
     branch = models.CharField(max_length=64, blank=True, help_text="The branch's first node, for a branch execution.")
-    status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
+    status = models.CharField(max_length=12, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING.value)
     input = models.JSONField(default=dict)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
@@ -71,6 +83,8 @@ class Execution(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ExecutionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -97,22 +111,6 @@ class Execution(models.Model):
         return self.status in FINAL_STATUSES
 
 
-class StepPhase(models.TextChoices):
-    FORWARD = "forward"
-    COMPENSATION = "compensation"
-    NOTIFY = "notify"
-
-
-class StepStatus(models.TextChoices):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    WAITING = "waiting"
-    SLEEPING = "sleeping"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-
-
 class Step(models.Model):
     """One attempt of one node, forward, compensation or notify: the durable history.
 
@@ -127,7 +125,7 @@ class Step(models.Model):
     seq = models.PositiveIntegerField()
     node_id = models.CharField(max_length=64)
     node_type = models.CharField(max_length=20)
-    phase = models.CharField(max_length=12, choices=StepPhase.choices, default=StepPhase.FORWARD)
+    phase = models.CharField(max_length=12, choices=StepPhase.choices, default=StepPhase.FORWARD.value)
     attempt = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=12, choices=StepStatus.choices)
     request = models.JSONField(null=True, blank=True)

@@ -190,7 +190,7 @@ class _Simulation:
         try:
             for _ in range(4 * self.max_steps + 10):
                 self._apply(event)
-                if self.state["status"] in machine.FINAL or len(self.steps) >= self.max_steps:
+                if self.state["status"] in machine.FINAL_STATUSES or len(self.steps) >= self.max_steps:
                     break
                 event = self._next_event(self.decision)
         except _Unsupported as exc:
@@ -225,7 +225,7 @@ class _Simulation:
             return rendered
         self._record([machine.StepRecord(call.seq, {"request": rendered.recorded}, new=False)])
         event = perform(call, rendered, self._send)
-        mock = self._mock(call.node, machine.FORWARD)
+        mock = self._mock(call.node, machine.Phase.FORWARD)
         if not isinstance(event, machine.AsyncAccepted) or mock.get("timeout"):
             return event  # a failed send is retried or fails the node; a timeout waits for the deadline
         self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
@@ -236,7 +236,7 @@ class _Simulation:
     def _send(self, call: AnyCall, rendered: Rendered) -> Outcome:
         """The mock transport: what the service would have answered (a worker's transport sends over HTTP)."""
         async_call = isinstance(call, machine.SendAsync)
-        phase = machine.FORWARD if async_call else call.phase
+        phase = machine.Phase.FORWARD if async_call else call.phase
         mock = self._mock(call.node, phase)
         self.calls += 1
         count = self.sent[(call.node, phase)] = self.sent.get((call.node, phase), 0) + 1
@@ -256,7 +256,7 @@ class _Simulation:
 
     def _mock(self, node: str, phase: str) -> dict:
         mock = self.mocks.get(node) or {}
-        return (mock.get("compensation") or {}) if phase == machine.COMPENSATION else mock
+        return (mock.get("compensation") or {}) if phase == machine.Phase.COMPENSATION else mock
 
     def _record(self, records: list[machine.StepRecord]) -> None:
         for record in records:
@@ -279,9 +279,9 @@ class _Simulation:
         error = state["error"]
         if stopped is not None:
             error = {"message": stopped, "node": state["node"]}
-        elif state["status"] not in machine.FINAL:
+        elif state["status"] not in machine.FINAL_STATUSES:
             error = {"message": f"simulation stopped after max_steps ({self.max_steps}) steps", "node": state["node"]}
-        path = [s["node_id"] for s in steps if s["phase"] == machine.FORWARD and s["attempt"] == 1]
+        path = [s["node_id"] for s in steps if s["phase"] == machine.Phase.FORWARD and s["attempt"] == 1]
         return SimulationResult(state["status"], state["output"], error, path, steps, self.calls)
 
 

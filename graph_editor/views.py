@@ -12,30 +12,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from definitions.models import Definition
-from definitions.services import get_definition, latest_definition
+from definitions.services import DefinitionNotFound, definition_versions, find_definition
 from executions import services
 from executions.api.serializers import ExecutionSerializer, StepSerializer
+from executions.choices import page_statuses
 from executions.models import Execution, Step
 from graph_editor.forms import StartExecutionForm
 
 
-def branch_executions(execution: Execution) -> list[Execution]:
-    """Every branch execution forked under ``execution``, nested forks included (parents first).
-
-    The same walk as GET executions/{id}/steps/ (executions.api.views._with_branches).
-    """
-    found: list[Execution] = []
-    frontier = [execution.pk]
-    while frontier:
-        level = list(Execution.objects.filter(parent_id__in=frontier).order_by("created_at", "branch"))
-        found += level
-        frontier = [branch.pk for branch in level]
-    return found
-
-
 def timeline_payload(execution: Execution) -> dict:
     """What the timeline draws: the execution, its and its branches' steps in time order, and the graph it ran."""
-    branches = branch_executions(execution)
+    branches = Execution.objects.order_by("created_at", "branch").branches_under([execution.pk])
     ids = [execution.pk, *(branch.pk for branch in branches)]
     steps = Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
     return {
@@ -64,7 +51,7 @@ def _execution_or_404(pk) -> Execution:
 @staff_member_required
 def execution_page(request: HttpRequest, pk) -> HttpResponse:
     execution = _execution_or_404(pk)
-    context = {"execution": execution, "payload": timeline_payload(execution)}
+    context = {"execution": execution, "payload": timeline_payload(execution), "statuses": page_statuses()}
     return render(request, "graph_editor/execution.html", context)
 
 
@@ -75,11 +62,9 @@ def execution_data(request: HttpRequest, pk) -> JsonResponse:
 
 def _stored_definition(name: str, version: int | None) -> Definition:
     try:
-        if version is None:
-            return latest_definition(name)
-        return get_definition(name, version)
-    except Definition.DoesNotExist:
-        raise Http404(f"No definition {name!r} version {version or 'latest'}.") from None
+        return find_definition(name, version)
+    except DefinitionNotFound as missing:
+        raise Http404(str(missing)) from None
 
 
 @staff_member_required
@@ -112,8 +97,7 @@ def editor_page(request: HttpRequest, name: str | None = None, version: int | No
 
 def stored_versions(name: str) -> list[int]:
     """The stored (not inline) versions of a name, oldest first."""
-    found = Definition.objects.filter(name=name, is_inline=False).order_by("version")
-    return list(found.values_list("version", flat=True))
+    return list(definition_versions(name).order_by("version").values_list("version", flat=True))
 
 
 def _url_template(url_name: str, name: str, *slots: str) -> str:

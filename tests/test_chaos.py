@@ -83,8 +83,9 @@ def test_sigkill_of_a_worker_with_calls_in_flight_loses_nothing(harness):
 def test_a_zombie_worker_resumed_past_its_lease_writes_nothing(harness):
     fault = chaos.Fault("zombie", chaos.zombie)
     result = run(harness, "zombie", 30, fault, delay_s=0.5)
-    print(f"writes refused by the fence: {harness.refused_writes()}")
     assert "taken over: True" in result.faults[0].what, explain(result)
+    # The zombie came back holding calls whose executions another worker had taken: its writes hit the fence.
+    assert harness.refused_writes() >= 1, explain(result)
     assert_bar(result)
 
 

@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from executions.choices import Phase
 from executions.machine import (
-    COMPENSATION,
-    FORWARD,
     AsyncAccepted,
     BranchFinished,
     Call,
@@ -140,7 +139,7 @@ def test_start_enters_the_start_node_and_emits_its_call():
     assert d.status == "RUNNING"
     assert d.state["node"] == "a" and d.state["attempt"] == 1
     assert isinstance(d.call, Call)
-    assert (d.call.node, d.call.phase, d.call.attempt) == ("a", FORWARD, 1)
+    assert (d.call.node, d.call.phase, d.call.attempt) == ("a", Phase.FORWARD, 1)
     assert d.call.request == run.spec["nodes"]["a"]["request"]
     assert d.due_at is None  # the runner owns the call
     assert d.state["open_seq"] == d.call.seq == 1
@@ -164,7 +163,7 @@ def test_call_succeeded_moves_to_the_next_node_and_records_the_step():
     assert record.seq == 1 and record.new
     assert record.fields["node_id"] == "a"
     assert record.fields["node_type"] == "task"
-    assert record.fields["phase"] == FORWARD
+    assert record.fields["phase"] == Phase.FORWARD
     assert record.fields["attempt"] == 1
     assert record.fields["status"] == "succeeded"
     assert record.fields["response_status"] == 200
@@ -181,7 +180,7 @@ def test_last_node_success_ends_succeeded_with_its_response_body_as_output():
     assert d.status == "SUCCEEDED"
     assert d.state["output"] == {"last": True}
     assert d.call is None and d.due_at is None
-    assert run.steps() == [("a", FORWARD, 1, "succeeded"), ("b", FORWARD, 1, "succeeded")]
+    assert run.steps() == [("a", Phase.FORWARD, 1, "succeeded"), ("b", Phase.FORWARD, 1, "succeeded")]
 
 
 def test_succeed_node_renders_its_templated_output_keeping_json_types():
@@ -202,7 +201,7 @@ def test_succeed_node_renders_its_templated_output_keeping_json_types():
     d = run.ok({"id": [1, 2]})
     assert d.status == "SUCCEEDED"
     assert d.state["output"] == {"order": 42, "id": [1, 2], "note": "id=42"}
-    assert run.steps()[-1] == ("done", FORWARD, 1, "succeeded")
+    assert run.steps()[-1] == ("done", Phase.FORWARD, 1, "succeeded")
 
 
 def switch_graph(cases: list, default: str = "card") -> dict:
@@ -248,7 +247,7 @@ def test_switch_rule_that_raises_fails_the_node_with_the_error_and_compensates()
     d = run.ok({"id": 1})
     # never a silent false: the default branch is not taken, compensation starts
     assert d.status == "COMPENSATING"
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     assert d.call.request == run.spec["nodes"]["a"]["compensation"]
     route = run.history[2]
     assert route["node_id"] == "route" and route["status"] == "failed"
@@ -360,7 +359,7 @@ def test_non_retryable_4xx_fails_at_once_and_compensates():
     run.ok()
     d = run.http_error(400, {"why": "bad"})
     assert d.status == "COMPENSATING"
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     assert d.state["failure"]["node"] == "b" and d.state["failure"]["attempt"] == 1
     assert d.state["results"]["b"]["response"]["body"] == {"why": "bad"}
 
@@ -374,7 +373,7 @@ def test_retries_exhausted_fail_the_node():
     d = run.http_error(500)
     assert d.status == "FAILED"
     assert d.state["error"]["attempt"] == 2
-    assert run.steps() == [("a", FORWARD, 1, "failed"), ("a", FORWARD, 2, "failed")]
+    assert run.steps() == [("a", Phase.FORWARD, 1, "failed"), ("a", Phase.FORWARD, 2, "failed")]
 
 
 @pytest.mark.parametrize(
@@ -457,17 +456,17 @@ def test_compensation_runs_in_reverse_order_of_succeeded_steps_that_have_one():
     assert d.status == "COMPENSATING"
     order = []
     while d.status == "COMPENSATING":
-        assert d.call.phase == COMPENSATION and d.call.attempt == 1
+        assert d.call.phase == Phase.COMPENSATION and d.call.attempt == 1
         assert d.call.request["url"] == f"http://svc/{d.call.node}"
         order.append(d.call.node)
         d = run.ok()
     assert order == ["d", "c", "a"]
     assert d.status == "COMPENSATED"
     assert d.state["error"]["node"] == "e"
-    assert [s for s in run.steps() if s[1] == COMPENSATION] == [
-        ("d", COMPENSATION, 1, "succeeded"),
-        ("c", COMPENSATION, 1, "succeeded"),
-        ("a", COMPENSATION, 1, "succeeded"),
+    assert [s for s in run.steps() if s[1] == Phase.COMPENSATION] == [
+        ("d", Phase.COMPENSATION, 1, "succeeded"),
+        ("c", Phase.COMPENSATION, 1, "succeeded"),
+        ("a", Phase.COMPENSATION, 1, "succeeded"),
     ]
 
 
@@ -480,10 +479,10 @@ def failed_compensation_run() -> Run:
     run.http_error(400)
     run.ok()  # d compensated
     d = run.http_error(500)  # c compensation, attempt 1: back-off
-    assert d.status == "SLEEPING" and d.state["phase"] == COMPENSATION
+    assert d.status == "SLEEPING" and d.state["phase"] == Phase.COMPENSATION
     run.now = d.due_at
     d = run.send(Resume())
-    assert (d.status, d.call.node, d.call.phase, d.call.attempt) == ("COMPENSATING", "c", COMPENSATION, 2)
+    assert (d.status, d.call.node, d.call.phase, d.call.attempt) == ("COMPENSATING", "c", Phase.COMPENSATION, 2)
     run.http_error(500)
     return run
 
@@ -493,13 +492,13 @@ def test_compensation_failing_for_good_ends_failed_with_phase_compensation():
     d = run.last
     assert d.status == "FAILED"
     assert d.call is None and d.due_at is None
-    assert d.state["error"]["phase"] == COMPENSATION
+    assert d.state["error"]["phase"] == Phase.COMPENSATION
     assert d.state["error"]["node"] == "c"
     assert d.state["error"]["attempt"] == 2
-    assert [s for s in run.steps() if s[1] == COMPENSATION] == [
-        ("d", COMPENSATION, 1, "succeeded"),
-        ("c", COMPENSATION, 1, "failed"),
-        ("c", COMPENSATION, 2, "failed"),
+    assert [s for s in run.steps() if s[1] == Phase.COMPENSATION] == [
+        ("d", Phase.COMPENSATION, 1, "succeeded"),
+        ("c", Phase.COMPENSATION, 1, "failed"),
+        ("c", Phase.COMPENSATION, 2, "failed"),
     ]
 
 
@@ -513,7 +512,7 @@ def test_on_failure_fail_stops_without_compensating():
     assert d.status == "FAILED"
     assert d.call is None
     assert d.state["error"]["node"] == "b"
-    assert all(s[1] == FORWARD for s in run.steps())
+    assert all(s[1] == Phase.FORWARD for s in run.steps())
 
 
 def test_on_failure_node_id_branches_there():
@@ -523,7 +522,7 @@ def test_on_failure_node_id_branches_there():
     run.ok()
     d = run.http_error(400, {"why": "nope"})
     assert d.status == "RUNNING"
-    assert (d.call.node, d.call.phase, d.call.attempt) == ("handler", FORWARD, 1)
+    assert (d.call.node, d.call.phase, d.call.attempt) == ("handler", Phase.FORWARD, 1)
     assert d.state["results"]["b"]["error"]["node"] == "b"
     assert d.state["results"]["b"]["response"]["body"] == {"why": "nope"}
     d = run.ok({"handled": True})
@@ -543,7 +542,7 @@ def test_fail_node_records_its_error_and_starts_compensation():
     run.start()
     d = run.ok({"id": 9})
     assert d.status == "COMPENSATING"
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     stop = run.history[2]
     assert (stop["node_id"], stop["status"]) == ("stop", "failed")
     assert stop["error"] == {"code": "OUT_OF_STOCK", "id": 9}
@@ -575,7 +574,7 @@ def test_cancel_while_sleeping_with_compensation_compensates_then_ends_cancelled
     assert d.call is None
     assert run.history[2]["status"] == "cancelled"
     d = run.send(Resume())
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     d = run.ok()
     assert d.status == "CANCELLED"
     assert d.state["sleep"] is None
@@ -587,7 +586,7 @@ def test_cancel_while_sleeping_without_compensation_ends_cancelled_at_once():
     assert d.status == "CANCELLED"
     assert d.call is None and d.due_at is None
     assert run.history[2]["status"] == "cancelled"
-    assert all(s[1] == FORWARD for s in run.steps())
+    assert all(s[1] == Phase.FORWARD for s in run.steps())
 
 
 def async_graph(**async_extra) -> dict:
@@ -614,7 +613,7 @@ def test_cancel_while_waiting(compensate):
     if compensate:
         assert d.status == "COMPENSATING"
         d = run.send(Resume())
-        assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+        assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
         d = run.ok()
     assert d.status == "CANCELLED"
     with pytest.raises(EventRejected):
@@ -641,7 +640,7 @@ def forked_run() -> Run:
 def compensation_order(run: Run) -> list[str]:
     order, d = [], run.send(Resume())
     while d.status == "COMPENSATING":
-        assert d.call.phase == COMPENSATION
+        assert d.call.phase == Phase.COMPENSATION
         order.append(d.call.node)
         d = run.ok()
     return order
@@ -705,7 +704,7 @@ def test_retry_of_a_failed_forward_node_calls_it_again_with_the_next_attempt():
     assert d.due_at == run.now
     assert d.state["error"] is None
     d = run.send(Resume())
-    assert (d.call.node, d.call.phase, d.call.attempt) == ("b", FORWARD, 2)
+    assert (d.call.node, d.call.phase, d.call.attempt) == ("b", Phase.FORWARD, 2)
     run.ok()
     d = run.ok({"end": 1})
     assert d.status == "SUCCEEDED"
@@ -717,9 +716,9 @@ def test_retry_of_a_failed_compensation_calls_it_again():
     d = run.send(Retry())
     assert d.status == "COMPENSATING"
     d = run.send(Resume())
-    assert (d.call.node, d.call.phase, d.call.attempt) == ("c", COMPENSATION, 3)
+    assert (d.call.node, d.call.phase, d.call.attempt) == ("c", Phase.COMPENSATION, 3)
     d = run.ok()
-    assert (d.call.node, d.call.phase, d.call.attempt) == ("a", COMPENSATION, 1)
+    assert (d.call.node, d.call.phase, d.call.attempt) == ("a", Phase.COMPENSATION, 1)
     d = run.ok()
     assert d.status == "COMPENSATED"
 
@@ -729,10 +728,10 @@ def test_retry_with_skip_skips_the_failed_compensation():
     d = run.send(Retry(skip=True))
     assert d.status == "COMPENSATING"
     d = run.send(Resume())
-    assert (d.call.node, d.call.phase, d.call.attempt) == ("a", COMPENSATION, 1)
+    assert (d.call.node, d.call.phase, d.call.attempt) == ("a", Phase.COMPENSATION, 1)
     d = run.ok()
     assert d.status == "COMPENSATED"
-    assert [s[0] for s in run.steps() if s[1] == COMPENSATION] == ["d", "c", "c", "a"]
+    assert [s[0] for s in run.steps() if s[1] == Phase.COMPENSATION] == ["d", "c", "c", "a"]
 
 
 def test_retry_with_skip_is_rejected_for_a_failed_forward_node():
@@ -849,7 +848,7 @@ def test_callback_failed_fails_the_node_and_compensates():
     assert run.history[2]["status"] == "failed"
     assert d.status == "COMPENSATING"
     d = run.send(Resume())
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     d = run.ok()
     assert d.status == "COMPENSATED"
     assert d.state["error"]["node"] == "pix"
@@ -930,7 +929,7 @@ def test_wait_past_its_deadline_times_out_and_compensates():
     d = run.later(1).send(Resume())
     assert run.history[2]["status"] == "timed_out"
     assert d.status == "COMPENSATING"
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     assert d.state["failure"]["failure"] == "timeout"
     with pytest.raises(EventRejected):
         run.send(CallbackArrived("pix", 1, "succeeded", {}))
@@ -1002,18 +1001,18 @@ def test_cancel_of_an_accepted_wait_compensates_that_node_first():
     run = _accepted_pix_with_compensation()
     run.later(1).send(Cancel(compensate=True))
     d = run.send(Resume())
-    assert (d.call.node, d.call.phase) == ("pix", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("pix", Phase.COMPENSATION)
     d = run.ok()
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     assert run.ok().status == "CANCELLED"
 
 
 def test_timeout_of_an_accepted_wait_compensates_that_node_first():
     run = _accepted_pix_with_compensation(timeout_s=5)
     d = run.later(6).send(Resume())
-    assert (d.call.node, d.call.phase) == ("pix", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("pix", Phase.COMPENSATION)
     d = run.ok()
-    assert (d.call.node, d.call.phase) == ("a", COMPENSATION)
+    assert (d.call.node, d.call.phase) == ("a", Phase.COMPENSATION)
     assert run.ok().status == "COMPENSATED"
 
 

@@ -16,18 +16,32 @@ from tests.engine_support import chain, drive, req, retry, sleep, store, task
 from tests.support.service import Reply
 
 
-def scrape() -> dict[tuple, float]:
-    """Every sample of /metrics as {(name, sorted labels...): value}."""
+class Samples(dict):
+    """Every sample of /metrics as {(name, sorted labels...): value}; ``names``: every sample name
+    /metrics declares, including a labelled metric's that has no sample yet."""
+
+    names: set[str]
+
+
+SAMPLE_SUFFIXES = ("", "_total", "_created", "_count", "_sum", "_bucket")
+
+
+def scrape() -> Samples:
     response = Client().get("/metrics")
     assert response.status_code == 200
-    samples = {}
+    samples = Samples()
+    samples.names = set()
     for family in text_string_to_metric_families(response.content.decode()):
+        samples.names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES)
         for s in family.samples:
             samples[(s.name, *sorted(s.labels.items()))] = s.value
     return samples
 
 
-def value(samples: dict, name: str, **labels) -> float:
+def value(samples: Samples, name: str, **labels) -> float:
+    """A sample's value: 0.0 for labels not counted yet, but a metric /metrics does not declare fails
+    (so ``== 0`` cannot pass because a metric was renamed)."""
+    assert name in samples.names, f"/metrics declares no metric {name!r}"
     return samples.get((name, *sorted(labels.items())), 0.0)
 
 

@@ -87,6 +87,13 @@ def test_execution_page_embeds_the_timeline_data(staff_client, execution):
     assert b"graph_editor/js/execution.js" in response.content
 
 
+def test_execution_page_embeds_the_statuses_from_the_server(staff_client, execution):
+    """The page script reads its final set from here (executions/choices.py), not from a copy of its own."""
+    response = staff_client.get(f"/ui/executions/{execution.pk}/")
+    assert response.context["statuses"]["final"] == ["CANCELLED", "COMPENSATED", "FAILED", "SUCCEEDED"]
+    assert b'id="execution-statuses"' in response.content
+
+
 def test_execution_data_has_execution_steps_and_spec(staff_client, execution):
     body = staff_client.get(f"/ui/executions/{execution.pk}/data/").json()
     assert set(body) == {"execution", "steps", "branches", "spec", "is_final", "server_time"}

@@ -1,7 +1,7 @@
 """Definitions and expressions API: each view validates input, calls one service function, serializes."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -21,9 +21,9 @@ from definitions.models import Definition
 from definitions.rules import RuleError, evaluate, rule_problems
 from definitions.services import (
     DefinitionInvalid,
+    DefinitionNotFound,
     definition_versions,
-    get_definition,
-    latest_definition,
+    find_definition,
     latest_definitions,
     store_definition,
     why_missing,
@@ -40,9 +40,12 @@ READ_ERRORS = {401: ErrorSerializer, 404: ErrorSerializer}
 WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 413: ErrorSerializer, 415: ErrorSerializer}
 
 
-def not_stored(name: str, version: int | None = None) -> NotFound:
-    """The 404 for a name or version that is not stored (its message names the closest names, or the latest)."""
-    return NotFound(why_missing(name, version)[1])
+def stored_or_404(name: str, version: int | None = None) -> Definition:
+    """Version ``version`` of ``name`` (the latest when None), or a 404 naming the closest names or the latest."""
+    try:
+        return find_definition(name, version)
+    except DefinitionNotFound as missing:
+        raise NotFound(missing.reason[1]) from None
 
 
 def invalid_response(errors: list[dict], summary: str) -> Response:
@@ -50,21 +53,20 @@ def invalid_response(errors: list[dict], summary: str) -> Response:
     return Response({"detail": summary, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
 
 
-class DefinitionListCreateView(generics.ListAPIView):
-    serializer_class = DefinitionSummarySerializer
-
-    def get_queryset(self):
-        return latest_definitions(self.request.query_params.get("name", ""))
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_list",
         summary="List definitions (the latest version of each name)",
         parameters=[NAME_FILTER],
         responses={200: DefinitionSummarySerializer(many=True), 400: ErrorSerializer, 401: ErrorSerializer},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionListCreateView(generics.ListAPIView):
+    serializer_class = DefinitionSummarySerializer
+
+    def get_queryset(self):
+        return latest_definitions(self.request.query_params.get("name", ""))
 
     @extend_schema(
         tags=["definitions"],
@@ -96,65 +98,55 @@ class DefinitionValidateView(APIView):
         return Response({"valid": True, "spec": result.spec})
 
 
-class DefinitionLatestView(generics.RetrieveAPIView):
-    serializer_class = DefinitionSerializer
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_latest",
         summary="The latest version of a definition",
         parameters=[NAME],
         responses={200: DefinitionSerializer, **READ_ERRORS},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionLatestView(generics.RetrieveAPIView):
+    serializer_class = DefinitionSerializer
 
     def get_object(self) -> Definition:
-        try:
-            return latest_definition(self.kwargs["name"])
-        except Definition.DoesNotExist:
-            raise not_stored(self.kwargs["name"])
+        return stored_or_404(self.kwargs["name"])
 
 
-class DefinitionVersionListView(generics.ListAPIView):
-    serializer_class = DefinitionSummarySerializer
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_versions_list",
         summary="Every version of a definition, newest first",
         parameters=[NAME],
         responses={200: DefinitionSummarySerializer(many=True), 400: ErrorSerializer, **READ_ERRORS},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionVersionListView(generics.ListAPIView):
+    serializer_class = DefinitionSummarySerializer
 
     def get_queryset(self):
         versions = definition_versions(self.kwargs["name"])
         if not versions.exists():
-            raise not_stored(self.kwargs["name"])
+            raise NotFound(why_missing(self.kwargs["name"])[1])
         return versions
 
 
-class DefinitionVersionView(generics.RetrieveAPIView):
-    serializer_class = DefinitionSerializer
-
-    @extend_schema(
+@extend_schema_view(
+    get=extend_schema(
         tags=["definitions"],
         operation_id="definitions_version",
         summary="One version of a definition",
         parameters=[NAME, VERSION],
         responses={200: DefinitionSerializer, **READ_ERRORS},
     )
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+)
+class DefinitionVersionView(generics.RetrieveAPIView):
+    serializer_class = DefinitionSerializer
 
     def get_object(self) -> Definition:
-        name, version = self.kwargs["name"], self.kwargs["version"]
-        try:
-            return get_definition(name, version)
-        except Definition.DoesNotExist:
-            raise not_stored(name, version)
+        return stored_or_404(self.kwargs["name"], self.kwargs["version"])
 
 
 class ExpressionEvaluateView(APIView):
@@ -191,13 +183,6 @@ class DefinitionDiffView(APIView):
         responses={200: DefinitionDiffSerializer, **READ_ERRORS},
     )
     def get(self, request, name: str, version: int, other: int):
-        old, new = self._version(name, version), self._version(name, other)
+        old, new = stored_or_404(name, version), stored_or_404(name, other)
         body = {"name": name, "from_version": version, "to_version": other, **diff_specs(old.spec, new.spec)}
         return Response(DefinitionDiffSerializer(body).data)
-
-    @staticmethod
-    def _version(name: str, version: int) -> Definition:
-        try:
-            return get_definition(name, version)
-        except Definition.DoesNotExist:
-            raise not_stored(name, version)

@@ -8,9 +8,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from definitions.api.views import WRITE_ERRORS, invalid_response, not_stored
-from definitions.models import Definition
-from definitions.services import DefinitionInvalid, get_definition, latest_definition
+from definitions.api.views import WRITE_ERRORS, invalid_response, stored_or_404
+from definitions.services import DefinitionInvalid
 from definitions.validation import validate_definition
 from executions.api.serializers import SimulateSerializer, SimulationSerializer
 from executions.simulation import SimulationTooLarge, mock_problems, simulate
@@ -51,9 +50,5 @@ class DefinitionSimulateView(APIView):
             result = validate_definition(data["definition"])
             errors = [{**e, "path": f"definition.{e['path']}" if e["path"] else "definition"} for e in result.errors]
             return (errors, None) if errors else (result.spec, None)
-        name = data["name"]
-        try:
-            found = get_definition(name, data["version"]) if "version" in data else latest_definition(name)
-        except Definition.DoesNotExist:
-            raise not_stored(name, data.get("version"))
+        found = stored_or_404(data["name"], data.get("version"))
         return found.spec, (found.name, found.version)

@@ -4,20 +4,13 @@ import uuid
 from datetime import datetime
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from definitions.models import Definition
-from definitions.services import (
-    DefinitionInvalid,
-    get_definition,
-    latest_definition,
-    store_inline_definition,
-    why_missing,
-)
+from definitions.services import DefinitionInvalid, DefinitionNotFound
 from definitions.validation.instants import InstantError, parse_instant
 from executions import services
 from executions.api.serializers import (
@@ -59,30 +52,6 @@ def _execution_or_404(pk: str) -> Execution:
         raise NotFound("No execution with that id (execution ids are UUIDs).") from None
 
 
-def _resolve_definition(data: dict) -> Definition:
-    if "spec" in data:
-        try:
-            return store_inline_definition(data["spec"])
-        except DefinitionInvalid as exc:
-            raise ValidationError({"spec": [f"{e['path'] or '(root)'}: {e['message']}" for e in exc.errors]}) from None
-    try:
-        if "version" in data:
-            return get_definition(data["definition"], data["version"])
-        return latest_definition(data["definition"])
-    except Definition.DoesNotExist:
-        field, message = why_missing(data["definition"], data.get("version"))
-        raise ValidationError({field: message}) from None
-
-
-def _with_branches(execution_id) -> list:
-    """The execution and every branch execution forked under it, nested forks included."""
-    ids, frontier = [execution_id], [execution_id]
-    while frontier:
-        frontier = list(Execution.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
-        ids += frontier
-    return ids
-
-
 def _filter_executions(params) -> "list | object":
     queryset = Execution.objects.select_related("definition").order_by("-created_at")
     if not _flag_param(params, "include_branches"):
@@ -119,17 +88,20 @@ def _instant_param(params, name: str) -> datetime:
         raise ValidationError({name: f"{name} {exc}, got {params[name]!r}"}) from None
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["executions"],
+        operation_id="executions_list",
+        summary="List executions",
+        parameters=LIST_FILTERS,
+        responses={200: ExecutionSerializer(many=True), 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+)
 class ExecutionListCreateView(generics.ListAPIView):
     serializer_class = ExecutionSerializer
 
     def get_queryset(self):
         return _filter_executions(self.request.query_params)
-
-    @extend_schema(tags=["executions"], operation_id="executions_list", summary="List executions",
-                   parameters=LIST_FILTERS, responses={200: ExecutionSerializer(many=True), 400: ErrorSerializer,
-                                                       401: ErrorSerializer})  # fmt: skip
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         tags=["executions"],
@@ -146,17 +118,15 @@ class ExecutionListCreateView(generics.ListAPIView):
         key = request.headers.get("Idempotency-Key", "").strip() or None
         if key and len(key) > 200:
             raise ValidationError({"Idempotency-Key": "must be at most 200 characters"})
-        digest = services.request_digest({k: data.get(k) for k in ("definition", "version", "spec", "input")})
         try:
-            replayed = services.find_replayed_start(key, digest) if key else None
-            if replayed is not None:
-                execution, created = replayed, False
-            else:
-                execution, created = services.start_execution(
-                    _resolve_definition(data), data["input"], key, str(request.user), digest
-                )
+            execution, created = services.start_requested(data, key, str(request.user))
         except services.IdempotencyConflict as exc:
             return _conflict(str(exc))
+        except DefinitionInvalid as exc:
+            raise ValidationError({"spec": [f"{e['path'] or '(root)'}: {e['message']}" for e in exc.errors]}) from None
+        except DefinitionNotFound as missing:
+            field, message = missing.reason
+            raise ValidationError({field: message}) from None
         headers = {"Location": f"/api/v1/executions/{execution.pk}/"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
@@ -170,19 +140,22 @@ class ExecutionDetailView(APIView):
         return Response(ExecutionSerializer(_execution_or_404(pk)).data)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["executions"],
+        operation_id="executions_steps",
+        summary="The step history, in order",
+        responses={200: StepSerializer(many=True), 401: ErrorSerializer, 404: ErrorSerializer},
+    )
+)
 class ExecutionStepsView(generics.ListAPIView):
     serializer_class = StepSerializer
     pagination_class = None
 
     def get_queryset(self):
         """The execution's steps and its parallel branches' steps, side by side in time order."""
-        ids = _with_branches(_execution_or_404(self.kwargs["pk"]).pk)
+        ids = Execution.objects.family_ids([_execution_or_404(self.kwargs["pk"]).pk])
         return Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
-
-    @extend_schema(tags=["executions"], operation_id="executions_steps", summary="The step history, in order",
-                   responses={200: StepSerializer(many=True), 401: ErrorSerializer, 404: ErrorSerializer})  # fmt: skip
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
 
 class _ExecutionAction(APIView):

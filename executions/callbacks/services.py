@@ -13,7 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from definitions import rules
-from executions import services
+from executions import machine, services
 from executions.callback_tokens import CallbackClaims, TokenExpired, TokenInvalid, read_callback_token
 from executions.models import Execution, ExecutionStatus, Step, StepPhase
 from executions.secrets import scrub_secrets
@@ -127,8 +127,6 @@ def _deadline_extended(claims: CallbackClaims) -> bool:
     execution = Execution.objects.filter(pk=claims.execution_id, status=ExecutionStatus.WAITING).first()
     if execution is None:
         return False
-    state = execution.state
-    wait = state.get("wait") or {}
-    if state.get("node") != claims.node_id or state.get("attempt") != claims.attempt or not wait:
-        return False
-    return timezone.datetime.fromisoformat(wait["deadline"]) > timezone.now()
+    deadline = machine.wait_deadline(execution.state)
+    waits = machine.waits_for(execution.state, claims.node_id, claims.attempt)
+    return waits and deadline is not None and deadline > timezone.now()

@@ -11,30 +11,19 @@ async call followed by a wait (``SendAsync``), or a pause (status SLEEPING or
 WAITING with a ``due_at``). Every node attempt becomes a step record.
 
 The package: ``model`` (vocabulary), ``handlers`` (``decide``), ``flow`` (walking the
-graph), ``steps`` (history records). Import from here.
+graph), ``steps`` (history records), ``queries`` (what the
+services may ask of a stored state). Import from here.
 """
 
+from executions.choices import FINAL_STATUSES, ExecutionStatus, Phase, StepStatus
 from executions.machine.flow import backoff_seconds
 from executions.machine.handlers import decide
 from executions.machine.model import (
     ASYNC_ACK_GRACE_S,
-    CANCELLED,
-    COMPENSATED,
-    COMPENSATING,
-    COMPENSATION,
-    FAILED,
-    FINAL,
-    FORWARD,
     JOIN_RECHECK,
     MASKED,
     MAX_HOPS_PER_DECISION,
-    NOTIFY,
     NOTIFY_ON,
-    PENDING,
-    RUNNING,
-    SLEEPING,
-    SUCCEEDED,
-    WAITING,
     AsyncAccepted,
     BranchFinished,
     Call,
@@ -52,6 +41,7 @@ from executions.machine.model import (
     Resume,
     Retry,
     SendAsync,
+    State,
     StepRecord,
     Wake,
     branch_state,
@@ -59,26 +49,15 @@ from executions.machine.model import (
     new_state,
     template_data,
 )
+from executions.machine.queries import answer_pending, branch_finished, wait_deadline, waits_for
 
 __all__ = [
     "ASYNC_ACK_GRACE_S",
-    "CANCELLED",
-    "COMPENSATED",
-    "COMPENSATING",
-    "COMPENSATION",
-    "FAILED",
-    "FINAL",
-    "FORWARD",
+    "FINAL_STATUSES",
     "JOIN_RECHECK",
     "MASKED",
     "MAX_HOPS_PER_DECISION",
-    "NOTIFY",
     "NOTIFY_ON",
-    "PENDING",
-    "RUNNING",
-    "SLEEPING",
-    "SUCCEEDED",
-    "WAITING",
     "AsyncAccepted",
     "BranchFinished",
     "Call",
@@ -91,17 +70,25 @@ __all__ = [
     "Env",
     "Event",
     "EventRejected",
+    "ExecutionStatus",
     "Fork",
     "Heartbeat",
+    "Phase",
     "Resume",
     "Retry",
     "SendAsync",
+    "State",
     "StepRecord",
+    "StepStatus",
     "Wake",
+    "answer_pending",
     "backoff_seconds",
+    "branch_finished",
     "branch_state",
     "copy_json",
     "decide",
     "new_state",
     "template_data",
+    "wait_deadline",
+    "waits_for",
 ]

@@ -8,30 +8,22 @@ from typing import Any
 
 from definitions import rules, templating
 from definitions.validation.instants import InstantError, parse_instant
+from executions.choices import FINAL_STATUSES, ExecutionStatus, Phase, StepStatus
 from executions.machine.model import (
     ASYNC_ACK_GRACE_S,
-    CANCELLED,
-    COMPENSATED,
-    COMPENSATING,
-    COMPENSATION,
-    FAILED,
-    FINAL,
-    FORWARD,
     JOIN_RECHECK,
     MASKED,
     MAX_HOPS_PER_DECISION,
-    NOTIFY,
     NOTIFY_ON,
-    RUNNING,
-    SLEEPING,
-    SUCCEEDED,
-    WAITING,
     Call,
     CallFailed,
     Decision,
     Env,
     Fork,
     SendAsync,
+    State,
+    node_at,
+    present,
     template_data,
 )
 from executions.machine.steps import close_open_step, close_step, open_step
@@ -40,10 +32,10 @@ from executions.machine.steps import close_open_step, close_step, open_step
 def _enter_parallel(env: Env, d: Decision, node: dict) -> None:
     """Fork: each branch runs as an execution of its own, so any free worker advances it."""
     st = d.state
-    open_step(d, env, status="waiting", detail={"branches": node["branches"]})
-    st["join"] = {"node": st["node"], "pending": list(node["branches"]), "done": {}, "failed": False}
-    st["status"] = WAITING
-    d.actions.append(Fork(st["node"], list(node["branches"])))
+    open_step(env, d, status=StepStatus.WAITING, detail={"branches": node["branches"]})
+    st["join"] = {"node": node_at(st), "pending": list(node["branches"]), "done": {}, "failed": False}
+    st["status"] = ExecutionStatus.WAITING
+    d.actions.append(Fork(node_at(st), list(node["branches"])))
     d.due_at = env.now + JOIN_RECHECK
 
 
@@ -55,19 +47,20 @@ def join_branches(env: Env, d: Decision) -> Decision:
     branch that failed or was cancelled has compensated its own steps already).
     """
     st = d.state
-    join = st.pop("join")
+    join, st["join"] = st["join"], None
+    assert join is not None, "join_branches runs only while a parallel node waits"
     node = env.node(join["node"])
     for head in node["branches"]:
         st["done"] += join["done"].get(head, [])
     if not join["failed"]:
-        close_step(d, env, "succeeded")
-        st["status"], st["node"] = RUNNING, join["node"]
+        close_step(env, d, StepStatus.SUCCEEDED)
+        st["status"], st["node"] = ExecutionStatus.RUNNING, join["node"]
         return goto(env, d, node.get("next"), run=False)
-    close_open_step(d, env, "failed")
+    close_open_step(env, d, StepStatus.FAILED)
     # Also after a cancel that already started compensating: nothing has run while the join held
     # the execution, so the list is rebuilt with the branches' steps in it.
     start_compensation(st)
-    st["status"] = COMPENSATING
+    st["status"] = ExecutionStatus.COMPENSATING
     return walk(env, d, run=False)
 
 
@@ -83,11 +76,11 @@ def walk(env: Env, d: Decision, run: bool = True) -> Decision:
         return d
     st = d.state
     for _ in range(MAX_HOPS_PER_DECISION):
-        if st["status"] in FINAL or d.call is not None or d.due_at is not None:
+        if st["status"] in FINAL_STATUSES or d.call is not None or d.due_at is not None:
             return d
-        if st["phase"] == COMPENSATION:
+        if st["phase"] == Phase.COMPENSATION:
             _next_compensation(env, d)
-        elif st["phase"] == NOTIFY:
+        elif st["phase"] == Phase.NOTIFY:
             _notify_call(env, d)
         else:
             _enter_node(env, d)
@@ -104,10 +97,10 @@ def goto(env: Env, d: Decision, next_id: str | None, run: bool = True) -> Decisi
 
 def _enter_node(env: Env, d: Decision) -> None:
     st = d.state
-    node = env.node(st["node"])
+    node = env.node(node_at(st))
     kind = node["type"]
     if kind == "task":
-        d.actions.append(Call(open_step(d, env), st["node"], FORWARD, st["attempt"], node["request"]))
+        d.actions.append(Call(open_step(env, d), node_at(st), Phase.FORWARD, st["attempt"], node["request"]))
     elif kind == "async_task":
         send_async(env, d)
     elif kind == "switch":
@@ -126,15 +119,15 @@ def _enter_node(env: Env, d: Decision) -> None:
 
 def send_async(env: Env, d: Decision, resend: bool = False) -> Decision:
     st = d.state
-    node = env.node(st["node"])
-    seq = st["open_seq"] if resend else open_step(d, env, status="waiting")
+    node = env.node(node_at(st))
+    seq = present(st["open_seq"]) if resend else open_step(env, d, status=StepStatus.WAITING)
     deadline = env.now + timedelta(seconds=node["timeout_s"])
     if resend:
-        deadline = datetime.fromisoformat(st["wait"]["deadline"])
+        deadline = datetime.fromisoformat(present(st["wait"])["deadline"])
     resend_at = env.now + timedelta(seconds=node["request"]["timeout_s"] + ASYNC_ACK_GRACE_S)
-    st["status"] = WAITING
+    st["status"] = ExecutionStatus.WAITING
     st["wait"] = {"deadline": deadline.isoformat(), "acked": False, "resend_at": resend_at.isoformat()}
-    d.actions.append(SendAsync(seq, st["node"], st["attempt"], node["request"], deadline))
+    d.actions.append(SendAsync(seq, node_at(st), st["attempt"], node["request"], deadline))
     return d
 
 
@@ -144,12 +137,12 @@ def _enter_switch(env: Env, d: Decision, node: dict) -> None:
     try:
         target, matched = _pick_case(node, data)
     except rules.RuleError as exc:
-        open_step(d, env)
-        close_step(d, env, "failed", error={"message": str(exc)})
+        open_step(env, d)
+        close_step(env, d, StepStatus.FAILED, error={"message": str(exc)})
         fail_node(env, d, {"node": st["node"], "failure": "rule", "message": str(exc)})
         return
-    open_step(d, env)
-    close_step(d, env, "succeeded", detail={"matched_case": matched, "next": target})
+    open_step(env, d)
+    close_step(env, d, StepStatus.SUCCEEDED, detail={"matched_case": matched, "next": target})
     st["node"], st["attempt"] = target, 1
 
 
@@ -165,23 +158,23 @@ def _enter_sleep(env: Env, d: Decision, node: dict) -> None:
     try:
         until = _sleep_until(env, st, node)
     except (templating.TemplateError, ValueError) as exc:
-        open_step(d, env)
-        close_step(d, env, "failed", error={"message": str(exc)})
+        open_step(env, d)
+        close_step(env, d, StepStatus.FAILED, error={"message": str(exc)})
         fail_node(env, d, {"node": st["node"], "failure": "template", "message": str(exc)})
         return
-    open_step(d, env, status="sleeping", detail={"until": until.isoformat()})
+    open_step(env, d, status=StepStatus.SLEEPING, detail={"until": until.isoformat()})
     if until <= env.now:
-        close_step(d, env, "succeeded")
+        close_step(env, d, StepStatus.SUCCEEDED)
         st["node"], st["attempt"] = node.get("next"), 1
         if st["node"] is None:
             _succeed(env, d, None)
         return
-    st["status"] = SLEEPING
+    st["status"] = ExecutionStatus.SLEEPING
     st["sleep"] = {"until": until.isoformat(), "kind": "node"}
     d.due_at = until
 
 
-def _sleep_until(env: Env, st: dict, node: dict) -> datetime:
+def _sleep_until(env: Env, st: State, node: dict) -> datetime:
     if node.get("duration_s") is not None:
         return env.now + timedelta(seconds=node["duration_s"])
     raw = templating.render(node["until"], template_data(env, st, secrets=MASKED))
@@ -193,38 +186,38 @@ def _sleep_until(env: Env, st: dict, node: dict) -> datetime:
 
 def _enter_succeed(env: Env, d: Decision, node: dict) -> None:
     st = d.state
-    open_step(d, env)
+    open_step(env, d)
     try:
         output = _render_value(env, st, node.get("output"))
     except templating.TemplateError as exc:
-        close_step(d, env, "failed", error={"message": str(exc)})
+        close_step(env, d, StepStatus.FAILED, error={"message": str(exc)})
         fail_node(env, d, {"node": st["node"], "failure": "template", "message": str(exc)})
         return
-    close_step(d, env, "succeeded")
+    close_step(env, d, StepStatus.SUCCEEDED)
     _succeed(env, d, output, explicit=node.get("output") is not None)
 
 
 def _enter_fail(env: Env, d: Decision, node: dict) -> None:
     st = d.state
-    open_step(d, env)
+    open_step(env, d)
     try:
         error = _render_value(env, st, node.get("error"))
     except templating.TemplateError as exc:
         error = {"message": str(exc)}
-    close_step(d, env, "failed", error=error)
+    close_step(env, d, StepStatus.FAILED, error=error)
     failure = {"node": st["node"], "failure": "fail_node", "message": "fail node reached", "error": error}
     fail_node(env, d, failure, on_failure="compensate")
 
 
-def _render_value(env: Env, st: dict, value: Any) -> Any:
+def _render_value(env: Env, st: State, value: Any) -> Any:
     return templating.render(value, template_data(env, st, secrets=MASKED)) if value is not None else None
 
 
-def retry_policy(env: Env, st: dict) -> dict:
-    if st["phase"] == NOTIFY:
-        return env.spec["notify"][st["final"]["kind"]]["retry"]
-    node = env.node(st["node"])
-    if st["phase"] == COMPENSATION:
+def retry_policy(env: Env, st: State) -> dict:
+    if st["phase"] == Phase.NOTIFY:
+        return env.spec["notify"][present(st["final"])["kind"]]["retry"]
+    node = env.node(node_at(st))
+    if st["phase"] == Phase.COMPENSATION:
         return env.node(st["compensate"][0])["compensation"]["retry"]
     return node["retry"]
 
@@ -255,7 +248,7 @@ def back_off(env: Env, d: Decision, policy: dict) -> Decision:
         d.due_at = env.now
         return d
     until = env.now + timedelta(seconds=delay)
-    st["status"] = SLEEPING
+    st["status"] = ExecutionStatus.SLEEPING
     st["sleep"] = {"until": until.isoformat(), "kind": "backoff"}
     d.due_at = until
     return d
@@ -265,44 +258,44 @@ def fail_node(env: Env, d: Decision, error: dict, run: bool = True, on_failure: 
     """A node failed for good: compensate, stop, or branch, as its ``on_failure`` says."""
     st = d.state
     st["open_seq"] = None
-    if st["phase"] == NOTIFY:
-        return end_notify(d, env)  # a notification that fails for good changes no outcome
-    if st["phase"] == COMPENSATION:
-        return finish(d, env, FAILED, error={**error, "phase": COMPENSATION})
-    node = env.node(st["node"])
+    if st["phase"] == Phase.NOTIFY:
+        return end_notify(env, d)  # a notification that fails for good changes no outcome
+    if st["phase"] == Phase.COMPENSATION:
+        return finish(env, d, ExecutionStatus.FAILED, error={**error, "phase": Phase.COMPENSATION})
+    node = env.node(node_at(st))
     policy = on_failure or node.get("on_failure") or "compensate"
     if policy not in ("compensate", "fail"):
-        st["results"].setdefault(st["node"], {})["error"] = error
-        st["status"] = RUNNING
+        st["results"].setdefault(node_at(st), {})["error"] = error
+        st["status"] = ExecutionStatus.RUNNING
         return goto(env, d, policy, run)
     st["failure"] = error
     if policy == "fail":
-        return finish(d, env, FAILED, error=error)
+        return finish(env, d, ExecutionStatus.FAILED, error=error)
     start_compensation(st)
-    st["status"] = COMPENSATING
+    st["status"] = ExecutionStatus.COMPENSATING
     return walk(env, d, run)
 
 
 def wait_timed_out(env: Env, d: Decision) -> Decision:
     st = d.state
-    node = env.node(st["node"])
-    close_step(d, env, "timed_out", error={"message": f"no callback within {node['timeout_s']}s"})
+    node = env.node(node_at(st))
+    close_step(env, d, StepStatus.TIMED_OUT, error={"message": f"no callback within {node['timeout_s']}s"})
     abandon_wait(env, st)
-    st["status"] = RUNNING
+    st["status"] = ExecutionStatus.RUNNING
     error = {"node": st["node"], "attempt": st["attempt"], "failure": "timeout", "message": "callback timed out"}
     return fail_node(env, d, error, on_failure=node.get("on_timeout") or "compensate")
 
 
-def abandon_wait(env: Env, st: dict) -> None:
+def abandon_wait(env: Env, st: State) -> None:
     """Give up a wait. A request the service already accepted may have taken effect
     (the callback just never came), so its compensation runs with the others."""
     wait, st["wait"] = st["wait"], None
-    if wait and wait["acked"] and env.node(st["node"]).get("compensation") and st["node"] not in st["done"]:
-        st["done"].append(st["node"])
+    if wait and wait["acked"] and env.node(node_at(st)).get("compensation") and node_at(st) not in st["done"]:
+        st["done"].append(node_at(st))
 
 
-def start_compensation(st: dict) -> None:
-    st["phase"] = COMPENSATION
+def start_compensation(st: State) -> None:
+    st["phase"] = Phase.COMPENSATION
     st["compensate"] = list(reversed(st["done"]))
     st["attempt"] = 1
 
@@ -310,13 +303,18 @@ def start_compensation(st: dict) -> None:
 def _next_compensation(env: Env, d: Decision) -> None:
     st = d.state
     if not st["compensate"]:
-        status = CANCELLED if st["cancelled"] else FAILED if st.get("branch_failed_for_good") else COMPENSATED
-        finish(d, env, status, error=st["failure"])
+        status = ExecutionStatus.COMPENSATED
+        if st["cancelled"]:
+            status = ExecutionStatus.CANCELLED
+        elif st.get("branch_failed_for_good"):
+            status = ExecutionStatus.FAILED
+        finish(env, d, status, error=st["failure"])
         return
     node_id = st["compensate"][0]
     st["node"] = node_id
     request = env.node(node_id)["compensation"]
-    d.actions.append(Call(open_step(d, env, phase=COMPENSATION), node_id, COMPENSATION, st["attempt"], request))
+    seq = open_step(env, d, phase=Phase.COMPENSATION)
+    d.actions.append(Call(seq, node_id, Phase.COMPENSATION, st["attempt"], request))
 
 
 def _succeed(env: Env, d: Decision, output: Any, explicit: bool = False) -> Decision:
@@ -324,10 +322,10 @@ def _succeed(env: Env, d: Decision, output: Any, explicit: bool = False) -> Deci
     if not explicit:
         last = st["results"].get(st["last_call"] or "", {})
         output = (last.get("callback") or last.get("response") or {}).get("body")
-    return finish(d, env, SUCCEEDED, output=output)
+    return finish(env, d, ExecutionStatus.SUCCEEDED, output=output)
 
 
-def finish(d: Decision, env: Env, status: str, output: Any = None, error: Any = None, notify: bool = True) -> Decision:
+def finish(env: Env, d: Decision, status: str, output: Any = None, error: Any = None, notify: bool = True) -> Decision:
     """End the execution, or first send its ``notify`` request for this outcome (the outcome waits in ``final``)."""
     st = d.state
     kind = NOTIFY_ON.get(status)
@@ -335,7 +333,7 @@ def finish(d: Decision, env: Env, status: str, output: Any = None, error: Any = 
         st["final"] = {"status": status, "output": output, "error": error, "kind": kind, "phase": st["phase"],
                        "node": st["node"], "attempt": st["attempt"]}  # fmt: skip
         st["status"] = working_status(st)
-        st["phase"], st["node"], st["attempt"] = NOTIFY, f"notify.{kind}", 1
+        st["phase"], st["node"], st["attempt"] = Phase.NOTIFY, f"notify.{kind}", 1
         st["open_seq"], st["sleep"], st["wait"] = None, None, None
         return walk(env, d)
     st["status"], st["output"], st["error"] = status, output, error
@@ -346,20 +344,21 @@ def finish(d: Decision, env: Env, status: str, output: Any = None, error: Any = 
 
 def _notify_call(env: Env, d: Decision) -> None:
     st = d.state
-    request = env.spec["notify"][st["final"]["kind"]]
-    d.actions.append(Call(open_step(d, env), st["node"], NOTIFY, st["attempt"], request))
+    request = env.spec["notify"][present(st["final"])["kind"]]
+    d.actions.append(Call(open_step(env, d), node_at(st), Phase.NOTIFY, st["attempt"], request))
 
 
-def end_notify(d: Decision, env: Env) -> Decision:
+def end_notify(env: Env, d: Decision) -> Decision:
     """The notification is done (sent, or given up): the outcome it waited for takes effect."""
     st = d.state
-    final = st.pop("final")
+    final, st["final"] = st["final"], None
+    assert final is not None, "end_notify runs only in the notify phase"
     st["phase"], st["node"], st["attempt"] = final["phase"], final["node"], final["attempt"]
     st["open_seq"] = None
-    return finish(d, env, final["status"], final["output"], final["error"], notify=False)
+    return finish(env, d, final["status"], final["output"], final["error"], notify=False)
 
 
-def working_status(st: dict) -> str:
+def working_status(st: State) -> str:
     """RUNNING or COMPENSATING: what an execution that is not paused shows."""
-    phase = st["final"]["phase"] if st["phase"] == NOTIFY else st["phase"]
-    return COMPENSATING if phase == COMPENSATION else RUNNING
+    phase = present(st["final"])["phase"] if st["phase"] == Phase.NOTIFY else st["phase"]
+    return ExecutionStatus.COMPENSATING if phase == Phase.COMPENSATION else ExecutionStatus.RUNNING

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+from executions.choices import FINAL_STATUSES, ExecutionStatus, Phase, StepStatus
 from executions.machine.flow import (
     abandon_wait,
     back_off,
@@ -22,19 +25,7 @@ from executions.machine.flow import (
     working_status,
 )
 from executions.machine.model import (
-    CANCELLED,
-    COMPENSATING,
-    COMPENSATION,
-    FAILED,
-    FINAL,
-    FORWARD,
     JOIN_RECHECK,
-    NOTIFY,
-    PENDING,
-    RUNNING,
-    SLEEPING,
-    SUCCEEDED,
-    WAITING,
     AsyncAccepted,
     BranchFinished,
     CallbackArrived,
@@ -49,8 +40,11 @@ from executions.machine.model import (
     Heartbeat,
     Resume,
     Retry,
+    State,
     Wake,
     copy_json,
+    node_at,
+    present,
 )
 from executions.machine.steps import (
     close_open_step,
@@ -65,32 +59,32 @@ from executions.machine.steps import (
 REPORTED_ERROR_CHARS = 500
 
 
-def decide(env: Env, state: dict, event: Event) -> Decision:
+def decide(env: Env, state: State, event: Event) -> Decision:
     """Apply ``event`` to ``state``; the input state is not modified."""
     st = copy_json(state)
-    if st["status"] in FINAL and not _applies_when_final(st, event):
+    if st["status"] in FINAL_STATUSES and not _applies_when_final(st, event):
         raise EventRejected(f"execution is {st['status']}")
     handler = _HANDLERS[type(event)]
     return handler(env, st, event)
 
 
-def _applies_when_final(st: dict, event: Event) -> bool:
+def _applies_when_final(st: State, event: Event) -> bool:
     if isinstance(event, Retry):
-        return st["status"] == FAILED
-    return isinstance(event, Cancel) and event.overrule_success and st["status"] == SUCCEEDED
+        return st["status"] == ExecutionStatus.FAILED
+    return isinstance(event, Cancel) and event.overrule_success and st["status"] == ExecutionStatus.SUCCEEDED
 
 
-def _on_resume(env: Env, st: dict, event: Resume) -> Decision:
+def _on_resume(env: Env, st: State, event: Resume) -> Decision:
     d = Decision(st)
-    if st.get("join") and st["join"]["pending"]:
+    if st.get("join") and present(st["join"])["pending"]:
         d.due_at = env.now + JOIN_RECHECK  # branches still running: they wake this execution
         return d
-    if st["status"] == PENDING:
-        st["status"], st["node"], st["attempt"] = RUNNING, st["node"] or env.spec["start"], 1
+    if st["status"] == ExecutionStatus.PENDING:
+        st["status"], st["node"], st["attempt"] = ExecutionStatus.RUNNING, st["node"] or env.spec["start"], 1
         return walk(env, d)
-    if st["status"] == SLEEPING:
+    if st["status"] == ExecutionStatus.SLEEPING:
         return _resume_sleep(env, d)
-    if st["status"] == WAITING:
+    if st["status"] == ExecutionStatus.WAITING:
         return _resume_wait(env, d)
     # RUNNING or COMPENSATING: a worker died mid-step or a callback made it runnable.
     return walk(env, d)
@@ -98,7 +92,7 @@ def _on_resume(env: Env, st: dict, event: Resume) -> Decision:
 
 def _resume_sleep(env: Env, d: Decision) -> Decision:
     st = d.state
-    until = datetime.fromisoformat(st["sleep"]["until"])
+    until = datetime.fromisoformat(present(st["sleep"])["until"])
     if env.now < until:
         d.due_at = until  # woken early (a duplicate wake-up): sleep on
         return d
@@ -107,19 +101,19 @@ def _resume_sleep(env: Env, d: Decision) -> Decision:
 
 def _end_sleep(env: Env, d: Decision) -> Decision:
     st = d.state
-    kind = st["sleep"]["kind"]
+    kind = present(st["sleep"])["kind"]
     st["sleep"] = None
     if kind == "node":
-        close_step(d, env, "succeeded")
-        st["status"] = RUNNING
-        return goto(env, d, env.node(st["node"]).get("next"))
+        close_step(env, d, StepStatus.SUCCEEDED)
+        st["status"] = ExecutionStatus.RUNNING
+        return goto(env, d, env.node(node_at(st)).get("next"))
     st["status"] = working_status(st)
     return walk(env, d)  # back-off over: the next attempt
 
 
 def _resume_wait(env: Env, d: Decision) -> Decision:
     st = d.state
-    wait = st["wait"]
+    wait = present(st["wait"])
     deadline = datetime.fromisoformat(wait["deadline"])
     if env.now >= deadline:
         return wait_timed_out(env, d)
@@ -134,14 +128,14 @@ def _resume_wait(env: Env, d: Decision) -> Decision:
     return send_async(env, d, resend=True)
 
 
-def _on_call_succeeded(env: Env, st: dict, event: CallSucceeded) -> Decision:
+def _on_call_succeeded(env: Env, st: State, event: CallSucceeded) -> Decision:
     d = Decision(st)
     expect_open(st, event.seq)
-    close_step(d, env, "succeeded", extra=event.record)
-    node_id = st["node"]
-    if st["phase"] == NOTIFY:
-        return end_notify(d, env)
-    if st["phase"] == COMPENSATION:
+    close_step(env, d, StepStatus.SUCCEEDED, extra=event.record)
+    node_id = node_at(st)
+    if st["phase"] == Phase.NOTIFY:
+        return end_notify(env, d)
+    if st["phase"] == Phase.COMPENSATION:
         st["compensate"].pop(0)
         st["attempt"] = 1
         return walk(env, d)
@@ -152,12 +146,12 @@ def _on_call_succeeded(env: Env, st: dict, event: CallSucceeded) -> Decision:
     return goto(env, d, env.node(node_id).get("next"))
 
 
-def _on_call_failed(env: Env, st: dict, event: CallFailed) -> Decision:
+def _on_call_failed(env: Env, st: State, event: CallFailed) -> Decision:
     d = Decision(st)
     expect_open(st, event.seq)
-    close_step(d, env, "failed", error={"failure": event.failure, "message": event.error}, extra=event.record)
-    if event.response is not None and st["phase"] == FORWARD:
-        st["results"][st["node"]] = {"response": event.response}
+    close_step(env, d, StepStatus.FAILED, error={"failure": event.failure, "message": event.error}, extra=event.record)
+    if event.response is not None and st["phase"] == Phase.FORWARD:
+        st["results"][node_at(st)] = {"response": event.response}
     policy = retry_policy(env, st)
     error = {"node": st["node"], "attempt": st["attempt"], "failure": event.failure, "message": event.error}
     if st["attempt"] < policy["max_attempts"] and retryable(policy, event):
@@ -165,34 +159,34 @@ def _on_call_failed(env: Env, st: dict, event: CallFailed) -> Decision:
     return fail_node(env, d, error)
 
 
-def _on_async_accepted(env: Env, st: dict, event: AsyncAccepted) -> Decision:
+def _on_async_accepted(env: Env, st: State, event: AsyncAccepted) -> Decision:
     d = Decision(st)
     expect_open(st, event.seq)
-    if st["status"] != WAITING or st["wait"]["acked"]:
+    if st["status"] != ExecutionStatus.WAITING or present(st["wait"])["acked"]:
         raise EventRejected("not waiting for an acknowledgement")
-    st["wait"]["acked"] = True
-    st["results"][st["node"]] = {"response": event.response}
+    present(st["wait"])["acked"] = True
+    st["results"][node_at(st)] = {"response": event.response}
     update_open_step(d, event.record)
-    d.due_at = datetime.fromisoformat(st["wait"]["deadline"])
+    d.due_at = datetime.fromisoformat(present(st["wait"])["deadline"])
     return d
 
 
-def _on_callback(env: Env, st: dict, event: CallbackArrived) -> Decision:
+def _on_callback(env: Env, st: State, event: CallbackArrived) -> Decision:
     d = Decision(st)
     expect_waiting_for(st, event.node, event.attempt)
     expect_before_deadline(st, datetime.fromisoformat(event.received_at) if event.received_at else env.now)
     st["wait"] = None
     result = st["results"].setdefault(event.node, {})
     result["callback"] = {"body": event.body}
-    st["status"] = RUNNING
+    st["status"] = ExecutionStatus.RUNNING
     if event.outcome == "succeeded":
-        close_step(d, env, "succeeded", detail={"callback": event.body})
+        close_step(env, d, StepStatus.SUCCEEDED, detail={"callback": event.body})
         st["last_call"] = event.node
         if env.node(event.node).get("compensation"):
             st["done"].append(event.node)
         return goto(env, d, env.node(event.node).get("next"), run=False)
     reported = _reported_error(event.body)
-    close_step(d, env, "failed", detail={"callback": event.body}, error=reported)
+    close_step(env, d, StepStatus.FAILED, detail={"callback": event.body}, error=reported)
     policy = env.node(event.node)["retry"]
     error = {"node": event.node, "attempt": event.attempt, "failure": "callback", **reported}
     if st["attempt"] < policy["max_attempts"]:
@@ -213,23 +207,23 @@ def _reported_error(body) -> dict:
     return {"message": f"callback reported failure: {text}", "error": error}
 
 
-def _on_heartbeat(env: Env, st: dict, event: Heartbeat) -> Decision:
+def _on_heartbeat(env: Env, st: State, event: Heartbeat) -> Decision:
     d = Decision(st)
     expect_waiting_for(st, event.node, event.attempt)
     expect_before_deadline(st, env.now)
     node = env.node(event.node)
     extension = node.get("heartbeat_s") or node["timeout_s"]
-    deadline = max(datetime.fromisoformat(st["wait"]["deadline"]), env.now + timedelta(seconds=extension))
-    st["wait"]["deadline"] = deadline.isoformat()
-    d.due_at = deadline if st["wait"]["acked"] else datetime.fromisoformat(st["wait"]["resend_at"])
+    deadline = max(datetime.fromisoformat(present(st["wait"])["deadline"]), env.now + timedelta(seconds=extension))
+    present(st["wait"])["deadline"] = deadline.isoformat()
+    d.due_at = deadline if present(st["wait"])["acked"] else datetime.fromisoformat(present(st["wait"])["resend_at"])
     return d
 
 
-def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
+def _on_cancel(env: Env, st: State, event: Cancel) -> Decision:
     d = Decision(st)
     st["cancelled"] = True
     st["output"] = None
-    close_open_step(d, env, "cancelled")
+    close_open_step(env, d, StepStatus.CANCELLED)
     abandon_wait(env, st)
     st["sleep"] = None
     st["failure"] = st["failure"] or {"message": "cancelled"}
@@ -238,50 +232,50 @@ def _on_cancel(env: Env, st: dict, event: Cancel) -> Decision:
         join["failed"] = True
         d.actions.append(CancelBranches(list(join["pending"]), event.compensate))
     if not event.compensate:
-        return finish(d, env, CANCELLED, error={"message": "cancelled"})
-    if st["phase"] == FORWARD:
+        return finish(env, d, ExecutionStatus.CANCELLED, error={"message": "cancelled"})
+    if st["phase"] == Phase.FORWARD:
         start_compensation(st)
-    st["status"] = COMPENSATING
+    st["status"] = ExecutionStatus.COMPENSATING
     return walk(env, d, run=False)
 
 
-def _on_wake(env: Env, st: dict, event: Wake) -> Decision:
-    if st["status"] != SLEEPING:
+def _on_wake(env: Env, st: State, event: Wake) -> Decision:
+    if st["status"] != ExecutionStatus.SLEEPING:
         raise EventRejected("execution is not sleeping")
     d = Decision(st)
-    st["sleep"]["until"] = env.now.isoformat()
+    present(st["sleep"])["until"] = env.now.isoformat()
     d.due_at = env.now
     return d
 
 
-def _on_retry(env: Env, st: dict, event: Retry) -> Decision:
+def _on_retry(env: Env, st: State, event: Retry) -> Decision:
     """Resume a FAILED execution from the node, or compensation, that failed."""
-    if st["status"] != FAILED:
+    if st["status"] != ExecutionStatus.FAILED:
         raise EventRejected("only a FAILED execution can be retried")
     d = Decision(st)
     st["error"], st["output"] = None, None
-    if st["phase"] == COMPENSATION and event.skip:
+    if st["phase"] == Phase.COMPENSATION and event.skip:
         st["compensate"].pop(0)
     elif event.skip:
         raise EventRejected("skip applies to a failed compensation only")
     st["attempt"] = st.get("attempt", 0) + 1 if not event.skip else 1
     st["status"] = working_status(st)
-    if st["phase"] == FORWARD:
+    if st["phase"] == Phase.FORWARD:
         st["failure"] = None
     d.due_at = env.now
     return d
 
 
-def _on_branch_finished(env: Env, st: dict, event: BranchFinished) -> Decision:
+def _on_branch_finished(env: Env, st: State, event: BranchFinished) -> Decision:
     d = Decision(st)
     join = st.get("join")
     if not join or event.branch not in join["pending"]:
         raise EventRejected(f"not waiting for branch '{event.branch}'")
     join["pending"].remove(event.branch)
     st["results"].update(event.results)
-    if event.status == FAILED:
+    if event.status == ExecutionStatus.FAILED:
         st["branch_failed_for_good"] = True  # a branch needs an operator, so the whole execution does
-    if event.status == SUCCEEDED:
+    if event.status == ExecutionStatus.SUCCEEDED:
         join["done"][event.branch] = event.done
     elif not join["failed"]:
         join["failed"] = True
@@ -295,7 +289,7 @@ def _on_branch_finished(env: Env, st: dict, event: BranchFinished) -> Decision:
     return join_branches(env, d)
 
 
-_HANDLERS = {
+_HANDLERS: dict[type, Callable[[Env, State, Any], Decision]] = {
     Resume: _on_resume,
     CallSucceeded: _on_call_succeeded,
     CallFailed: _on_call_failed,

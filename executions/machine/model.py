@@ -1,24 +1,19 @@
-"""The state machine's vocabulary: statuses, events, actions, the decision, the state and Env."""
+"""The state machine's vocabulary: events, actions, the decision, the state and Env (statuses: executions.choices)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
-# Statuses mirror executions.models.ExecutionStatus, kept as plain strings so this package stays ORM-free.
-PENDING, RUNNING, WAITING, SLEEPING = "PENDING", "RUNNING", "WAITING", "SLEEPING"
-COMPENSATING, SUCCEEDED, COMPENSATED, FAILED, CANCELLED = (
-    "COMPENSATING",
-    "SUCCEEDED",
-    "COMPENSATED",
-    "FAILED",
-    "CANCELLED",
-)
-FINAL = frozenset({SUCCEEDED, COMPENSATED, FAILED, CANCELLED})
-FORWARD, COMPENSATION, NOTIFY = "forward", "compensation", "notify"
+from executions.choices import ExecutionStatus, Phase
+
 # Which ``notify`` request an outcome sends (CANCELLED sends none: somebody asked for it).
-NOTIFY_ON = {SUCCEEDED: "succeeded", FAILED: "failed", COMPENSATED: "failed"}
+NOTIFY_ON: dict[str, str] = {
+    ExecutionStatus.SUCCEEDED: "succeeded",
+    ExecutionStatus.FAILED: "failed",
+    ExecutionStatus.COMPENSATED: "failed",
+}
 # A switch loop that never reaches a call would spin forever inside one decide().
 MAX_HOPS_PER_DECISION = 1000
 # A parent waiting on its branches is woken by their BranchFinished events; this is only a safety re-check.
@@ -169,7 +164,7 @@ class StepRecord:
 
 @dataclass
 class Decision:
-    state: dict
+    state: State
     actions: list = field(default_factory=list)
     due_at: datetime | None = None  # when to look again; None with a Call/SendAsync (the runner owns it)
 
@@ -190,25 +185,111 @@ class EventRejected(Exception):
     """The event does not apply to the execution as it stands (e.g. a late callback)."""
 
 
-def new_state() -> dict:
+class Sleep(TypedDict):
+    until: str  # ISO instant
+    kind: str  # "node" (a sleep node) or "backoff" (between two attempts)
+
+
+class Wait(TypedDict):
+    deadline: str  # ISO: the callback's deadline (pushed by heartbeats)
+    acked: bool  # the service answered the async request
+    resend_at: str  # ISO: send again if still not acked (the sender died)
+
+
+class OpenStep(TypedDict):
+    fields: dict[str, Any]  # the step record's fields so far
+    written: bool  # already a row (a wait or a sleep), so closing it updates
+
+
+class Join(TypedDict):
+    node: str  # the parallel node
+    pending: list[str]  # branch heads still running
+    done: dict[str, list[str]]  # branch head -> its compensable nodes, for the branches that succeeded
+    failed: bool
+
+
+class Final(TypedDict):
+    """An outcome waiting for its ``notify`` request, and where the execution stood when it came."""
+
+    status: str
+    output: Any
+    error: Any
+    kind: str  # "succeeded" | "failed": which notify request
+    phase: str
+    node: str | None
+    attempt: int
+
+
+class State(TypedDict):
+    """The machine's working memory, stored as JSON on the execution row. ``new_state`` sets every key.
+
+    A state stored before a key existed may lack it: read ``join``, ``final``,
+    ``open_step``, ``branch`` and ``branch_failed_for_good`` with ``.get``.
+    """
+
+    status: str
+    node: str | None  # current node id
+    phase: str  # Phase: forward, compensation or notify
+    attempt: int  # attempt of the current node (or current compensation)
+    seq: int  # last step seq allocated
+    open_seq: int | None  # the step of the current call, wait or sleep
+    open_step: OpenStep | None
+    results: dict[str, dict[str, Any]]  # node id -> {"response": {...}, "callback": {"body": ...}}: template data
+    done: list[str]  # forward nodes that succeeded and have a compensation, in order
+    compensate: list[str]  # compensations still to run, next first
+    failure: dict[str, Any] | None  # the error that ended the forward path
+    cancelled: bool
+    sleep: Sleep | None
+    wait: Wait | None
+    join: Join | None  # a parallel node waiting for its branches
+    final: Final | None  # an outcome waiting for its notify request
+    branch: str | None  # a branch execution's head node
+    branch_failed_for_good: bool  # a branch ended FAILED: so does this execution, after compensating
+    last_call: str | None  # node whose response body is the default output
+    output: Any
+    error: Any
+
+
+def new_state() -> State:
     return {
-        "status": PENDING,
-        "node": None,  # current node id
-        "phase": FORWARD,
-        "attempt": 0,  # attempt of the current node (or current compensation)
-        "seq": 0,  # last step seq allocated
-        "open_seq": None,  # the step of the current call, wait or sleep
-        "results": {},  # node id -> {"response": {...}, "callback": {"body": ...}}: template data
-        "done": [],  # forward nodes that succeeded and have a compensation, in order
-        "compensate": [],  # compensations still to run, next first
-        "failure": None,  # the error that ended the forward path
+        "status": ExecutionStatus.PENDING,
+        "node": None,
+        "phase": Phase.FORWARD,
+        "attempt": 0,
+        "seq": 0,
+        "open_seq": None,
+        "open_step": None,
+        "results": {},
+        "done": [],
+        "compensate": [],
+        "failure": None,
         "cancelled": False,
-        "sleep": None,  # {"until": iso, "kind": "node" | "backoff"}
-        "wait": None,  # {"deadline": iso, "acked": bool, "resend_at": iso}
-        "last_call": None,  # node whose response body is the default output
+        "sleep": None,
+        "wait": None,
+        "join": None,
+        "final": None,
+        "branch": None,
+        "branch_failed_for_good": False,
+        "last_call": None,
         "output": None,
         "error": None,
     }
+
+
+_T = TypeVar("_T")
+
+
+def present(value: _T | None) -> _T:
+    """``value``, which the state's invariants say is set at this point (a wait while WAITING,
+    a join while a parallel node waits...); None here is a bug in the machine."""
+    if value is None:
+        raise AssertionError("the state lacks a value its status promises")
+    return value
+
+
+def node_at(st: State) -> str:
+    """The current node: set from the first Resume on (None only while PENDING)."""
+    return present(st["node"])
 
 
 def copy_json(value: Any) -> Any:
@@ -220,7 +301,7 @@ def copy_json(value: Any) -> Any:
     return value
 
 
-def branch_state(parent: dict, head: str) -> dict:
+def branch_state(parent: State, head: str) -> State:
     """The state a branch execution starts from: at its head node, seeing what the parent saw."""
     state = new_state()
     state["node"], state["branch"] = head, head
@@ -242,7 +323,7 @@ class Env:
         return self.spec["nodes"][node_id]
 
 
-def template_data(env: Env, state: dict, secrets: dict | None = None, callback: dict | None = None) -> dict:
+def template_data(env: Env, state: State, secrets: dict | None = None, callback: dict | None = None) -> dict:
     """The data templates and switch rules read (SPEC 2.3)."""
     data = {
         "payload": env.payload,

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from executions.machine.model import NOTIFY, WAITING, Decision, Env, EventRejected, StepRecord
+from executions.choices import Phase
+from executions.machine.model import (
+    Decision,
+    Env,
+    EventRejected,
+    State,
+    StepRecord,
+    node_at,
+    present,
+)
+from executions.machine.queries import waits_for
 
 
-def _node_type(env: Env, st: dict) -> str:
-    return "notify" if st["phase"] == NOTIFY else env.node(st["node"])["type"]
+def _node_type(env: Env, st: State) -> str:
+    return "notify" if st["phase"] == Phase.NOTIFY else env.node(node_at(st))["type"]
 
 
-def open_step(d: Decision, env: Env, status: str | None = None, phase: str | None = None, detail=None) -> int:
+def open_step(env: Env, d: Decision, status: str | None = None, phase: str | None = None, detail=None) -> int:
     """Allocate the next step of the history for the current node attempt.
 
     Waits and sleeps are written at once (status given) so the history shows
@@ -35,7 +45,7 @@ def open_step(d: Decision, env: Env, status: str | None = None, phase: str | Non
     return st["seq"]
 
 
-def close_step(d: Decision, env: Env, status: str, detail=None, error=None, extra: dict | None = None) -> None:
+def close_step(env: Env, d: Decision, status: str, detail=None, error=None, extra: dict | None = None) -> None:
     st = d.state
     seq, opened = st["open_seq"], st.get("open_step")
     if seq is None or opened is None:
@@ -54,29 +64,29 @@ def close_step(d: Decision, env: Env, status: str, detail=None, error=None, extr
 def update_open_step(d: Decision, fields: dict) -> None:
     """Add to the open step (an async request's answer) without closing it."""
     st = d.state
-    opened = st["open_step"]
+    opened = present(st["open_step"])
     if opened["written"]:
-        d.actions.append(StepRecord(st["open_seq"], fields, new=False))
+        d.actions.append(StepRecord(present(st["open_seq"]), fields, new=False))
     else:
         opened["fields"].update(fields)
 
 
-def close_open_step(d: Decision, env: Env, status: str) -> None:
+def close_open_step(env: Env, d: Decision, status: str) -> None:
     if d.state["open_seq"] is not None:
-        close_step(d, env, status)
+        close_step(env, d, status)
 
 
-def expect_open(st: dict, seq: int) -> None:
+def expect_open(st: State, seq: int) -> None:
     if st["open_seq"] != seq:
         raise EventRejected(f"step {seq} is not the open step")
 
 
-def expect_before_deadline(st: dict, when: datetime) -> None:
+def expect_before_deadline(st: State, when: datetime) -> None:
     """A callback after the deadline is late even if no worker has timed the node out yet."""
-    if when >= datetime.fromisoformat(st["wait"]["deadline"]):
+    if when >= datetime.fromisoformat(present(st["wait"])["deadline"]):
         raise EventRejected("the node timed out")
 
 
-def expect_waiting_for(st: dict, node: str, attempt: int) -> None:
-    if st["status"] != WAITING or st["node"] != node or st["attempt"] != attempt or st["cancelled"]:
+def expect_waiting_for(st: State, node: str, attempt: int) -> None:
+    if not waits_for(st, node, attempt) or st["cancelled"]:
         raise EventRejected("the node no longer waits for this callback")

@@ -1,6 +1,6 @@
 """The one write path of executions: every status change goes through here.
 
-Workers call ``advance_execution``; the API calls ``start_execution``,
+Workers call ``advance_execution``; the API calls ``start_requested``,
 ``cancel_execution``, ``retry_execution`` and ``wake_execution``; the callback
 receiver calls ``deliver_callback``. Each one asks the pure state machine
 (executions/machine/) what to do and applies the answer with a write fenced
@@ -21,7 +21,13 @@ from executions.services.external import (
     wake_execution,
 )
 from executions.services.records import TransitionRefused, enqueue
-from executions.services.starting import IdempotencyConflict, find_replayed_start, request_digest, start_execution
+from executions.services.starting import (
+    IdempotencyConflict,
+    find_replayed_start,
+    request_digest,
+    start_execution,
+    start_requested,
+)
 from executions.services.timers import enqueue_due_executions
 from executions.services.worker import RUN_BUDGET_S, advance_execution, claim_execution
 
@@ -42,5 +48,6 @@ __all__ = [
     "request_digest",
     "retry_execution",
     "start_execution",
+    "start_requested",
     "wake_execution",
 ]

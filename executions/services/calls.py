@@ -37,7 +37,7 @@ class HttpTransport:
         self.execution = execution
 
     def __call__(self, call: AnyCall, rendered: Rendered) -> dispatch.Outcome:
-        compensation = isinstance(call, machine.Call) and call.phase == machine.COMPENSATION
+        compensation = isinstance(call, machine.Call) and call.phase == machine.Phase.COMPENSATION
         key_node = f"{call.node}.compensation" if compensation else call.node
         headers = idempotency_headers(self.execution, key_node, call.attempt)
         if rendered.callback is not None:

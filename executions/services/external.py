@@ -98,8 +98,7 @@ def _spawn_branches(parent: Execution, state: dict, fork: machine.Fork) -> None:
 def _report_to_parent(branch: Execution, state: dict) -> None:
     """A branch ended: tell its parent, under the parent's lock (branch lock first, then parent: one order)."""
     parent = _lock(branch.parent_id)
-    results = {k: v for k, v in state["results"].items() if k not in parent.state.get("results", {})}
-    event = machine.BranchFinished(branch.branch, state["status"], results, state["done"])
+    event = machine.branch_finished(branch.branch, state, parent.state)
     try:
         _apply_locked(parent, event)
     except TransitionRefused:
@@ -165,11 +164,7 @@ def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Ca
 def _sending(execution: Execution, node: str, attempt: int) -> bool:
     """A live worker is sending this node attempt's async request and has not seen the answer yet."""
     state = execution.state
-    wait = state.get("wait") or {}
-    waiting_here = (
-        state.get("status") == machine.WAITING and state.get("node") == node and state.get("attempt") == attempt
-    )
-    return waiting_here and not wait.get("acked") and _leased(execution)
+    return machine.waits_for(state, node, attempt) and machine.answer_pending(state) and _leased(execution)
 
 
 def record_heartbeat(execution_id, node: str, attempt: int) -> None:

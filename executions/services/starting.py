@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from definitions.models import Definition
+from definitions.services import find_definition, store_inline_definition
 from executions import machine
 from executions.models import Execution
 from executions.services.records import enqueue, logger
@@ -68,6 +69,26 @@ def start_execution(
         return _same_start(existing, digest), False
     logger.info("execution started", extra={"execution_id": str(execution.pk), "definition": definition.name})
     return execution, True
+
+
+def start_requested(request: dict, idempotency_key: str | None = None, created_by: str = "") -> tuple[Execution, bool]:
+    """Start what a client asked for, idempotently: ``definition`` (and ``version``), or an inline ``spec``; ``input``.
+
+    A key already used for the same request replays its execution before any
+    lookup, so a replay still answers after a new version was stored. Raises
+    IdempotencyConflict, definitions.services.DefinitionNotFound or DefinitionInvalid.
+    """
+    digest = request_digest({key: request.get(key) for key in ("definition", "version", "spec", "input")})
+    replayed = find_replayed_start(idempotency_key, digest) if idempotency_key else None
+    if replayed is not None:
+        return replayed, False
+    return start_execution(_requested_definition(request), request["input"], idempotency_key, created_by, digest)
+
+
+def _requested_definition(request: dict) -> Definition:
+    if "spec" in request:
+        return store_inline_definition(request["spec"])
+    return find_definition(request["definition"], request.get("version"))
 
 
 def _same_start(existing: Execution, digest: str) -> Execution:

@@ -39,7 +39,7 @@ class Command(BaseCommand):
             raise CommandError(f"nothing to prune: no execution finished more than {older_than} ago")
         if dry_run:
             roots = list(prunable(age).values_list("pk", flat=True))
-            steps = Step.objects.filter(execution_id__in=_with_branches(roots)).count()
+            steps = Step.objects.filter(execution_id__in=Execution.objects.family_ids(roots)).count()
             self.stdout.write(f"dry run: would delete {total} execution(s) and {steps} step(s) older than {older_than}")
             return
         deleted = self._prune(age, batch_size, total)
@@ -72,17 +72,8 @@ def prune_batch(age: timedelta, batch_size: int) -> int:
         ids = list(prunable(age).select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch_size])
         if not ids:
             return 0
-        family = _with_branches(ids)
+        family = Execution.objects.family_ids(ids)
         Step.objects.filter(execution_id__in=family).delete()
         Execution.objects.filter(pk__in=family).exclude(pk__in=ids).delete()
         Execution.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).delete()
     return len(ids)
-
-
-def _with_branches(ids: list) -> list:
-    """``ids`` and every branch execution under them (a branch may fork branches of its own)."""
-    family, parents = list(ids), list(ids)
-    while parents:
-        parents = list(Execution.objects.filter(parent_id__in=parents).values_list("pk", flat=True))
-        family.extend(parents)
-    return family

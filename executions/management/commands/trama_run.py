@@ -18,7 +18,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from definitions.models import Definition
-from definitions.services import get_definition, latest_definition
+from definitions.services import DefinitionNotFound, find_definition
 from executions.models import FINAL_STATUSES, Execution, ExecutionStatus, Step
 from executions.services import advance_execution, start_execution
 from trama_project.management.commands._cli import USAGE_EXIT_CODE, load_json_object, usage_errors_exit_with
@@ -94,8 +94,8 @@ def _payload(path: str | None) -> dict:
 
 def _definition(name: str, version: int | None) -> Definition:
     try:
-        return latest_definition(name) if version is None else get_definition(name, version)
-    except Definition.DoesNotExist:
+        return find_definition(name, version)
+    except DefinitionNotFound:
         which = f"{name!r}" if version is None else f"{name!r} version {version}"
         raise CommandError(f"unknown definition {which} (store it first: manage.py trama_import FILE)",
                            returncode=USAGE_EXIT_CODE)  # fmt: skip
@@ -159,13 +159,7 @@ class _Follower:
 def _family(execution_id) -> list[Execution]:
     """The execution first, then the branches its parallel nodes forked (and theirs), with the database clock."""
     query = Execution.objects.annotate(db_now=Now()).only("pk", "status", "due_at", "parent_id", "branch")
-    family = [query.get(pk=execution_id)]
-    parents = [execution_id]
-    while parents:
-        children = list(query.filter(parent_id__in=parents))
-        family.extend(children)
-        parents = [child.pk for child in children]
-    return family
+    return [query.get(pk=execution_id), *query.branches_under([execution_id])]
 
 
 def _due(execution: Execution) -> bool:

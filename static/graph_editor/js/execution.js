@@ -9,7 +9,9 @@ import { fmtDuration, ms, renderTimeline, spanSummary } from "./timeline.js";
 const page = document.getElementById("execution");
 const dataUrl = page.dataset.url;
 const POLL_MS = 1000;
-const FINAL = new Set(["SUCCEEDED", "COMPENSATED", "FAILED", "CANCELLED"]);
+// The statuses come from the server (executions/choices.py), so this page keeps no copy of them.
+const STATUSES = JSON.parse(document.getElementById("execution-statuses").textContent);
+const FINAL = new Set(STATUSES.final);
 
 const state = { data: JSON.parse(document.getElementById("execution-data").textContent), spans: [], selected: null, clockSkew: 0, layout: null };
 

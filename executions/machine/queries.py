@@ -1,0 +1,38 @@
+"""Questions the services ask about a stored state, answered here: its keys are the machine's business.
+
+Each takes the state as stored on the execution row, which may predate a key (hence ``.get``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from executions.choices import ExecutionStatus
+from executions.machine.model import BranchFinished, State
+
+
+def waits_for(state: State, node: str, attempt: int) -> bool:
+    """The execution is WAITING at this attempt of this node (for its callback, or to resend its request)."""
+    return (
+        state.get("status") == ExecutionStatus.WAITING and state.get("node") == node and state.get("attempt") == attempt
+    )
+
+
+def answer_pending(state: State) -> bool:
+    """The current async request's answer has not been seen: it is being sent, or its sender died."""
+    wait = state.get("wait")
+    return not (wait and wait["acked"])
+
+
+def wait_deadline(state: State) -> datetime | None:
+    """When the current wait for a callback times out (heartbeats push it), or None when nothing waits."""
+    wait = state.get("wait")
+    return datetime.fromisoformat(wait["deadline"]) if wait else None
+
+
+def branch_finished(branch: str, state: State, parent: State) -> BranchFinished:
+    """What a branch that ended (``state`` final) tells its parent: its outcome, the results the parent
+    has not seen yet, and its compensable nodes."""
+    seen = parent.get("results", {})
+    results = {node: result for node, result in state["results"].items() if node not in seen}
+    return BranchFinished(branch, state["status"], results, state["done"])
