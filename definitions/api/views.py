@@ -31,7 +31,14 @@ from definitions.services import (
 from definitions.validation import validate_definition
 from trama_project.api import ErrorSerializer
 
-NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The definition's name.")
+# "validate" and "simulate" are routes of their own, never a definition's name (validation refuses them).
+NAME = OpenApiParameter(
+    "name",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The definition's name (never `validate` or `simulate`).",
+    pattern=r"^(?!(validate|simulate)$)[^/]+$",
+)
 NAME_FILTER = OpenApiParameter(
     "name", OpenApiTypes.STR, OpenApiParameter.QUERY, description="Only names containing this (any case)."
 )
