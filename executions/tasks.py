@@ -3,6 +3,7 @@
 from executions.inflight import in_flight
 
 
-def advance(execution_id: str) -> None:
-    """Hand the execution to one of this process's threads (blocks while they are all busy)."""
-    in_flight().submit(execution_id)
+def advance(*execution_ids: str) -> None:
+    """Hand each execution to one of this process's threads (blocks while they are all busy)."""
+    for execution_id in execution_ids:
+        in_flight().submit(execution_id)

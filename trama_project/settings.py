@@ -103,6 +103,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Statements a connection runs this many times are prepared on the server (parsed and planned
+    # once): the engine's per-step statements are the same every time. 0 turns it off, as PgBouncer
+    # in transaction mode needs.
+    prepare_threshold = env_int("TRAMA_DB_PREPARE_THRESHOLD", 5, minimum=0)
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = prepare_threshold or None
     if TRAMA_DB_POOL_SIZE:
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections instead
         # CONN_HEALTH_CHECKS (above) makes the pool check each connection as it hands it out (an empty

@@ -22,16 +22,25 @@ class TransitionRefused(Exception):
     """The execution is not in a state that allows this (answer 409)."""
 
 
-def enqueue(execution_id) -> None:
-    """Wake a worker for this execution once the current transaction commits (never before).
+# Wake-ups per queue task: the timer loop makes hundreds of executions due at once, and one task
+# per execution would cost a pickled, signed message (and a queue round trip) each.
+WAKE_BATCH = 32
 
-    With the ORM broker the task row is written inside that transaction: it
-    becomes visible together with the change, in one commit instead of two.
+
+def enqueue(*execution_ids) -> None:
+    """Wake workers for these executions once the current transaction commits (never before).
+
+    One queue task carries up to WAKE_BATCH ids; the worker process that takes
+    it hands each to one of its threads. With the ORM broker the task rows are
+    written inside the transaction: they become visible together with the
+    change, in one commit instead of two.
     """
     broker = queue_broker()
+    ids = [str(execution_id) for execution_id in execution_ids]
 
     def wake() -> None:
-        async_task("executions.tasks.advance", str(execution_id), save=False, broker=broker)
+        for start in range(0, len(ids), WAKE_BATCH):
+            async_task("executions.tasks.advance", *ids[start : start + WAKE_BATCH], save=False, broker=broker)
 
     if connection.in_atomic_block and isinstance(broker, ORM):
         wake()

@@ -37,8 +37,7 @@ def enqueue_due_executions(limit: int = 500) -> int:
         if not ids:
             return 0
         Execution.objects.filter(pk__in=ids).update(nudged_at=Now())
-        for execution_id in ids:
-            enqueue(execution_id)
+        enqueue(*ids)
     return len(ids)
 
 
