@@ -193,9 +193,12 @@ class Harness:
         return {str(pk): fence for pk, fence in rows}
 
     def refused_writes(self) -> int:
-        """How many times a worker found its claim taken over when it came to write (the fence held)."""
+        """How many times a worker that lost its claim was stopped: its write missed (the fence held),
+        it dropped its next call because its lease could no longer cover it (the lease check), or its
+        write failed on the database and its lease had ended before it could retry."""
         text = "".join(w.stderr_path.read_text(errors="replace") for w in self.pool.processes)
-        return text.count("lost the execution to another worker")
+        stops = ("lost the execution to another worker", "lease too short for the next call", "until the lease ended")
+        return sum(text.count(stop) for stop in stops)
 
 
 # --- Faults --------------------------------------------------------------------------------

@@ -43,7 +43,9 @@ def start_web(worker_pool, **env):
 
 def access_lines(web, path_part: str) -> list[dict]:
     """The JSON access lines (TRAMA_LOG_FORMAT=json) whose path contains ``path_part``, in order."""
-    lines = [json.loads(x) for x in web.stdout_path.read_text().splitlines() if x.startswith("{")]
+    text = web.stdout_path.read_text()
+    complete = text[: text.rfind("\n") + 1]  # the process may be writing the last line right now
+    lines = [json.loads(x) for x in complete.splitlines() if x.startswith("{")]
     return [x for x in lines if x.get("event") == "access" and path_part in x["path"]]
 
 
