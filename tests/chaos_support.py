@@ -168,7 +168,10 @@ class Harness:
     service: TestService
     pool: WorkerPool
     workers: int = 3
-    workers_per_cluster: int = 2  # TRAMA_WORKERS: the calls one qcluster can have in flight
+    workers_per_cluster: int = 2  # TRAMA_WORKERS
+    # TRAMA_WORKER_CONCURRENCY, small so that every cluster holds executions when a fault hits
+    # (with the default, the first clusters to poll would take them all and a fault could hit an idle one).
+    concurrency: int = 2
     redis_url: str | None = None  # the broker, when it is Redis (the broker-loss fault flushes it)
     observer_pid: int | None = None  # this process's database session, spared by the connection cut
     clusters: list = field(default_factory=list)
@@ -177,8 +180,14 @@ class Harness:
     def start(self) -> None:
         """Three (``workers``) qclusters and one timer loop."""
         self.pool.env["TRAMA_WORKERS"] = self.workers_per_cluster
+        self.pool.env["TRAMA_WORKER_CONCURRENCY"] = self.concurrency
         self.clusters = [self.pool.start_worker() for _ in range(self.workers)]
         self.pool.start_timers()
+
+    @property
+    def capacity(self) -> int:
+        """The executions one qcluster can have in flight."""
+        return self.workers_per_cluster * self.concurrency
 
     def restart(self, index: int) -> None:
         self.clusters[index] = self.pool.start_worker()
@@ -220,7 +229,7 @@ class Fault:
     name: str
     hit: Callable[[Harness], list[FaultEvent]]
     every_s: float | None = None
-    ready: Callable[[Harness], bool] = lambda h: h.in_flight() >= h.workers * h.workers_per_cluster - 1
+    ready: Callable[[Harness], bool] = lambda h: h.in_flight() >= h.workers * h.capacity - 1
 
 
 def sigkill_one(restart_after_s: float = 1.0) -> Callable[[Harness], list[FaultEvent]]:
@@ -243,7 +252,7 @@ def _kill(h: Harness, index: int, restart_after_s: float) -> FaultEvent:
     h.pool.kill(h.clusters[index], signal.SIGKILL)
     # After the kill the dead worker's leases are frozen in the table: they are among these.
     held = h.held()
-    event = FaultEvent(time.time(), f"SIGKILL cluster {index}", min(len(held), h.workers_per_cluster), set(held))
+    event = FaultEvent(time.time(), f"SIGKILL cluster {index}", min(len(held), h.capacity), set(held))
     time.sleep(restart_after_s)
     h.restart(index)
     return event
@@ -255,7 +264,7 @@ def zombie(h: Harness, wait_s: float = 60.0) -> list[FaultEvent]:
     h.pool.kill(proc, signal.SIGSTOP, wait=0)
     at = time.time()
     held = h.held()
-    event = FaultEvent(at, "SIGSTOP cluster 0 past its lease", min(len(held), h.workers_per_cluster), set(held))
+    event = FaultEvent(at, "SIGSTOP cluster 0 past its lease", min(len(held), h.capacity), set(held))
 
     def taken_over() -> bool:
         rows = Execution.objects.filter(pk__in=held).values_list("pk", "fence", "status")
