@@ -60,6 +60,8 @@ SUCCESS_BY_VERB = {
 ASYNC_ACCEPTED = [202]
 # WorkflowExecutor.kt retries every failed call (any status not in the success codes, or no answer).
 RETRY_ON_EVERYTHING = ["network", "timeout", "4xx", "5xx"]
+# application.yaml, httpClient.requestTimeoutMillis: one timeout for every call.
+REQUEST_TIMEOUT_S = 30
 MAX_RETRIES = 99  # Trama's max_attempts (calls, 1-100) is the original's maxAttempts (retries) + 1
 NOT_SUPPORTED = "is not supported yet"
 MAX_DEPTH = 64  # as definitions.validation.MAX_DEPTH
@@ -195,6 +197,7 @@ def convert(source: dict) -> Conversion:
     """The native equivalent of a ``source`` in the original's format (see :func:`is_upstream`)."""
     v2 = "nodes" in source or "entrypoint" in source
     conv = Conversion({"kind": "graph" if v2 else "saga"}, version="v2" if v2 else "v1")
+    conv.source["defaults"] = {"request": {"timeout_s": REQUEST_TIMEOUT_S}}
     conv.unknown_keys(source, "", V2_FIELDS if v2 else V1_FIELDS)
     conv.paths |= {"": "", "name": "name"}
     if "name" in source:
@@ -260,7 +263,7 @@ def _failure_handling(value: Any, conv: Conversion) -> None:
         if jitter not in (0, None) or isinstance(jitter, bool):
             conv.add(f"{path}.jitterRatio", f"jitterRatio other than 0 {NOT_SUPPORTED} (Trama's back-off is exact)")
     conv.paths |= {"defaults": path, "defaults.retry": path}
-    conv.source["defaults"] = {"retry": retry}
+    conv.source["defaults"]["retry"] = retry
 
 
 # --- v1: steps[{name, up, down}] -------------------------------------------------------------

@@ -196,6 +196,24 @@ def editor_template(name):
             "entrypoint": "step-1",
             "nodes": nodes,
         }
+    if name == "payment-split":
+        callback = {"timeoutMillis": 60000, "successWhen": None, "failureWhen": None}
+        nodes = [
+            task("validate", "choose-method"),
+            {**choose(), "id": "choose-method"},
+            task("pix-payment", "notify"),
+            {**task("card-payment", "notify", acceptedStatusCodes=[202], callback=callback)},
+            task("notify"),
+        ]
+        nodes[3]["action"]["mode"] = "async"
+        handling = {"type": "retry", "maxAttempts": 3, "delayMillis": 1000}
+        return {
+            "name": "payment-saga",
+            "version": "v1",
+            "failureHandling": handling,
+            "entrypoint": "validate",
+            "nodes": nodes,
+        }
     rules = {"==": [{"var": "payload.status"}, "completed"]}
     callback = {"timeoutMillis": 120000, "successWhen": rules, "failureWhen": None}
     nodes = [task("trigger", "notify", mode="async", acceptedStatusCodes=[202], callback=callback), task("notify")]
@@ -256,6 +274,11 @@ def test_every_definition_the_original_ships_is_stored_unchanged(api, origin):
             {f"nodes[{i}].action.request.url": "url must not be blank" for i in range(3)},
         ),
         (
+            "definition-editor payment-split",
+            editor_template("payment-split"),
+            {f"nodes[{i}].action.request.url": "url must not be blank" for i in (0, 2, 3, 4)},
+        ),
+        (
             "definition-editor async-callback",
             editor_template("async-callback"),
             {
@@ -291,7 +314,7 @@ def request(method, url, body=None, status=(200, 201, 202), headers=JSON, **extr
         "url": url,
         "headers": dict(headers),
         "query": {},
-        "timeout_s": 10.0,
+        "timeout_s": 30.0,  # application.yaml, requestTimeoutMillis
         "success_status": list(status),
     }
     return native | ({"body": body} if body is not None else {}) | extra
