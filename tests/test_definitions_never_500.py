@@ -81,7 +81,14 @@ KEYS = [
     "notify",
 ]
 
-scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+HUGE = 10**400  # JSON allows it; beyond a float's range
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.sampled_from([HUGE, -HUGE])
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
 texts = st.sampled_from([*KEYS, "{{payload.x}}", "{{step.0.up.body}}", "{{#x}}", "{{", "http://h/{{sagaId}}", ""])
 json_values = st.recursive(
     scalars | texts | st.text(max_size=20),
@@ -137,3 +144,19 @@ def test_no_definition_answers_500(api, url):
         assert response.status_code in (200, 201, 400), (response.status_code, body)
 
     check()
+
+
+def test_integers_beyond_a_floats_range_are_a_400(api):
+    """read_number called math.isfinite and formatted with :g, both OverflowError on such ints (a 500)."""
+    native = copy.deepcopy(NATIVE)
+    native["nodes"]["a"]["request"]["timeout_s"] = HUGE
+    native["nodes"]["w"]["duration_s"] = -HUGE
+    native["nodes"]["b"]["timeout_s"] = HUGE
+    original = checkout()
+    original["failureHandling"]["delayMillis"] = HUGE
+    original["nodes"][3]["action"]["callback"]["timeoutMillis"] = HUGE
+    for body, path in ((native, "nodes.a.request.timeout_s"), (original, "failureHandling.delayMillis")):
+        response = api.post("/api/v1/definitions/validate/", body, format="json")
+        assert response.status_code == 400
+        found = {error["path"]: error["message"] for error in response.json()["errors"]}
+        assert "digits)" in found[path], found
