@@ -190,7 +190,10 @@ def _millis(value: Any) -> Any:
     """Milliseconds as seconds; anything but a number is passed on for validation to report."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value
-    return value / 1000
+    try:
+        return value / 1000
+    except OverflowError:  # an int beyond a float's range: validation reports it as out of range
+        return value // 1000
 
 
 def convert(source: dict) -> Conversion:
@@ -511,7 +514,7 @@ def _headers(raw: dict, request: dict, native: str, path: str, conv: Conversion)
 def _body(body: Any, request: dict, native: str, path: str, conv: Conversion) -> None:
     """The body, as JSON. The original renders it as text; text that is JSON (or one reference) converts."""
     where = f"{path}.body"
-    if isinstance(body, dict) and isinstance(body.get("value"), str) and len(body) == 1:
+    if isinstance(body, dict) and isinstance(body.get("value"), str):  # TemplateStringSerializer reads only it
         body = body["value"]
     if isinstance(body, str):
         if not body.strip():
@@ -566,7 +569,7 @@ def reference(name: str, step_names: list | None = None) -> tuple[str, str | Non
         return name, f"template reference {name!r} is not a dotted name"
     parts = name.split(".")
     root, rest = parts[0], parts[1:]
-    if root in ("payload", "nodes"):
+    if root == "payload" or (root == "nodes" and len(parts) >= 4 and parts[2:4] == ["response", "body"]):
         return name, None
     if name == "sagaId":
         return "execution.id", None
@@ -580,6 +583,11 @@ def reference(name: str, step_names: list | None = None) -> tuple[str, str | Non
             section = section[1:]
         if step is not None and section[0] == "body":
             return ".".join(["nodes", step, "response", *section]), None
+    if root == "nodes":
+        return (
+            name,
+            f"template reference {name!r} renders as empty text in the original (it has nodes.<id>.response.body)",
+        )
     if root in ("sagaVersion", "stepName", "phase", "prev", "steps", "step", "runtime"):
         return name, f"template reference {name!r} {NOT_SUPPORTED} (no Trama template reads the same value)"
     return name, (
@@ -591,7 +599,12 @@ def reference(name: str, step_names: list | None = None) -> tuple[str, str | Non
 def _step_name(key: str, step_names: list | None) -> str | None:
     """``step.<index|name>``: a v1 index is the step at that position; in a graph only names are static."""
     if key.isdigit():
-        if step_names is None or int(key) >= len(step_names) or not isinstance(step_names[int(key)], str):
+        if (
+            step_names is None
+            or len(key) > 6
+            or int(key) >= len(step_names)
+            or not isinstance(step_names[int(key)], str)
+        ):
             return None
         return step_names[int(key)]
     return key

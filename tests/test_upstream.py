@@ -517,6 +517,11 @@ def test_values_are_checked_by_the_normal_validation_and_reported_at_the_origina
         (lambda s: s["steps"][0]["up"].update(url=SVC + "/{{#payload.a}}x{{/payload.a}}"), "steps[0].up.url", "tag"),
         (lambda s: s["steps"][0]["up"].update(url=SVC + "/{{step.0.down.body.x}}"), "steps[0].up.url", "step.0.down"),
         (lambda s: s["steps"][0]["up"].update(url=SVC + "/{{secrets.KEY}}"), "steps[0].up.url", "renders as empty"),
+        (
+            lambda s: s["steps"][0]["up"].update(url=SVC + "/{{nodes.reserve.response.status}}"),
+            "steps[0].up.url",
+            "empty",
+        ),
     ],
 )
 def test_what_has_no_native_counterpart_yet_is_refused_by_name(change, path, message):
@@ -549,7 +554,10 @@ def test_bodies_and_template_strings():
     assert spec["notify"]["succeeded"]["body"] == {"status": "ok", "orderId": "{{payload.orderId}}"}
     source = saga_demo()
     source["steps"][0]["up"]["url"] = {"value": SVC + "/wrapped"}
-    assert validate_definition(source).spec["nodes"]["reserve"]["request"]["url"] == SVC + "/wrapped"
+    source["steps"][0]["up"]["body"] = {"value": '{"n": "{{payload.n}}"}', "ignored": 1}  # only "value" is read
+    spec = validate_definition(source).spec
+    assert spec["nodes"]["reserve"]["request"]["url"] == SVC + "/wrapped"
+    assert spec["nodes"]["reserve"]["request"]["body"] == {"n": "{{payload.n}}"}
 
 
 def test_detection():
