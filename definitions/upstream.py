@@ -319,6 +319,48 @@ def _nodes(source: dict, conv: Conversion) -> None:
     conv.source["nodes"] = {}
     for index, raw in enumerate(nodes):
         _node(raw, f"nodes[{index}]", conv)
+    if isinstance(source.get("entrypoint"), str):
+        _compensation_in_cycle(source["entrypoint"], nodes, conv)
+
+
+def _compensation_in_cycle(entrypoint: str, nodes: list, conv: Conversion) -> None:
+    """WorkflowDefinitionValidator.kt: a graph that loops (from the entrypoint) must have no compensation."""
+    edges: dict[str, list] = {}
+    compensated = []
+    for index, raw in enumerate(nodes):
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or raw["id"] in edges:
+            continue
+        cases = raw.get("cases") if isinstance(raw.get("cases"), list) else []
+        targets = [raw.get("next"), raw.get("default"), *(c.get("target") for c in cases if isinstance(c, dict))]
+        edges[raw["id"]] = [t for t in targets if isinstance(t, str)]
+        if raw.get("kind") == "task" and raw.get("compensation") is not None:
+            compensated.append(index)
+    if compensated and _has_cycle(entrypoint, edges):
+        for index in compensated:
+            conv.add(f"nodes[{index}].compensation", "compensation is not allowed in cyclic workflows")
+
+
+def _has_cycle(start: str, edges: dict[str, list]) -> bool:
+    """Whether a path from ``start`` comes back to a node on it (iterative depth-first search)."""
+    on_path, done = set(), set()
+    stack: list[tuple[str, int]] = [(start, 0)]
+    on_path.add(start)
+    while stack:
+        node, position = stack[-1]
+        targets = edges.get(node, [])
+        if position == len(targets):
+            stack.pop()
+            on_path.discard(node)
+            done.add(node)
+            continue
+        stack[-1] = (node, position + 1)
+        target = targets[position]
+        if target in on_path:
+            return True
+        if target not in done and target in edges:
+            on_path.add(target)
+            stack.append((target, 0))
+    return False
 
 
 def _node(raw: Any, path: str, conv: Conversion) -> None:
@@ -362,6 +404,8 @@ def _task(raw: dict, native: str, path: str, conv: Conversion) -> dict:
         return node
     request = _http_call(action["request"], f"{native}.request", f"{where}.request", conv)
     codes = ("acceptedStatusCodes", ASYNC_ACCEPTED) if mode == "async" else ("successStatusCodes", None)
+    if action.get(codes[0]) is not None:
+        _status_codes(action[codes[0]], f"{where}.{codes[0]}", conv)
     if isinstance(request, dict) and action.get(codes[0]) is not None:
         request["success_status"] = action[codes[0]]  # DefinitionNormalizer.kt / TaskNodeHandler.kt
         conv.paths[f"{native}.request.success_status"] = f"{where}.{codes[0]}"
@@ -489,11 +533,23 @@ def _http_call(raw: Any, native: str, path: str, conv: Conversion) -> Any:
         _body(raw["body"], request, native, path, conv)
     codes = raw.get("successStatusCodes")
     if codes is not None:
+        _status_codes(codes, f"{path}.successStatusCodes", conv)
         request["success_status"] = codes
     elif "method" in request:
         request["success_status"] = list(SUCCESS_BY_VERB[verb])
     conv.paths[f"{native}.success_status"] = f"{path}.successStatusCodes"
     return request
+
+
+def _status_codes(codes: Any, path: str, conv: Conversion) -> None:
+    """SagaDefinitionValidator.kt: not empty, each 100-599 (checked here too: a step Trama cannot
+    read further, such as one with a blank name, still gets them)."""
+    if not isinstance(codes, list) or not codes:
+        conv.add(path, f"{_last_key(path)} must be a non-empty list of HTTP status codes (100-599)")
+        return
+    for index, code in enumerate(codes):
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            conv.add(f"{path}[{index}]", f"{_last_key(path)} contains invalid code: {code!r}")
 
 
 def _headers(raw: dict, request: dict, native: str, path: str, conv: Conversion) -> None:

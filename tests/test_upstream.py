@@ -609,3 +609,101 @@ def test_a_v1_saga_runs_retries_and_compensates_as_the_original(api, service, se
     charge = next(r for r in service.requests if r.path.startswith("/step/charge"))
     assert charge.body == {"prevStep": "reserve"}
     assert isinstance(execution, Execution)
+
+
+# --- The outcomes the original's own tests state ---------------------------------------------------
+
+
+def kotlin_v1(**changes):
+    """The definition of SagaDefinitionValidatorTest `valid definition passes` (app/test/.../saga/)."""
+    up = {
+        "url": "http://service/reserve/{{sagaId}}",
+        "verb": "POST",
+        "headers": {"X-Req": "{{sagaId}}"},
+        "body": '{"id":"{{sagaId}}"}',
+    }
+    step = {"name": "reserve", "up": up, "down": {"url": "http://service/reserve/{{sagaId}}", "verb": "DELETE"}}
+    source = {
+        "name": "order-flow",
+        "version": "1",
+        "failureHandling": {"type": "retry", "maxAttempts": 3, "delayMillis": 1000},
+        "steps": [step],
+    }
+    return source | changes
+
+
+def test_saga_definition_validator_test_valid_definition_passes():
+    """SagaDefinitionValidatorTest `valid definition passes`."""
+    spec = validate_definition(kotlin_v1()).spec
+    request = spec["nodes"]["reserve"]["request"]
+    assert request["url"] == "http://service/reserve/{{execution.id}}"
+    assert request["headers"] == {"X-Req": "{{execution.id}}"} and request["body"] == {"id": "{{execution.id}}"}
+    assert spec["nodes"]["reserve"]["compensation"]["success_status"] == [200, 202, 204]
+
+
+def test_saga_definition_validator_test_invalid_definition_returns_errors():
+    """SagaDefinitionValidatorTest `invalid definition returns errors`: each error it expects, at its path."""
+    up = {"url": "", "verb": "POST", "headers": {"": ""}, "body": "", "successStatusCodes": []}
+    down = {"url": "", "verb": "DELETE", "successStatusCodes": [42]}
+    source = kotlin_v1(
+        name=" ",
+        version="",
+        failureHandling={"type": "retry", "maxAttempts": 0, "delayMillis": 0},
+        steps=[{"name": "", "up": up, "down": down}],
+        onSuccessCallback={"url": "", "verb": "POST", "successStatusCodes": []},
+    )
+    found = errors(source)
+    assert "must not be blank" in found["name"]
+    assert found["version"] == "version must not be blank"
+    assert found["steps[0].name"] == "name must not be blank"
+    assert found["steps[0].up.url"] == "url must not be blank"
+    assert "non-empty list" in found["steps[0].up.successStatusCodes"]
+    assert found["steps[0].down.successStatusCodes[0]"] == "successStatusCodes contains invalid code: 42"
+    assert found["onSuccessCallback.url"] == "url must not be blank"
+    assert found["steps[0].up.body"] == "body must not be blank when provided"
+    assert "failureHandling" not in found  # no retries and no delay are allowed
+
+
+def kotlin_v2(nodes):
+    """The definitions of WorkflowDefinitionValidatorTest (app/test/.../saga/workflow/)."""
+    return {
+        "name": "cyclic-flow",
+        "version": "1",
+        "failureHandling": {"type": "retry", "maxAttempts": 3, "delayMillis": 1000},
+        "entrypoint": "step-a",
+        "nodes": nodes,
+    }
+
+
+def kotlin_task(node_id, next_node=None, compensation=False):
+    node = {
+        "kind": "task",
+        "id": node_id,
+        "action": {"mode": "sync", "request": {"url": SVC + "/action", "verb": "POST"}},
+    }
+    if compensation:
+        node["compensation"] = {"url": SVC + "/compensate", "verb": "DELETE"}
+    return node | ({"next": next_node} if next_node else {})
+
+
+def test_workflow_definition_validator_test_cycles_and_compensation():
+    """WorkflowDefinitionValidatorTest: compensation is not allowed in cyclic workflows (also through a switch
+    default); a linear workflow with compensation is valid."""
+    cyclic = errors(kotlin_v2([kotlin_task("step-a", "step-b", compensation=True), kotlin_task("step-b", "step-a")]))
+    assert cyclic["nodes[0].compensation"] == "compensation is not allowed in cyclic workflows"
+    router = {"kind": "switch", "id": "router", "cases": [{"name": "done", "when": {"==": [1, 1]}, "target": "step-b"}]}
+    via_switch = [
+        kotlin_task("step-a", "router", compensation=True),
+        router | {"default": "step-a"},
+        kotlin_task("step-b"),
+    ]
+    assert errors(kotlin_v2(via_switch)) == {"nodes[0].compensation": "compensation is not allowed in cyclic workflows"}
+    linear = [kotlin_task("step-a", "step-b", compensation=True), kotlin_task("step-b", compensation=True)]
+    assert validate_definition(kotlin_v2(linear)).spec is not None
+
+
+def test_a_cycle_with_no_exit_is_refused_unlike_the_original():
+    """WorkflowDefinitionValidatorTest `cyclic workflow without compensation is valid`: an a -> b -> a loop never
+    ends; SPEC 2.4 refuses it (docs/upstream.md lists the difference)."""
+    found = errors(kotlin_v2([kotlin_task("step-a", "step-b"), kotlin_task("step-b", "step-a")]))
+    assert set(found) <= {"nodes[0]", "nodes[1]"} and found
