@@ -466,9 +466,8 @@ def _case(case: Any, native: str, path: str, conv: Conversion) -> Any:
     converted["next"] = case["target"]
     rule = case["when"]
     if isinstance(rule, str):  # JsonElementFlexSerializer: a string holds the rule as JSON text
-        try:
-            rule = json.loads(rule)
-        except ValueError:
+        rule = _json_text(rule)
+        if rule is _NOT_JSON:
             conv.add(f"{path}.when", "when must be a JSON Logic rule (an object, or a string holding one as JSON)")
             return converted
     converted["when"] = _rule_vars(rule, path + ".when", conv, _switch_var)
@@ -579,12 +578,23 @@ def _body(body: Any, request: dict, native: str, path: str, conv: Conversion) ->
         if _whole_reference(body):
             request["body"] = _templates(body, where, conv)
             return
-        try:
-            body = json.loads(body)
-        except ValueError:
+        body = _json_text(body)
+        if body is _NOT_JSON:
             conv.add(where, f"a body that is not JSON (text with templates, sent raw) {NOT_SUPPORTED}")
             return
     request["body"] = _templates(body, where, conv)
+
+
+_NOT_JSON = object()
+
+
+def _json_text(text: str) -> Any:
+    """The JSON value ``text`` holds, or ``_NOT_JSON`` (also when it nests deeper than the definition may)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+    return _NOT_JSON if nesting_depth(value, MAX_DEPTH) > MAX_DEPTH else value
 
 
 def _whole_reference(text: str) -> bool:

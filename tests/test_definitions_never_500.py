@@ -160,3 +160,16 @@ def test_integers_beyond_a_floats_range_are_a_400(api):
         assert response.status_code == 400
         found = {error["path"]: error["message"] for error in response.json()["errors"]}
         assert "digits)" in found[path], found
+
+
+def test_json_text_nested_too_deep_is_a_400(api):
+    """A body or switch rule given as JSON text is parsed; text nested 100 000 deep made json.loads recurse out."""
+    deep = "[" * 100_000 + "]" * 100_000
+    v1 = saga_demo()
+    v1["onSuccessCallback"]["body"] = deep
+    v2 = checkout()
+    v2["nodes"][1]["cases"][0]["when"] = deep
+    for body, path in ((v1, "onSuccessCallback.body"), (v2, "nodes[1].cases[0].when")):
+        response = api.post("/api/v1/definitions/", body, format="json")
+        assert response.status_code == 400
+        assert path in {error["path"] for error in response.json()["errors"]}
