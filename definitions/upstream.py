@@ -1,57 +1,82 @@
-"""Upstream-style definitions (SPEC 2.2): the JSON of the original Trama runtime, converted to Trama's own form.
+"""Definitions in the original Trama runtime's format (SPEC 2.2), converted to Trama's own form.
 
-Two shapes are recognised (the field-by-field mapping is in docs/upstream.md):
+The original (github.com/thiagoribeiro/trama) defines two formats in
+``app/main/kotlin/run/trama/saga/SagaDefinition.kt``:
 
-* v1, a linear saga: ``{"name", "failureHandling", "steps": [{"name", "up", "down", "retry"}]}``;
-* v2, a node graph: ``{"name", "entrypoint", "nodes": [{"id", "kind": "task"|"switch"|"sleep", ...}]}``.
+* v1, ``SagaDefinition``: ``{name, version, failureHandling, steps: [{name, up, down}],
+  onSuccessCallback?, onFailureCallback?}``;
+* v2, ``SagaDefinitionV2``: ``{name, version, failureHandling, entrypoint, nodes: [{kind, id, ...}],
+  onSuccessCallback?, onFailureCallback?}`` (a body with ``nodes`` is v2, as in its ``Application.kt``).
 
-:func:`convert` only renames, restructures and converts units (milliseconds to
-seconds, Mustache references to Trama's, simple switch expressions to JSON
-Logic); values are left to the normal validation, whose errors
-:meth:`Conversion.translate` points back at the upstream paths. The stored
-``source`` stays the upstream JSON; only the ``spec`` is Trama's.
+:func:`convert` builds the native definition field by field (docs/upstream.md is the
+table), with the original's defaults made explicit (its per-verb success codes, the
+202 an async call is accepted with, completion callbacks sent once). Problems only
+the original's format can have (its field names, types and required fields) are
+reported here; values are then checked by the normal validation, whose errors
+:meth:`Conversion.translate` points back at the field the author wrote. A feature of
+the original with no native counterpart yet is refused, naming the field, never dropped.
+The stored ``source`` stays the original JSON; only the ``spec`` is Trama's.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-V1_FIELDS = {"name", "description", "version", "failureHandling", "steps"}
-V1_STEP_FIELDS = {"name", "up", "down", "retry"}
-V2_FIELDS = {"name", "description", "version", "entrypoint", "nodes"}
-V2_FIELDS_BY_KIND = {
-    "task": {"id", "kind", "action", "compensation", "retry", "callback", "onFailure", "onTimeout", "next"},
-    "switch": {"id", "kind", "cases", "default"},
-    "sleep": {"id", "kind", "durationMillis", "next"},
+from trama_project.jsonvalues import nesting_depth
+
+TOP_FIELDS = {"name", "version", "failureHandling", "onSuccessCallback", "onFailureCallback"}
+V1_FIELDS = TOP_FIELDS | {"steps"}
+V2_FIELDS = TOP_FIELDS | {"entrypoint", "nodes"}
+STEP_FIELDS = {"name", "up", "down"}
+HTTP_CALL_FIELDS = {"url", "verb", "headers", "body", "successStatusCodes"}
+NODE_FIELDS = {
+    "task": {"kind", "id", "action", "compensation", "next"},
+    "switch": {"kind", "id", "cases", "default"},
+    "sleep": {"kind", "id", "durationMillis", "next"},
 }
-REQUEST_FIELDS = {"method", "url", "headers", "query", "body", "timeoutMillis", "acceptedStatusCodes"}
-ACTION_FIELDS = REQUEST_FIELDS | {"mode"}
-MODES = {"sync": "task", "async": "async_task"}
-CALLBACK_FIELDS = {"timeoutMillis": "timeout_s", "heartbeatMillis": "heartbeat_s"}
-CALLBACK_RULES = {"successWhen": "success_when", "failureWhen": "failure_when"}
-# upstream key -> (Trama key, divide by 1000?)
-RETRY_FIELDS = {
-    "maxAttempts": ("max_attempts", False),
-    "backoffMillis": ("backoff_s", True),
-    "multiplier": ("multiplier", False),
-    "maxBackoffMillis": ("max_backoff_s", True),
-    "retryOn": ("retry_on", False),
+ACTION_FIELDS = {"mode", "request", "successStatusCodes", "acceptedStatusCodes", "callback"}
+CASE_FIELDS = {"name", "when", "target"}
+CALLBACK_FIELDS = {"timeoutMillis", "successWhen", "failureWhen"}
+FAILURE_HANDLING_FIELDS = {
+    "retry": {"type", "maxAttempts", "delayMillis"},
+    "backoff": {"type", "maxAttempts", "initialDelayMillis", "maxDelayMillis", "multiplier", "jitterRatio"},
 }
-FAILURE_HANDLING = {"compensate": "compensate", "abort": "fail"}
-# Mustache reference prefixes of the upstream runtime and what they read in Trama.
-REFERENCE_PREFIXES = (("runtime.callback.", "callback."), ("runtime.execution.", "execution."), ("steps.", "nodes."))
-_TRIPLE = re.compile(r"\{\{\{([^{}]*)\}\}\}")
-_REFERENCE = re.compile(r"\{\{([^{}]*)\}\}")
+# SagaDefinition.kt, defaultSuccessStatusCodes(verb).
+SUCCESS_BY_VERB = {
+    "GET": [200],
+    "HEAD": [200],
+    "OPTIONS": [200],
+    "POST": [200, 201, 202],
+    "PUT": [200, 202, 204],
+    "PATCH": [200, 202, 204],
+    "DELETE": [200, 202, 204],
+}
+# TaskNodeHandler.kt: an async call is accepted with acceptedStatusCodes ?: setOf(202).
+ASYNC_ACCEPTED = [202]
+# WorkflowExecutor.kt retries every failed call (any status not in the success codes, or no answer).
+RETRY_ON_EVERYTHING = ["network", "timeout", "4xx", "5xx"]
+# application.yaml, httpClient.requestTimeoutMillis: one timeout for every call.
+REQUEST_TIMEOUT_S = 30
+MAX_RETRIES = 99  # Trama's max_attempts (calls, 1-100) is the original's maxAttempts (retries) + 1
+NOT_SUPPORTED = "is not supported yet"
+MAX_DEPTH = 64  # as definitions.validation.MAX_DEPTH
+
+# Mustache tags: {{{x}}}, {{&x}}, {{#x}}, {{^x}}, {{/x}}, {{!x}}, {{>x}}, {{=x=}}, {{x}}.
+_MUSTACHE = re.compile(r"\{\{\{([^{}]*)\}\}\}|\{\{([&#^/!>=]?)([^{}]*)\}\}")
+_PATH = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 
 
 def is_upstream(source: Any) -> bool:
-    """Whether ``source`` is an upstream-style definition (it has no ``kind``, and upstream markers)."""
+    """Whether ``source`` is in the original's format: no ``kind``, and a field only the original has."""
     if not isinstance(source, dict) or "kind" in source:
         return False
-    if "entrypoint" in source or "failureHandling" in source or isinstance(source.get("nodes"), list):
+    if any(key in source for key in ("version", "failureHandling", "entrypoint", "onSuccessCallback")):
+        return True
+    if "onFailureCallback" in source or isinstance(source.get("nodes"), list):
         return True
     steps = source.get("steps")
     return isinstance(steps, list) and any(isinstance(s, dict) and ("up" in s or "down" in s) for s in steps)
@@ -59,19 +84,27 @@ def is_upstream(source: Any) -> bool:
 
 def validate_upstream(source: dict, validate: Callable[[Any], Any]) -> tuple[dict | None, list[dict]]:
     """Convert, then check with ``validate`` (definitions.validation.validate_definition); (spec, errors)."""
+    if nesting_depth(source, MAX_DEPTH) > MAX_DEPTH:  # checked before the recursive conversion walks it
+        return None, [{"path": "", "message": f"the definition nests objects and lists deeper than {MAX_DEPTH} levels"}]
     conversion = convert(source)
     result = validate(conversion.source)
-    errors = conversion.problems + conversion.translate(result.errors)
+    reported = [problem["path"] for problem in conversion.problems]
+    translated = [
+        error for error in conversion.translate(result.errors) if not any(_under(error["path"], p) for p in reported)
+    ]
+    errors = conversion.problems + translated
     return (None if errors else result.spec), errors
 
 
 @dataclass
 class Conversion:
-    """The Trama-form ``source``, the upstream-only ``problems``, and Trama path prefix -> upstream path."""
+    """The native ``source``, the original-format ``problems``, and native path prefix -> original path."""
 
     source: dict
+    version: str = "v1"
     problems: list[dict] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
+    step_names: list[Any] = field(default_factory=list)
 
     def add(self, path: str, message: str) -> None:
         self.problems.append({"path": path, "message": message})
@@ -79,10 +112,16 @@ class Conversion:
     def unknown_keys(self, obj: dict, path: str, allowed: set[str]) -> None:
         for key in obj:
             if key not in allowed:
-                self.add(f"{path}.{key}" if path else key, f"unknown field '{key}'")
+                self.add(_join(path, str(key)), f"unknown field '{key}'")
+
+    def required(self, obj: dict, path: str, *keys: str) -> bool:
+        missing = [key for key in keys if obj.get(key) is None]
+        for key in missing:
+            self.add(_join(path, key), f"{key} is required")
+        return not missing
 
     def translate(self, errors: list[dict]) -> list[dict]:
-        """Point each validation error of the converted definition at the upstream field it came from."""
+        """Point each validation error of the converted definition at the original field it came from."""
         return [self._translated(error) for error in errors]
 
     def _translated(self, error: dict) -> dict:
@@ -98,6 +137,22 @@ class Conversion:
         return {"path": upstream, "message": message}
 
 
+def type_name(value: Any) -> str:
+    """A JSON value's type as messages name it (as definitions.validation.problems.type_name, which
+    this module cannot import: validation imports it)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or prefix == "" or path.startswith((prefix + ".", prefix + "["))
 
@@ -106,338 +161,575 @@ def _last_key(path: str) -> str:
     return re.split(r"[.\[]", path)[-1]
 
 
+def _object(value: Any, path: str, conv: Conversion) -> dict | None:
+    if isinstance(value, dict):
+        return value
+    conv.add(path, f"{_last_key(path) or 'definition'} must be an object, got {type_name(value)}")
+    return None
+
+
+def _string(obj: dict, key: str, path: str, conv: Conversion) -> str | None:
+    """A required non-blank string (the original's ``String`` fields, checked ``isBlank`` by its validators)."""
+    where = _join(path, key)
+    value = obj.get(key)
+    if value is None:
+        conv.add(where, f"{key} is required")
+    elif not isinstance(value, str):
+        conv.add(where, f"{key} must be a string, got {type_name(value)}")
+    elif not value.strip():
+        conv.add(where, f"{key} must not be blank")
+    else:
+        return value
+    return None
+
+
+def _integer(obj: dict, key: str, path: str, conv: Conversion, low: float, high: float) -> Any:
+    value = obj.get(key)
+    where = _join(path, key)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        conv.add(where, f"{key} must be an integer, got {type_name(value)}")
+        return None
+    if not low <= value <= high:
+        conv.add(where, f"{key} must be between {low:g} and {high:g}, got {value}")
+        return None
+    return value
+
+
+def _millis(value: Any) -> Any:
+    """Milliseconds as seconds; anything but a number is passed on for validation to report."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    try:
+        return value / 1000
+    except OverflowError:  # an int beyond a float's range: validation reports it as out of range
+        return value // 1000
+
+
 def convert(source: dict) -> Conversion:
-    """The Trama-form equivalent of an upstream ``source`` (see :func:`is_upstream`)."""
-    if "entrypoint" in source or isinstance(source.get("nodes"), list):
-        return _convert_v2(source)
-    return _convert_v1(source)
+    """The native equivalent of a ``source`` in the original's format (see :func:`is_upstream`)."""
+    v2 = "nodes" in source or "entrypoint" in source
+    conv = Conversion({"kind": "graph" if v2 else "saga"}, version="v2" if v2 else "v1")
+    conv.source["defaults"] = {"request": {"timeout_s": REQUEST_TIMEOUT_S}}
+    conv.unknown_keys(source, "", V2_FIELDS if v2 else V1_FIELDS)
+    conv.paths |= {"": "", "name": "name"}
+    if "name" in source:
+        conv.source["name"] = source["name"]  # checked by the normal validation
+    else:
+        conv.add("name", "name is required")
+    _string(source, "version", "", conv)  # required by the original; Trama numbers versions itself
+    _failure_handling(source.get("failureHandling"), conv)
+    if v2:
+        _nodes(source, conv)
+    else:
+        _steps(source, conv)
+    notify = {}
+    for key, outcome in (("onSuccessCallback", "succeeded"), ("onFailureCallback", "failed")):
+        if source.get(key) is not None:
+            call = _http_call(source[key], f"notify.{outcome}", key, conv)
+            if isinstance(call, dict):
+                call["retry"] = {"max_attempts": 1}  # WorkflowExecutor.kt sends them once, a failure is a warning
+            notify[outcome] = call
+    if notify:
+        conv.source["notify"] = notify
+    return conv
 
 
-def _top(source: dict, conv: Conversion, kind: str, allowed: set[str]) -> None:
-    conv.unknown_keys(source, "", allowed)
-    conv.source["kind"] = kind
-    for key in ("name", "description"):
-        if key in source:
-            conv.source[key] = source[key]
-    conv.paths.update({"": "", "name": "name", "description": "description"})
+# --- failureHandling: the retry policy of every call ---------------------------------------------
 
 
-# --- v1: a linear saga -----------------------------------------------------------------------
+def _failure_handling(value: Any, conv: Conversion) -> None:
+    path = "failureHandling"
+    if value is None:
+        conv.add(path, "failureHandling is required ({type: retry | backoff, maxAttempts, ...})")
+        return
+    if _object(value, path, conv) is None:
+        return
+    kind = value.get("type")
+    if not isinstance(kind, str) or kind not in FAILURE_HANDLING_FIELDS:
+        conv.add(f"{path}.type", f"type must be 'retry' or 'backoff', got {kind!r}")
+        return
+    conv.unknown_keys(value, path, FAILURE_HANDLING_FIELDS[kind])
+    delays = ("delayMillis",) if kind == "retry" else ("initialDelayMillis", "maxDelayMillis")
+    if not conv.required(value, path, "maxAttempts", *delays):
+        return
+    retries = _integer(value, "maxAttempts", path, conv, 0, MAX_RETRIES)
+    retry: dict[str, Any] = {"retry_on": list(RETRY_ON_EVERYTHING)}
+    if retries is not None:
+        retry["max_attempts"] = retries + 1
+    if kind == "retry":
+        delay = _millis(value["delayMillis"])
+        retry |= {"backoff_s": delay, "multiplier": 1, "max_backoff_s": delay}
+        conv.paths |= {f"defaults.retry.{key}": f"{path}.delayMillis" for key in ("backoff_s", "max_backoff_s")}
+    else:
+        retry |= {
+            "backoff_s": _millis(value["initialDelayMillis"]),
+            "max_backoff_s": _millis(value["maxDelayMillis"]),
+            "multiplier": value.get("multiplier", 2.0),
+        }
+        conv.paths |= {
+            "defaults.retry.backoff_s": f"{path}.initialDelayMillis",
+            "defaults.retry.max_backoff_s": f"{path}.maxDelayMillis",
+            "defaults.retry.multiplier": f"{path}.multiplier",
+        }
+        jitter = value.get("jitterRatio", 0.0)
+        if jitter not in (0, None) or isinstance(jitter, bool):
+            conv.add(f"{path}.jitterRatio", f"jitterRatio other than 0 {NOT_SUPPORTED} (Trama's back-off is exact)")
+    conv.paths |= {"defaults": path, "defaults.retry": path}
+    conv.source["defaults"]["retry"] = retry
 
 
-def _convert_v1(source: dict) -> Conversion:
-    conv = Conversion({})
-    _top(source, conv, "saga", V1_FIELDS)
-    handling = source.get("failureHandling", "compensate")
-    if handling not in FAILURE_HANDLING:
-        conv.add("failureHandling", f"failureHandling must be 'compensate' or 'abort', got {handling!r}")
-        handling = "compensate"
+# --- v1: steps[{name, up, down}] -------------------------------------------------------------
+
+
+def _steps(source: dict, conv: Conversion) -> None:
     steps = source.get("steps")
     conv.paths["steps"] = "steps"
+    if steps is None:
+        conv.add("steps", "steps is required")
+        return
     if not isinstance(steps, list):
-        if "steps" in source:
-            conv.source["steps"] = steps  # validation reports the type
-        return conv
-    conv.source["steps"] = [_v1_step(step, i, conv, FAILURE_HANDLING[handling]) for i, step in enumerate(steps)]
-    return conv
+        conv.add("steps", f"steps must be a list, got {type_name(steps)}")
+        return
+    conv.step_names = [s.get("name") if isinstance(s, dict) else None for s in steps]
+    conv.source["steps"] = [_step(step, f"steps[{i}]", conv) for i, step in enumerate(steps)]
 
 
-def _v1_step(step: Any, index: int, conv: Conversion, on_failure: str) -> Any:
-    path = f"steps[{index}]"
-    if not isinstance(step, dict):
-        return step
-    conv.unknown_keys(step, path, V1_STEP_FIELDS)
+def _step(step: Any, path: str, conv: Conversion) -> Any:
+    if _object(step, path, conv) is None:
+        return {}
+    conv.unknown_keys(step, path, STEP_FIELDS)
     node: dict[str, Any] = {}
-    if "name" in step:
-        node["id"] = step["name"]
+    name = _string(step, "name", path, conv)
+    if name is not None:
+        node["id"] = name
     conv.paths[f"{path}.id"] = f"{path}.name"
-    if "up" in step:
-        node["request"] = _request(step["up"], f"{path}.request", f"{path}.up", REQUEST_FIELDS, conv)
-    conv.paths[f"{path}.request"] = f"{path}.up"
-    if "down" in step:
-        node["compensation"] = _request(step["down"], f"{path}.compensation", f"{path}.down", REQUEST_FIELDS, conv)
-    if "retry" in step:
-        node["retry"] = _retry(step["retry"], f"{path}.retry", conv)
-    if on_failure != "compensate":
-        node["on_failure"] = on_failure
-        conv.paths[f"{path}.on_failure"] = "failureHandling"
+    for key, native in (("up", "request"), ("down", "compensation")):
+        if step.get(key) is None:
+            conv.add(f"{path}.{key}", f"{key} is required")
+        else:
+            node[native] = _http_call(step[key], f"{path}.{native}", f"{path}.{key}", conv)
     return node
 
 
-# --- v2: a node graph ------------------------------------------------------------------------
+# --- v2: entrypoint + nodes[{kind, id, ...}] ----------------------------------------------------
 
 
-def _convert_v2(source: dict) -> Conversion:
-    conv = Conversion({})
-    _top(source, conv, "graph", V2_FIELDS)
-    if "entrypoint" in source:
+def _nodes(source: dict, conv: Conversion) -> None:
+    if source.get("entrypoint") is None:
+        conv.add("entrypoint", "entrypoint is required")
+    else:
         conv.source["start"] = source["entrypoint"]
     conv.paths["start"] = "entrypoint"
-    conv.paths["nodes"] = "nodes"
     nodes = source.get("nodes")
+    conv.paths["nodes"] = "nodes"
     if not isinstance(nodes, list):
-        conv.add("nodes", "nodes must be a list of nodes, each with an id")
-        return conv
+        conv.add("nodes", "nodes is required" if nodes is None else f"nodes must be a list, got {type_name(nodes)}")
+        return
     conv.source["nodes"] = {}
     for index, raw in enumerate(nodes):
-        _v2_node(raw, index, conv)
-    return conv
+        _node(raw, f"nodes[{index}]", conv)
+    if isinstance(source.get("entrypoint"), str):
+        _compensation_in_cycle(source["entrypoint"], nodes, conv)
 
 
-def _v2_node(raw: Any, index: int, conv: Conversion) -> None:
-    path = f"nodes[{index}]"
-    if not isinstance(raw, dict):
-        conv.add(path, "a node must be an object")
+def _compensation_in_cycle(entrypoint: str, nodes: list, conv: Conversion) -> None:
+    """WorkflowDefinitionValidator.kt: a graph that loops (from the entrypoint) must have no compensation."""
+    edges: dict[str, list] = {}
+    compensated = []
+    for index, raw in enumerate(nodes):
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or raw["id"] in edges:
+            continue
+        cases = raw.get("cases") if isinstance(raw.get("cases"), list) else []
+        targets = [raw.get("next"), raw.get("default"), *(c.get("target") for c in cases if isinstance(c, dict))]
+        edges[raw["id"]] = [t for t in targets if isinstance(t, str)]
+        if raw.get("kind") == "task" and raw.get("compensation") is not None:
+            compensated.append(index)
+    if compensated and _has_cycle(entrypoint, edges):
+        for index in compensated:
+            conv.add(f"nodes[{index}].compensation", "compensation is not allowed in cyclic workflows")
+
+
+def _has_cycle(start: str, edges: dict[str, list]) -> bool:
+    """Whether a path from ``start`` comes back to a node on it (iterative depth-first search)."""
+    on_path, done = set(), set()
+    stack: list[tuple[str, int]] = [(start, 0)]
+    on_path.add(start)
+    while stack:
+        node, position = stack[-1]
+        targets = edges.get(node, [])
+        if position == len(targets):
+            stack.pop()
+            on_path.discard(node)
+            done.add(node)
+            continue
+        stack[-1] = (node, position + 1)
+        target = targets[position]
+        if target in on_path:
+            return True
+        if target not in done and target in edges:
+            on_path.add(target)
+            stack.append((target, 0))
+    return False
+
+
+def _node(raw: Any, path: str, conv: Conversion) -> None:
+    if _object(raw, path, conv) is None:
         return
-    node_id = raw.get("id")
-    if not isinstance(node_id, str) or not node_id:
-        conv.add(f"{path}.id", "id is required (a string)")
+    node_id = _string(raw, "id", path, conv)
+    kind = raw.get("kind")
+    if not isinstance(kind, str) or kind not in NODE_FIELDS:
+        conv.add(f"{path}.kind", f"kind must be task, switch or sleep, got {kind!r}")
+        return
+    conv.unknown_keys(raw, path, NODE_FIELDS[kind])
+    if node_id is None:
         return
     if node_id in conv.source["nodes"]:
-        conv.add(f"{path}.id", f"duplicate node id '{node_id}'")
+        conv.add(f"{path}.id", f"node ids must be unique: '{node_id}' is used twice")
         return
-    native_path = f"nodes.{node_id}"
-    conv.paths |= {native_path: path, f"{native_path}.type": f"{path}.kind"}
-    kind = raw.get("kind")
-    if kind not in V2_FIELDS_BY_KIND:
-        conv.add(f"{path}.kind", f"unknown kind {kind!r} (expected task, switch or sleep)")
-        return
-    conv.unknown_keys(raw, path, V2_FIELDS_BY_KIND[kind])
-    convert_kind = {"task": _v2_task, "switch": _v2_switch, "sleep": _v2_sleep}[kind]
-    conv.source["nodes"][node_id] = convert_kind(raw, native_path, path, conv)
+    native = f"nodes.{node_id}"
+    conv.paths |= {native: path, f"{native}.type": f"{path}.kind"}
+    conv.source["nodes"][node_id] = {"task": _task, "switch": _switch, "sleep": _sleep}[kind](raw, native, path, conv)
 
 
-def _v2_task(raw: dict, native: str, path: str, conv: Conversion) -> dict:
-    action = raw.get("action")
-    mode = action.get("mode", "sync") if isinstance(action, dict) else "sync"
-    if mode not in MODES:
-        conv.add(f"{path}.action.mode", f"mode must be 'sync' or 'async', got {mode!r}")
-        mode = "sync"
-    node: dict[str, Any] = {"type": MODES[mode]}
-    if "action" in raw:
-        node["request"] = _request(action, f"{native}.request", f"{path}.action", ACTION_FIELDS, conv)
-    conv.paths[f"{native}.request"] = f"{path}.action"
-    if "compensation" in raw:
-        where = f"{path}.compensation"
-        node["compensation"] = _request(raw["compensation"], f"{native}.compensation", where, REQUEST_FIELDS, conv)
-    if "retry" in raw:
-        node["retry"] = _retry(raw["retry"], f"{native}.retry", conv, f"{path}.retry")
-    for upstream_key, key in (("onFailure", "on_failure"), ("onTimeout", "on_timeout"), ("next", "next")):
-        if upstream_key in raw:
-            value = raw[upstream_key]
-            node[key] = "fail" if value == "abort" and key != "next" else value
-            conv.paths[f"{native}.{key}"] = f"{path}.{upstream_key}"
-    if "callback" in raw:
-        _v2_callback(raw["callback"], node, native, path, conv)
+def _task(raw: dict, native: str, path: str, conv: Conversion) -> dict:
+    node: dict[str, Any] = {"type": "task"}
+    _next(raw, node, native, path, conv)
+    if raw.get("compensation") is not None:
+        node["compensation"] = _http_call(raw["compensation"], f"{native}.compensation", f"{path}.compensation", conv)
+    where = f"{path}.action"
+    if raw.get("action") is None:
+        conv.add(where, "action is required")
+        return node
+    action = _object(raw["action"], where, conv)
+    if action is None:
+        return node
+    conv.unknown_keys(action, where, ACTION_FIELDS)
+    mode = action.get("mode")
+    if mode not in ("sync", "async"):
+        conv.add(f"{where}.mode", f"mode must be 'sync' or 'async', got {mode!r}")
+        return node
+    if action.get("request") is None:
+        conv.add(f"{where}.request", "request is required")
+        return node
+    request = _http_call(action["request"], f"{native}.request", f"{where}.request", conv)
+    codes = ("acceptedStatusCodes", ASYNC_ACCEPTED) if mode == "async" else ("successStatusCodes", None)
+    if action.get(codes[0]) is not None:
+        _status_codes(action[codes[0]], f"{where}.{codes[0]}", conv)
+    if isinstance(request, dict) and action.get(codes[0]) is not None:
+        request["success_status"] = action[codes[0]]  # DefinitionNormalizer.kt / TaskNodeHandler.kt
+        conv.paths[f"{native}.request.success_status"] = f"{where}.{codes[0]}"
+    elif isinstance(request, dict) and codes[1] is not None:
+        request["success_status"] = list(codes[1])
+    node["request"] = request
+    if mode == "async":
+        node["type"] = "async_task"
+        _callback(action.get("callback"), node, native, f"{where}.callback", conv)
     return node
 
 
-def _v2_callback(callback: Any, node: dict, native: str, path: str, conv: Conversion) -> None:
-    where = f"{path}.callback"
-    if node["type"] != "async_task":
-        conv.add(where, "callback needs action.mode 'async'")
+def _callback(value: Any, node: dict, native: str, path: str, conv: Conversion) -> None:
+    if value is None:
+        conv.add(path, "callback is required when mode is async")
         return
-    if not isinstance(callback, dict):
-        conv.add(where, "callback must be an object")
+    if _object(value, path, conv) is None:
         return
-    conv.unknown_keys(callback, where, set(CALLBACK_FIELDS) | set(CALLBACK_RULES))
-    for upstream_key, key in CALLBACK_FIELDS.items():
-        if upstream_key in callback:
-            node[key] = _seconds(callback[upstream_key])
-            conv.paths[f"{native}.{key}"] = f"{where}.{upstream_key}"
-    rules = {key: callback[up] for up, key in CALLBACK_RULES.items() if up in callback}
+    conv.unknown_keys(value, path, CALLBACK_FIELDS)
+    if conv.required(value, path, "timeoutMillis"):
+        node["timeout_s"] = _millis(value["timeoutMillis"])
+        conv.paths[f"{native}.timeout_s"] = f"{path}.timeoutMillis"
+    rules = {}
+    for key, native_key in (("successWhen", "success_when"), ("failureWhen", "failure_when")):
+        if value.get(key) is not None:
+            rules[native_key] = _callback_rule(value[key], f"{path}.{key}", conv)
+            conv.paths[f"{native}.callback.{native_key}"] = f"{path}.{key}"
     if rules:
         node["callback"] = rules
-        conv.paths |= {f"{native}.callback.{key}": f"{where}.{up}" for up, key in CALLBACK_RULES.items()}
 
 
-def _v2_switch(raw: dict, native: str, path: str, conv: Conversion) -> dict:
+def _switch(raw: dict, native: str, path: str, conv: Conversion) -> dict:
     node: dict[str, Any] = {"type": "switch"}
-    if "default" in raw:
+    if conv.required(raw, path, "cases", "default"):
         node["default"] = raw["default"]
+    conv.paths[f"{native}.default"] = f"{path}.default"
     cases = raw.get("cases")
-    if not isinstance(cases, list):
-        if "cases" in raw:
-            node["cases"] = cases  # validation reports the type
+    if cases is None:
         return node
-    node["cases"] = [_v2_case(case, f"{native}.cases[{i}]", f"{path}.cases[{i}]", conv) for i, case in enumerate(cases)]
+    if not isinstance(cases, list):
+        conv.add(f"{path}.cases", f"cases must be a list, got {type_name(cases)}")
+        return node
+    node["cases"] = [_case(case, f"{native}.cases[{i}]", f"{path}.cases[{i}]", conv) for i, case in enumerate(cases)]
     return node
 
 
-def _v2_case(case: Any, native: str, path: str, conv: Conversion) -> Any:
-    if not isinstance(case, dict):
-        return case
-    conv.unknown_keys(case, path, {"condition", "target"})
-    conv.paths |= {f"{native}.when": f"{path}.condition", f"{native}.next": f"{path}.target"}
+def _case(case: Any, native: str, path: str, conv: Conversion) -> Any:
+    if _object(case, path, conv) is None:
+        return {}
+    conv.unknown_keys(case, path, CASE_FIELDS)
+    conv.paths |= {native: path, f"{native}.when": f"{path}.when", f"{native}.next": f"{path}.target"}
+    name = case.get("name")
+    if name is not None and not isinstance(name, str):
+        conv.add(f"{path}.name", f"name must be a string, got {type_name(name)}")
     converted: dict[str, Any] = {}
-    if "target" in case:
-        converted["next"] = case["target"]
-    if "condition" not in case:
-        return converted  # validation reports the missing rule (at .condition)
-    condition = case["condition"]
-    if isinstance(condition, str):
-        try:
-            condition = expression_rule(condition)
-        except ValueError as exc:
-            conv.add(f"{path}.condition", str(exc))
-            condition = True
-    converted["when"] = condition
+    if not conv.required(case, path, "when", "target"):
+        return converted
+    converted["next"] = case["target"]
+    rule = case["when"]
+    if isinstance(rule, str):  # JsonElementFlexSerializer: a string holds the rule as JSON text
+        rule = _json_text(rule)
+        if rule is _NOT_JSON:
+            conv.add(f"{path}.when", "when must be a JSON Logic rule (an object, or a string holding one as JSON)")
+            return converted
+    converted["when"] = _rule_vars(rule, path + ".when", conv, _switch_var)
     return converted
 
 
-def _v2_sleep(raw: dict, native: str, path: str, conv: Conversion) -> dict:
+def _sleep(raw: dict, native: str, path: str, conv: Conversion) -> dict:
     node: dict[str, Any] = {"type": "sleep"}
-    if "durationMillis" in raw:
-        node["duration_s"] = _seconds(raw["durationMillis"])
-    conv.paths[f"{native}.duration_s"] = f"{path}.durationMillis"
-    if "next" in raw:
-        node["next"] = raw["next"]
+    _next(raw, node, native, path, conv)
+    if conv.required(raw, path, "durationMillis"):
+        duration = raw["durationMillis"]
+        if isinstance(duration, int | float) and not isinstance(duration, bool) and duration <= 0:
+            conv.add(f"{path}.durationMillis", f"durationMillis must be positive, got {duration}")
+        node["duration_s"] = _millis(duration)
+        conv.paths[f"{native}.duration_s"] = f"{path}.durationMillis"
     return node
 
 
-# --- Shared pieces ---------------------------------------------------------------------------
+def _next(raw: dict, node: dict, native: str, path: str, conv: Conversion) -> None:
+    if raw.get("next") is not None:
+        node["next"] = raw["next"]
+        conv.paths[f"{native}.next"] = f"{path}.next"
 
 
-def _request(raw: Any, native: str, path: str, allowed: set[str], conv: Conversion) -> Any:
-    """An upstream request (``up``, ``down``, ``action``, ``compensation``) in Trama's form."""
+# --- HttpCall ------------------------------------------------------------------------------------
+
+
+def _template_text(value: Any) -> str:
+    """The text of a ``TemplateString`` (SagaDefinition.kt, TemplateStringSerializer): a string,
+    ``{"value": string}``, or any other JSON as its JSON text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("value"), str):
+        return value["value"]
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _http_call(raw: Any, native: str, path: str, conv: Conversion) -> Any:
+    """An ``HttpCall`` (``up``, ``down``, ``action.request``, ``compensation``, completion callbacks)."""
     conv.paths[native] = path
-    if not isinstance(raw, dict):
-        return raw  # validation reports the type
-    conv.unknown_keys(raw, path, allowed)
-    request = {key: mustache(raw[key]) for key in ("method", "url", "headers", "query", "body") if key in raw}
-    if "timeoutMillis" in raw:
-        request["timeout_s"] = _seconds(raw["timeoutMillis"])
-    if "acceptedStatusCodes" in raw:
-        request["success_status"] = raw["acceptedStatusCodes"]
-    conv.paths |= {
-        f"{native}.timeout_s": f"{path}.timeoutMillis",
-        f"{native}.success_status": f"{path}.acceptedStatusCodes",
-    }
+    if _object(raw, path, conv) is None:
+        return None
+    conv.unknown_keys(raw, path, HTTP_CALL_FIELDS)
+    request: dict[str, Any] = {}
+    if raw.get("url") is None:
+        conv.add(f"{path}.url", "url is required")
+    else:
+        url = _template_text(raw["url"])
+        if not url.strip():
+            conv.add(f"{path}.url", "url must not be blank")
+        request["url"] = _templates(url, f"{path}.url", conv)
+    verb = raw.get("verb")
+    if verb is None:
+        conv.add(f"{path}.verb", "verb is required")
+    elif not isinstance(verb, str) or verb not in SUCCESS_BY_VERB:
+        conv.add(f"{path}.verb", f"verb must be one of {', '.join(SUCCESS_BY_VERB)}, got {verb!r}")
+    else:
+        request["method"] = verb
+    conv.paths[f"{native}.method"] = f"{path}.verb"
+    _headers(raw, request, native, path, conv)
+    if raw.get("body") is not None:
+        _body(raw["body"], request, native, path, conv)
+    codes = raw.get("successStatusCodes")
+    if codes is not None:
+        _status_codes(codes, f"{path}.successStatusCodes", conv)
+        request["success_status"] = codes
+    elif "method" in request:
+        request["success_status"] = list(SUCCESS_BY_VERB[verb])
+    conv.paths[f"{native}.success_status"] = f"{path}.successStatusCodes"
     return request
 
 
-def _retry(raw: Any, native: str, conv: Conversion, path: str | None = None) -> Any:
-    path = path or native
-    conv.paths[native] = path
-    if not isinstance(raw, dict):
-        return raw
-    conv.unknown_keys(raw, path, set(RETRY_FIELDS))
-    retry = {}
-    for upstream_key, (key, millis) in RETRY_FIELDS.items():
-        if upstream_key in raw:
-            retry[key] = _seconds(raw[upstream_key]) if millis else raw[upstream_key]
-        conv.paths[f"{native}.{key}"] = f"{path}.{upstream_key}"
-    return retry
+def _status_codes(codes: Any, path: str, conv: Conversion) -> None:
+    """SagaDefinitionValidator.kt: not empty, each 100-599 (checked here too: a step Trama cannot
+    read further, such as one with a blank name, still gets them)."""
+    if not isinstance(codes, list) or not codes:
+        conv.add(path, f"{_last_key(path)} must be a non-empty list of HTTP status codes (100-599)")
+        return
+    for index, code in enumerate(codes):
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            conv.add(f"{path}[{index}]", f"{_last_key(path)} contains invalid code: {code!r}")
 
 
-def _seconds(millis: Any) -> Any:
-    """Milliseconds as seconds; anything but a number is passed on for validation to report."""
-    if isinstance(millis, bool) or not isinstance(millis, int | float):
-        return millis
-    return millis / 1000
+def _headers(raw: dict, request: dict, native: str, path: str, conv: Conversion) -> None:
+    headers = raw.get("headers")
+    if headers is None:
+        return
+    where = f"{path}.headers"
+    if _object(headers, where, conv) is None:
+        return
+    request["headers"] = {}
+    for key, value in headers.items():
+        text = _template_text(value)
+        if conv.version == "v1" and (not key.strip() or not text.strip()):  # SagaDefinitionValidator.kt
+            conv.add(f"{where}.{key}", "a header's name and value must not be blank")
+        request["headers"][key] = _templates(text, f"{where}.{key}", conv)
 
 
-def mustache(value: Any) -> Any:
-    """Rewrite upstream Mustache references in every string of ``value`` to Trama templates.
+def _body(body: Any, request: dict, native: str, path: str, conv: Conversion) -> None:
+    """The body, as JSON. The original renders it as text; text that is JSON (or one reference) converts."""
+    where = f"{path}.body"
+    if isinstance(body, dict) and isinstance(body.get("value"), str):  # TemplateStringSerializer reads only it
+        body = body["value"]
+    if isinstance(body, str):
+        if not body.strip():
+            conv.add(where, "body must not be blank when provided")
+            return
+        if _whole_reference(body):
+            request["body"] = _templates(body, where, conv)
+            return
+        body = _json_text(body)
+        if body is _NOT_JSON:
+            conv.add(where, f"a body that is not JSON (text with templates, sent raw) {NOT_SUPPORTED}")
+            return
+    request["body"] = _templates(body, where, conv)
 
-    ``{{{x}}}`` (Mustache's unescaped form) becomes ``{{x}}``; ``runtime.callback.*``
-    reads ``callback.*``, ``runtime.execution.*`` reads ``execution.*``, ``steps.<name>.*``
-    reads ``nodes.<name>.*``. Everything else (``payload.*``, ``nodes.*``) is the same.
-    """
+
+_NOT_JSON = object()
+
+
+def _json_text(text: str) -> Any:
+    """The JSON value ``text`` holds, or ``_NOT_JSON`` (also when it nests deeper than the definition may)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+    return _NOT_JSON if nesting_depth(value, MAX_DEPTH) > MAX_DEPTH else value
+
+
+def _whole_reference(text: str) -> bool:
+    match = _MUSTACHE.fullmatch(text.strip())
+    return match is not None and match.group(2) in (None, "", "&")
+
+
+# --- Templates: the original's Mustache references in Trama's terms ------------------------------
+
+
+def _templates(value: Any, path: str, conv: Conversion) -> Any:
+    """Rewrite the Mustache references in every string of ``value`` (see :func:`reference`)."""
     if isinstance(value, dict):
-        return {key: mustache(item) for key, item in value.items()}
+        return {key: _templates(item, f"{path}.{key}", conv) for key, item in value.items()}
     if isinstance(value, list):
-        return [mustache(item) for item in value]
+        return [_templates(item, f"{path}[{i}]", conv) for i, item in enumerate(value)]
     if not isinstance(value, str):
         return value
-    value = _TRIPLE.sub(r"{{\1}}", value)
-    return _REFERENCE.sub(lambda m: "{{" + reference(m.group(1).strip()) + "}}", value)
+
+    def rewrite(match: re.Match) -> str:
+        if match.group(1) is None and match.group(2) not in ("", "&"):
+            conv.add(path, f"Mustache tag '{match.group(0)}' {NOT_SUPPORTED} (only {{{{name}}}} references are)")
+            return match.group(0)
+        name = (match.group(1) if match.group(1) is not None else match.group(3)).strip()
+        native, problem = reference(name, conv.step_names if conv.version == "v1" else None)
+        if problem:
+            conv.add(path, problem)
+            return match.group(0)
+        return "{{" + native + "}}"
+
+    return _MUSTACHE.sub(rewrite, value)
 
 
-def reference(path: str) -> str:
-    """One upstream reference path in Trama's terms (see :func:`mustache`)."""
-    for old, new in REFERENCE_PREFIXES:
-        if path.startswith(old):
-            return new + path[len(old) :]
-    return path
+def reference(name: str, step_names: list | None = None) -> tuple[str, str | None]:
+    """One Mustache reference of the original (TemplateRenderer.kt, TemplateContextBuilder; TaskNodeHandler.kt
+    adds ``runtime.callback``) as a Trama template path; ``(path, None)`` or ``(name, why not)``."""
+    if not _PATH.fullmatch(name):
+        return name, f"template reference {name!r} is not a dotted name"
+    parts = name.split(".")
+    root, rest = parts[0], parts[1:]
+    if root == "payload" or (root == "nodes" and len(parts) >= 4 and parts[2:4] == ["response", "body"]):
+        return name, None
+    if name == "sagaId":
+        return "execution.id", None
+    if name == "sagaName":
+        return "execution.definition", None
+    if name in ("runtime.callback.url", "runtime.callback.token"):
+        return "callback." + parts[-1], None
+    if root == "step" and len(rest) >= 2:
+        step, section = _step_name(rest[0], step_names), rest[1:]
+        if section[0] == "up" and len(section) >= 2 and section[1] == "body":
+            section = section[1:]
+        if step is not None and section[0] == "body":
+            return ".".join(["nodes", step, "response", *section]), None
+    if root == "nodes":
+        return (
+            name,
+            f"template reference {name!r} renders as empty text in the original (it has nodes.<id>.response.body)",
+        )
+    if root in ("sagaVersion", "stepName", "phase", "prev", "steps", "step", "runtime"):
+        return name, f"template reference {name!r} {NOT_SUPPORTED} (no Trama template reads the same value)"
+    return name, (
+        f"template reference {name!r} is not in the original's template context (it renders as empty text there); "
+        "references start with payload, nodes, step, sagaId or sagaName"
+    )
 
 
-# --- Simple switch expressions ----------------------------------------------------------------
-
-_EXPRESSION_TOKEN = re.compile(
-    r"""\s*(?:(?P<string>'[^']*'|"[^"]*")|(?P<number>-?\d+(?:\.\d+)?(?![\w.]))|"""
-    r"""(?P<op>===|!==|==|!=|>=|<=|>|<|&&|\|\||!)|"""
-    r"""(?P<word>\{\{\s*[A-Za-z_][\w.-]*\s*\}\}|[A-Za-z_][\w.-]*))"""
-)
-COMPARISONS = {"==", "===", "!=", "!==", ">", ">=", "<", "<="}
-LITERALS = {"true": True, "false": False, "null": None}
-
-
-def expression_rule(text: str) -> Any:
-    """A simple upstream switch condition as a JSON Logic rule; ValueError when it cannot be read.
-
-    Grammar: ``a || b``, ``a && b`` (``&&`` binds tighter), comparisons ``path op value``
-    with ``== != === !== > >= < <=``, ``!path``, or a bare path (truthy). Operands are
-    paths (``payload.method``, optionally in ``{{ }}``), numbers, quoted strings,
-    ``true``, ``false``, ``null``. No parentheses.
-    """
-    tokens = _tokens(text)
-    if not tokens:
-        raise ValueError("condition must not be empty")
-    return _disjunction(tokens, text)
+def _step_name(key: str, step_names: list | None) -> str | None:
+    """``step.<index|name>``: a v1 index is the step at that position; in a graph only names are static."""
+    if key.isdigit():
+        if (
+            step_names is None
+            or len(key) > 6
+            or int(key) >= len(step_names)
+            or not isinstance(step_names[int(key)], str)
+        ):
+            return None
+        return step_names[int(key)]
+    return key
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    tokens, position = [], 0
-    while position < len(text.rstrip()):
-        match = _EXPRESSION_TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            raise ValueError(f"cannot read condition {text!r} at {text[position:].strip()!r}")
-        kind = match.lastgroup or ""
-        tokens.append((kind, match.group(kind)))
-        position = match.end()
-    return tokens
+# --- JSON Logic rules: the data the original gives them ------------------------------------------
 
 
-def _split(tokens: list, operator: str) -> list[list]:
-    parts, current = [], []
-    for token in tokens:
-        if token == ("op", operator):
-            parts.append(current)
-            current = []
-        else:
-            current.append(token)
-    return [*parts, current]
+def _rule_vars(rule: Any, path: str, conv: Conversion, rename: Callable[[str], tuple[str, str | None]]) -> Any:
+    """``rule`` with every ``{"var": path}`` renamed; ``rename`` answers (new path, problem)."""
+    if isinstance(rule, list):
+        return [_rule_vars(item, f"{path}[{i}]", conv, rename) for i, item in enumerate(rule)]
+    if not isinstance(rule, dict):
+        return rule
+    if len(rule) == 1 and "var" in rule:
+        args = rule["var"]
+        name = args[0] if isinstance(args, list) and args else args
+        if isinstance(name, str):
+            native, problem = rename(name)
+            if problem:
+                conv.add(f"{path}.var", problem)
+            return {"var": [native, *args[1:]] if isinstance(args, list) else native}
+        return rule
+    return {key: _rule_vars(item, f"{path}.{key}", conv, rename) for key, item in rule.items()}
 
 
-def _disjunction(tokens: list, text: str) -> Any:
-    parts = [_conjunction(part, text) for part in _split(tokens, "||")]
-    return parts[0] if len(parts) == 1 else {"or": parts}
+def _switch_var(name: str) -> tuple[str, str | None]:
+    """SwitchNodeHandler.kt evaluates over {payload, nodes, step, prev}."""
+    root = name.split(".")[0]
+    if root == "step":
+        parts = name.split(".")
+        if len(parts) >= 3 and not parts[1].isdigit() and parts[2] == "body":
+            return ".".join(["nodes", parts[1], "response", *parts[2:]]), None
+    if root in ("step", "prev"):
+        return name, f"rule variable {name!r} {NOT_SUPPORTED} (use nodes.<id>.response.body)"
+    return name, None
 
 
-def _conjunction(tokens: list, text: str) -> Any:
-    parts = [_comparison(part, text) for part in _split(tokens, "&&")]
-    return parts[0] if len(parts) == 1 else {"and": parts}
+def _callback_var(name: str) -> tuple[str, str | None]:
+    """CallbackReceiver.kt evaluates successWhen / failureWhen over {input, callback: {body}}; Trama over the body."""
+    if name == "callback.body":
+        return "", None
+    if name.startswith("callback.body."):
+        return name[len("callback.body.") :], None
+    if name.split(".")[0] == "input":
+        return name, f"rule variable {name!r} {NOT_SUPPORTED} in callback rules (they read callback.body)"
+    return name, f"rule variable {name!r} reads nothing in the original (its callback rules see callback.body)"
 
 
-def _comparison(tokens: list, text: str) -> Any:
-    if len(tokens) == 1:
-        return {"!!": [_operand(tokens[0], text)]}
-    if len(tokens) == 2 and tokens[0] == ("op", "!"):
-        return {"!": [_operand(tokens[1], text)]}
-    if len(tokens) == 3 and tokens[1][0] == "op" and tokens[1][1] in COMPARISONS:
-        return {tokens[1][1]: [_operand(tokens[0], text), _operand(tokens[2], text)]}
-    raise ValueError(f"cannot read condition {text!r}: expected 'path op value', '!path' or 'path'")
-
-
-def _operand(token: tuple[str, str], text: str) -> Any:
-    kind, value = token
-    if kind == "string":
-        return value[1:-1]
-    if kind == "number":
-        return float(value) if "." in value else int(value)
-    if kind == "word" and value in LITERALS:
-        return LITERALS[value]
-    if kind == "word":
-        return {"var": reference(value.strip("{} \t"))}
-    raise ValueError(f"cannot read condition {text!r}: unexpected {value!r}")
+def _callback_rule(rule: Any, path: str, conv: Conversion) -> Any:
+    return _rule_vars(rule, path, conv, _callback_var)

@@ -285,11 +285,18 @@ def test_body_must_name_exactly_one_definition_and_unknown_names_are_404(api):
 
 
 def test_upstream_style_definitions_simulate_like_their_native_twin(api):
-    upstream = {
+    down = {"verb": "DELETE", "url": "http://svc.local/r"}
+    upstream = {  # the original's v1 model (SagaDefinition.kt); see tests/test_upstream.py
         "name": "orders",
+        "version": "v1",
+        "failureHandling": {"type": "retry", "maxAttempts": 0, "delayMillis": 0},
         "steps": [
-            {"name": "reserve", "up": {"method": "POST", "url": "http://svc.local/r", "body": {"o": "{{payload.o}}"}}},
-            {"name": "ship", "up": {"method": "POST", "url": "http://svc.local/s"}},
+            {
+                "name": "reserve",
+                "up": {"verb": "POST", "url": "http://svc.local/r", "body": {"o": "{{payload.o}}"}},
+                "down": down,
+            },
+            {"name": "ship", "up": {"verb": "POST", "url": "http://svc.local/s"}, "down": down},
         ],
     }
     answer = run(api, {"definition": upstream, "input": {"o": 5}})

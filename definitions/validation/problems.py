@@ -93,17 +93,32 @@ def read_number(obj: dict, key: str, path: str, problems: Problems, bounds: tupl
     if value is None:
         return default
     where = join(path, key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         problems.add(where, f"{key} must be a number, got {type_name(value)}")
         return None
     low, high, low_inclusive = bounds
     if value < low or (value == low and not low_inclusive):
-        problems.add(where, f"{key} must be {'at least' if low_inclusive else 'greater than'} {low:g}, got {value:g}")
+        low_text = "at least" if low_inclusive else "greater than"
+        problems.add(where, f"{key} must be {low_text} {low:g}, got {_number_text(value)}")
         return None
     if value > high:
-        problems.add(where, f"{key} must be at most {high:g}, got {value:g}")
+        problems.add(where, f"{key} must be at most {high:g}, got {_number_text(value)}")
         return None
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    """An int is always finite (``math.isfinite`` overflows on ints beyond a float's range)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _number_text(value: int | float) -> str:
+    """A number for a message; an int beyond a float's range (JSON allows it) is shortened, not converted."""
+    try:
+        return f"{value:g}"
+    except OverflowError:
+        text = str(value)
+        return f"{text[:12]}...({len(text)} digits)"
 
 
 def read_integer(obj: dict, key: str, path: str, problems: Problems, bounds: tuple, default: Any) -> Any:
