@@ -37,7 +37,13 @@ HINT_REDIS = "start redis-server, fix TRAMA_BROKER_URL, or unset it to keep the 
 def test_make_run_hands_its_port_to_trama_dev():
     make = shutil.which("make")
     assert make, "make is needed for make run / make test"
-    plan = subprocess.run([make, "-n", "run", "PORT=8010"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    plan = subprocess.run(
+        [make, "--no-print-directory", "-n", "run", "PORT=8010"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert plan.returncode == 0, plan.stderr
     assert plan.stdout.splitlines()[-1] == ".venv/bin/python manage.py trama_dev --addr 127.0.0.1:8010"
 
