@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from trama_project.jsonvalues import nesting_depth
+from trama_project.jsonvalues import nesting_depth, type_name
 
 TOP_FIELDS = {"name", "version", "failureHandling", "onSuccessCallback", "onFailureCallback"}
 V1_FIELDS = TOP_FIELDS | {"steps"}
@@ -135,18 +135,6 @@ class Conversion:
         if native_key != _last_key(upstream) and native_key in message:  # the message names Trama's field
             message = f"{message} (checked as {native} after conversion)"
         return {"path": upstream, "message": message}
-
-
-def type_name(value: Any) -> str:
-    """A JSON value's type as messages name it (as definitions.validation.problems.type_name, which
-    this module cannot import: validation imports it)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _join(path: str, key: str) -> str:

@@ -1,4 +1,4 @@
-"""Limits on JSON values shared by the API's parser (trama_project/api.py) and definition validation.
+"""JSON value helpers shared by the API's parser (trama_project/api.py) and definition validation.
 
 Here, below every app, so that the project's API layer needs nothing of the apps.
 """
@@ -20,3 +20,14 @@ def nesting_depth(value: Any, limit: int) -> int:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def type_name(value: Any) -> str:
+    """How a JSON value's type is called in messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)

@@ -9,6 +9,8 @@ list items (``nodes.route.cases[0].next``).
 import math
 from typing import Any
 
+from trama_project.jsonvalues import type_name
+
 MISSING = object()
 
 
@@ -36,17 +38,6 @@ def join(path: str, key: str) -> str:
 def label(path: str) -> str:
     """The last component of a path, used to name the field in messages."""
     return path.rsplit(".", 1)[-1] or "definition"
-
-
-def type_name(value: Any) -> str:
-    """How a JSON value's type is called in messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def expect_object(value: Any, path: str, problems: Problems) -> dict | None:
