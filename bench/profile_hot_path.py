@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pstats", help="write the advance profile here (for snakeviz / pstats)")
     parser.add_argument("--print-sql", action="store_true")
+    parser.add_argument("--api-only", action="store_true", help="only the API start request")
     args = parser.parse_args()
     if args.serve:
         serve()
@@ -105,11 +106,18 @@ def main() -> None:
     try:
         db = fresh_database("trama_bench_profile")
         setup_django(db, **BENCH_ENV, TRAMA_BROKER_URL="")
-        result = profile(url, args.count, args.pstats, args.print_sql)
+        result = api_only(url, args.count) if args.api_only else profile(url, args.count, args.pstats, args.print_sql)
         emit({"scenario": "profile", **result})
     finally:
         child.stdin.close()
         child.wait(5)
+
+
+def api_only(url: str, count: int) -> dict:
+    from definitions.services import store_definition
+
+    store_definition(chain("chain3", url, 3))
+    return {"api_start": profile_api_start(count), "load": f"{loadavg():.2f}"}
 
 
 def profile(url: str, count: int, pstats_path: str | None, print_sql: bool) -> dict:

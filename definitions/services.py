@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from definitions.models import Definition
@@ -117,19 +117,6 @@ def definition_versions(name: str) -> QuerySet[Definition]:
     return stored_definitions().filter(name=name).order_by("-version")
 
 
-def latest_definition(name: str) -> Definition:
-    """The newest version of ``name``; raises Definition.DoesNotExist."""
-    found = definition_versions(name).first()
-    if found is None:
-        raise Definition.DoesNotExist(f"no definition named {name!r}")
-    return found
-
-
-def get_definition(name: str, version: int) -> Definition:
-    """Version ``version`` of ``name``; raises Definition.DoesNotExist."""
-    return stored_definitions().get(name=name, version=version)
-
-
 class DefinitionNotFound(Definition.DoesNotExist):
     """No stored definition by this name (and version). ``reason`` says why, for the answer to the caller."""
 
@@ -147,12 +134,27 @@ def find_definition(name: str, version: int | None = None) -> Definition:
     """Version ``version`` of ``name``, or its latest version when None; raises DefinitionNotFound.
 
     The one lookup every caller (API, pages, commands) makes by name, each
-    answering DefinitionNotFound in its own way (404, 400, exit code).
+    answering DefinitionNotFound in its own way (404, 400, exit code). Every
+    start request makes it, so it is one plain SQL query for the id (no ORM
+    compilation) and the row comes from this process's cache of stored rows.
     """
-    try:
-        return latest_definition(name) if version is None else get_definition(name, version)
-    except Definition.DoesNotExist:
-        raise DefinitionNotFound(name, version) from None
+    pk = _stored_definition_id(name, version)
+    if pk is None:
+        raise DefinitionNotFound(name, version)
+    return definition_by_id(pk)
+
+
+def _stored_definition_id(name: str, version: int | None) -> int | None:
+    table = connection.ops.quote_name(Definition._meta.db_table)
+    query = f"SELECT id FROM {table} WHERE name = %s AND NOT is_inline"
+    if version is None:
+        query, params = query + " ORDER BY version DESC LIMIT 1", [name]
+    else:
+        query, params = query + " AND version = %s", [name, version]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -4,7 +4,7 @@ from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from trama_project.models import ApiToken, hash_token
+from trama_project.models import ApiToken
 
 
 class TokenUser(AnonymousUser):
@@ -36,7 +36,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        token = ApiToken.objects.active().filter(token_hash=hash_token(raw.strip())).first()
+        token = ApiToken.objects.find_active(raw.strip())
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         return TokenUser(token), token

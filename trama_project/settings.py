@@ -189,6 +189,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several serializers have a `status` field; name each choice set once.
+    "ENUM_NAME_OVERRIDES": {
+        "ExecutionStatusEnum": "executions.choices.ExecutionStatus.choices",
+        "StepStatusEnum": "executions.choices.StepStatus.choices",
+    },
 }
 
 # --- Workers --------------------------------------------------------------------

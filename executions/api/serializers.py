@@ -66,6 +66,21 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return None
 
 
+class ExecutionAcceptedSerializer(serializers.Serializer):
+    """The 202 answer to a start: enough to follow the execution (``Location`` points at it).
+
+    Deliberately small: every start pays for this body, and the client sent the
+    input itself; ``GET executions/{id}/`` has the rest.
+    """
+
+    id = serializers.UUIDField(read_only=True)
+    definition = serializers.CharField(source="definition.name", read_only=True)
+    version = serializers.IntegerField(source="definition.version", read_only=True)
+    inline = serializers.BooleanField(source="definition.is_inline", read_only=True)
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices, read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
 class StepSerializer(serializers.ModelSerializer):
     execution = serializers.UUIDField(source="execution_id", read_only=True)
     branch = serializers.CharField(

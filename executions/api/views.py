@@ -16,6 +16,7 @@ from executions import services
 from executions.api.serializers import (
     CancelSerializer,
     EmptySerializer,
+    ExecutionAcceptedSerializer,
     ExecutionSerializer,
     ExecutionStartSerializer,
     RetrySerializer,
@@ -109,7 +110,7 @@ class ExecutionListCreateView(generics.ListAPIView):
         summary="Start an execution",
         parameters=[IDEMPOTENCY_KEY],
         request=ExecutionStartSerializer,
-        responses={202: ExecutionSerializer, 413: ErrorSerializer, **ERRORS},
+        responses={202: ExecutionAcceptedSerializer, 413: ErrorSerializer, **ERRORS},
     )
     def post(self, request, *args, **kwargs):
         body = ExecutionStartSerializer(data=request.data)
@@ -130,7 +131,7 @@ class ExecutionListCreateView(generics.ListAPIView):
         headers = {"Location": f"/api/v1/executions/{execution.pk}/"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
-        return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+        return Response(ExecutionAcceptedSerializer(execution).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class ExecutionDetailView(APIView):
