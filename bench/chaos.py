@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.05, help="seconds each service call takes")
     parser.add_argument("--settle", type=float, default=600.0, help="most seconds to wait for the last execution")
     parser.add_argument("--scenarios", default="all", help="comma-separated names, or all")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="TRAMA_WORKER_CONCURRENCY: executions in flight per worker process"
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("TRAMA_SECRET_KEY", secrets.token_urlsafe(40))
@@ -91,7 +94,7 @@ def main() -> None:
     if args.scenarios != "all":
         chosen = {name: chosen[name] for name in args.scenarios.split(",")}
     print(f"{args.executions} executions per scenario, {args.rate:g} starts/s, calls take {args.delay:g} s, "
-          f"3 qclusters x 2 workers + 1 timer loop, TRAMA_LEASE_SECONDS={LEASE_S}", flush=True)  # fmt: skip
+          f"3 qclusters x 2 workers x {args.concurrency} in flight + 1 timer loop, TRAMA_LEASE_SECONDS={LEASE_S}", flush=True)  # fmt: skip
     print(chaos.TABLE_HEADER, flush=True)
     results = []
     for name, options in chosen.items():
@@ -124,7 +127,9 @@ def run_one(chaos, name: str, options: dict, args, port: int, token: str, servic
     web = Processes({k: str(v) for k, v in env.items()})
     web.start_web(port)
     pool = WorkerPool(env=env)
-    harness = chaos.Harness(f"http://127.0.0.1:{port}", token, service, pool, redis_url=broker_url or None)
+    harness = chaos.Harness(
+        f"http://127.0.0.1:{port}", token, service, pool, redis_url=broker_url or None, concurrency=args.concurrency
+    )
     harness.observer_pid = observer
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
