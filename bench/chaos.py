@@ -93,8 +93,11 @@ def main() -> None:
     chosen = scenarios(chaos)
     if args.scenarios != "all":
         chosen = {name: chosen[name] for name in args.scenarios.split(",")}
-    print(f"{args.executions} executions per scenario, {args.rate:g} starts/s, calls take {args.delay:g} s, "
-          f"3 qclusters x 2 workers x {args.concurrency} in flight + 1 timer loop, TRAMA_LEASE_SECONDS={LEASE_S}", flush=True)  # fmt: skip
+    print(
+        f"{args.executions} executions per scenario, {args.rate:g} starts/s, calls take {args.delay:g} s, "
+        f"3 qclusters x 2 workers x {args.concurrency} in flight + 1 timer loop, TRAMA_LEASE_SECONDS={LEASE_S}",
+        flush=True,
+    )
     print(chaos.TABLE_HEADER, flush=True)
     results = []
     for name, options in chosen.items():
