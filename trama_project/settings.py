@@ -211,14 +211,19 @@ Q_CLUSTER = {
     "ack_failures": True,
     "save_limit": 0,
     "catch_up": False,
+    # On PostgreSQL the ORM broker is woken by NOTIFY (executions/broker.py) and polls only on SQLite.
+    "broker_class": "executions.broker.ListeningORM",
     "poll": env_float("TRAMA_ORM_POLL_SECONDS", 0.05, minimum=0.01),
     "bulk": 10,
     "orm": "default",
     "label": "Task queue",
 }
 if TRAMA_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
-    del Q_CLUSTER["orm"]
+    del Q_CLUSTER["orm"], Q_CLUSTER["broker_class"]
     Q_CLUSTER["redis"] = TRAMA_BROKER_URL
+
+# How long an idle ORM-broker cluster on PostgreSQL waits for a NOTIFY before looking anyway.
+TRAMA_QUEUE_IDLE_SECONDS = env_float("TRAMA_QUEUE_IDLE_SECONDS", 1.0, minimum=0.05)
 
 # Executions one worker process advances at once, each in a thread that waits on its service's
 # answer without holding a database connection (executions/inflight.py, docs/engine.md).
