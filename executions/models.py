@@ -54,7 +54,8 @@ class Execution(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    definition = models.ForeignKey(Definition, on_delete=models.PROTECT, related_name="executions")
+    # No index of its own: execution_definition_created (definition, -created_at) serves every lookup by definition.
+    definition = models.ForeignKey(Definition, on_delete=models.PROTECT, related_name="executions", db_index=False)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="branches", db_index=False,
         help_text="For one branch of a parallel node: the execution that forked it.",

@@ -56,7 +56,27 @@ def render_call(
     except templating.TemplateError as exc:
         return machine.CallFailed(call.seq, "template", str(exc))
     recorded.pop("retry", None)
-    return Rendered(wire, recorded, callback)
+    return Rendered(wire, _without_defaults(recorded), callback)
+
+
+def _without_defaults(request: dict) -> dict:
+    """The recorded request without empty ``headers`` / ``query`` and an unset ``success_status``.
+
+    Every step row stores its request: leaving out what says nothing keeps the
+    history small (issue #15: at most 3 KB for a finished 3-step execution).
+    """
+    return {k: v for k, v in request.items() if k not in _OMITTED_WHEN_EMPTY or v not in (None, {}, [])}
+
+
+_OMITTED_WHEN_EMPTY = frozenset({"headers", "query", "success_status"})
+# Transport headers say how the bytes travelled, not what the service answered; the history leaves them out
+# (templates still see every header of the live response).
+_TRANSPORT_HEADERS = frozenset({"date", "server", "content-length", "connection", "keep-alive", "transfer-encoding"})
+
+
+def recorded_headers(headers: dict) -> dict:
+    """The response headers a step keeps: all but the transport ones."""
+    return {name: value for name, value in headers.items() if name.lower() not in _TRANSPORT_HEADERS}
 
 
 def perform(call: AnyCall, rendered: Rendered, transport: Transport) -> machine.Event:
@@ -89,7 +109,7 @@ def outcome_event(call: AnyCall, rendered: Rendered, outcome: Outcome) -> machin
     response = scrub_secrets(outcome.response)
     record |= {
         "response_status": response["status"],
-        "response_headers": response["headers"],
+        "response_headers": recorded_headers(response["headers"]),
         "response_body": response["body"],
     }
     if not is_success(rendered.wire, response["status"]):
