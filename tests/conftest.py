@@ -143,7 +143,7 @@ def test_redis_url() -> str:
     """A Redis database the tests may flush: TRAMA_TEST_REDIS_URL (default redis://127.0.0.1:6379/11), reachable."""
     import redis
 
-    url = os.environ.get("TRAMA_TEST_REDIS_URL") or TEST_REDIS_URL_DEFAULT
+    url = _per_xdist_worker(os.environ.get("TRAMA_TEST_REDIS_URL") or TEST_REDIS_URL_DEFAULT)
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
     try:
         client.ping()
@@ -152,6 +152,15 @@ def test_redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+def _per_xdist_worker(url: str) -> str:
+    """Under pytest-xdist, each worker process flushes a Redis database of its own (gw1: the next number)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base, _, number = url.rpartition("/")
+    if not number.isdigit():
+        return url
+    return f"{base}/{int(number) + int(worker.removeprefix('gw') or 0)}"
 
 
 # --- `make run`: manage.py trama_dev in a subprocess ---------------------------------------------
