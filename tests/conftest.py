@@ -10,6 +10,7 @@ from typing import NoReturn
 import pytest
 from rest_framework.test import APIClient
 
+from definitions.services import definition_by_id
 from executions.secrets import reset_configured_secrets
 from trama_project.env import env_bool
 from trama_project.models import ApiToken
@@ -19,6 +20,15 @@ def pytest_configure(config):
     # The suite never runs collectstatic (live_server serves static files itself); WhiteNoise
     # would warn in every test that var/staticfiles is missing.
     config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def fresh_definition_cache():
+    """Stored definitions are cached by id per process; a test database reused between tests may
+    hand the same id to another definition, which a real database never does."""
+    definition_by_id.cache_clear()
+    yield
+    definition_by_id.cache_clear()
 
 
 @pytest.fixture(autouse=True)
