@@ -37,6 +37,11 @@ _WOKE = (
 )
 
 
+def _by(request) -> str:
+    """Who acts, as the OperatorAction records it."""
+    return request.user.get_username()
+
+
 class StepInline(admin.TabularInline):
     model = Step
     extra = 0
@@ -111,19 +116,23 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel selected executions (compensating first)")
     def cancel_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "cancel", lambda pk: services.cancel_execution(pk, compensate=True), _CANCELLING)
+        by = _by(request)
+        self._act(request, queryset, "cancel", lambda pk: services.cancel_execution(pk, by=by), _CANCELLING)
 
     @admin.action(description="Retry selected FAILED executions from the step that failed")
     def retry_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=False), _RETRYING)
+        by = _by(request)
+        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=False, by=by), _RETRYING)
 
     @admin.action(description="Retry selected FAILED executions, skipping the compensation that failed")
     def retry_skipping_compensation_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=True), _SKIPPING)
+        by = _by(request)
+        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=True, by=by), _SKIPPING)
 
     @admin.action(description="Wake selected SLEEPING executions (end the sleep now)")
     def wake_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "wake", services.wake_execution, _WOKE)
+        by = _by(request)
+        self._act(request, queryset, "wake", lambda pk: services.wake_execution(pk, by=by), _WOKE)
 
     def _act(
         self, request, queryset, verb: str, action: Callable[[Any], Execution], done_text: tuple[str, str]
