@@ -36,6 +36,8 @@ def history_events(steps: list[dict], actions: Iterable[OperatorAction], backoff
         if retry:
             events.append(retry)
     events += [_action_event(action) for action in actions]
+    # Stable: at one instant, events keep the order written above (a sleep's end before the next step's start),
+    # and an operator action comes first (``order`` -1), before what it caused.
     events.sort(key=lambda e: (datetime.fromisoformat(e["at"]), e["order"]))
     for event in events:
         del event["order"]
@@ -112,18 +114,18 @@ def _ending_event(step: dict, actions: list[OperatorAction]) -> dict | None:
         title = f"callback received for {step['node_id']}: {step['status']}" + (
             " (completed by hand)" if by_hand else ""
         )
-        event = _event(step, "callback", step["finished_at"], None, title, 1)
+        event = _event(step, "callback", step["finished_at"], None, title, 0)
         event["body"] = detail["callback"]
         event["error"] = step["error"]
         return event
     if kind == "wait" and step["status"] == "timed_out":
-        return _event(step, "timeout", step["finished_at"], None, f"{step['node_id']} timed out waiting", 1)
+        return _event(step, "timeout", step["finished_at"], None, f"{step['node_id']} timed out waiting", 0)
     if kind == "sleep" and step["status"] == "succeeded":
         woken = _woken(step, actions)
         title = f"timer fired: {step['node_id']} wakes up" + (" (woken by an operator)" if woken else "")
-        return _event(step, "timer", step["finished_at"], None, title, 1)
+        return _event(step, "timer", step["finished_at"], None, title, 0)
     if kind == "fork":
-        return _event(step, "join", step["finished_at"], None, f"parallel {step['node_id']}: branches joined", 1)
+        return _event(step, "join", step["finished_at"], None, f"parallel {step['node_id']}: branches joined", 0)
     return None
 
 
@@ -160,7 +162,7 @@ def _retry_event(step: dict, later: list[dict], backoff_until: str | None) -> di
     else:
         return None
     title = f"retry of {step['node_id']} scheduled: attempt {step['attempt'] + 1}"
-    return _event(step, "retry", step["finished_at"], until, title, 2) | {"status": "scheduled"}
+    return _event(step, "retry", step["finished_at"], until, title, 0) | {"status": "scheduled"}
 
 
 _ACTION_TITLES = {
@@ -194,5 +196,5 @@ def _action_event(action: OperatorAction) -> dict:
         "status": "",
         "actor": action.actor,
         "detail": detail,
-        "order": 3,
+        "order": -1,  # at the same instant as what it caused (a callback applied, a sleep ended): first
     }
