@@ -45,6 +45,7 @@ def failed_in_compensation(state: State) -> bool:
 
 def awaited_callback(state: State) -> tuple[str, int] | None:
     """The (node, attempt) whose callback the execution waits for; None for any other wait (a parallel join)."""
-    if state.get("status") != ExecutionStatus.WAITING or not state.get("wait"):
+    node = state.get("node")
+    if state.get("status") != ExecutionStatus.WAITING or not state.get("wait") or node is None:
         return None
-    return state["node"], state["attempt"]
+    return node, state["attempt"]
