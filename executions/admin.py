@@ -114,25 +114,31 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def error_json(self, obj: Execution) -> str:
         return pretty_json(obj.error)
 
-    @admin.action(description="Cancel selected executions (compensating first)")
+    @admin.action(description="Cancel selected executions (compensating first)", permissions=["act"])
     def cancel_selected(self, request, queryset) -> None:
         by = _by(request)
         self._act(request, queryset, "cancel", lambda pk: services.cancel_execution(pk, by=by), _CANCELLING)
 
-    @admin.action(description="Retry selected FAILED executions from the step that failed")
+    @admin.action(description="Retry selected FAILED executions from the step that failed", permissions=["act"])
     def retry_selected(self, request, queryset) -> None:
         by = _by(request)
         self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=False, by=by), _RETRYING)
 
-    @admin.action(description="Retry selected FAILED executions, skipping the compensation that failed")
+    @admin.action(
+        description="Retry selected FAILED executions, skipping the compensation that failed", permissions=["act"]
+    )
     def retry_skipping_compensation_selected(self, request, queryset) -> None:
         by = _by(request)
         self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=True, by=by), _SKIPPING)
 
-    @admin.action(description="Wake selected SLEEPING executions (end the sleep now)")
+    @admin.action(description="Wake selected SLEEPING executions (end the sleep now)", permissions=["act"])
     def wake_selected(self, request, queryset) -> None:
         by = _by(request)
         self._act(request, queryset, "wake", lambda pk: services.wake_execution(pk, by=by), _WOKE)
+
+    def has_act_permission(self, request) -> bool:
+        """The actions change executions: they need ``act_on_execution``, not only the view permission."""
+        return request.user.has_perm("executions.act_on_execution")
 
     def _act(
         self, request, queryset, verb: str, action: Callable[[Any], Execution], done_text: tuple[str, str]

@@ -8,17 +8,15 @@ permission, validates the form and turns a refusal into a message.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from django import forms
-from django.conf import settings
 
 from definitions.services import DefinitionNotFound
 from executions import machine, services
 from executions.models import FINAL_STATUSES, Execution, ExecutionStatus
+from graph_editor.forms import JSONObjectField, json_object
 
 PERMISSION = "executions.act_on_execution"
 
@@ -31,24 +29,15 @@ class EmptyForm(forms.Form):
     """No fields: the action takes none."""
 
 
-def _json_object(value: Any, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise forms.ValidationError(f"The {what} must be a JSON object.")
-    size = len(json.dumps(value))
-    if size > settings.TRAMA_MAX_INPUT_BYTES:
-        raise forms.ValidationError(f"The {what} is {size} bytes; the limit is {settings.TRAMA_MAX_INPUT_BYTES}.")
-    return value
-
-
 class RerunForm(forms.Form):
     """Empty ``input`` means the same input; the API's size limit applies to an edited one."""
 
-    input = forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}))
+    input = JSONObjectField(required=False, widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}))
     latest = forms.BooleanField(required=False)
 
     def clean_input(self):
         value = self.cleaned_data["input"]
-        return None if value is None else _json_object(value, "input")
+        return None if value is None else json_object(value, "input")
 
 
 class CompleteCallbackForm(forms.Form):
@@ -56,11 +45,11 @@ class CompleteCallbackForm(forms.Form):
 
     target = forms.UUIDField()
     status = forms.ChoiceField(choices=[("succeeded", "succeeded"), ("failed", "failed")])
-    body = forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}))
+    body = JSONObjectField(required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}))
 
     def clean_body(self):
         value = self.cleaned_data["body"]
-        return {} if value is None else _json_object(value, "callback body")
+        return {} if value is None else json_object(value, "callback body")
 
 
 @dataclass(frozen=True)
