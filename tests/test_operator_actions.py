@@ -4,15 +4,18 @@ execution page's forms, their OperatorAction trace, and the event history built 
 Executions are driven by the real worker code (tests.engine_support.drive) against a real HTTP service.
 """
 
+import time
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from definitions.services import definition_by_id, store_definition
 from executions.models import Execution, OperatorAction
-from executions.services import start_execution
+from executions.services import advance_execution, start_execution
 from tests.engine_support import drive
 from tests.support.service import Reply
 
@@ -286,3 +289,65 @@ def test_page_actions_need_the_csrf_token(operator, service, egress):
     assert operator.get(reverse("ui-execution-action", args=[execution.pk, "cancel"])).status_code == 405
     assert Execution.objects.get(pk=execution.pk).status == "WAITING"
     assert not OperatorAction.objects.exists()
+
+
+@pytest.mark.parametrize("levels", [150, 5000])
+def test_page_refuses_json_nested_too_deep_with_a_message(operator, service, egress, levels):
+    execution = failed_compensation(service)
+    deep = '{"a": ' * levels + "1" + "}" * levels
+
+    page = act(operator, execution, "rerun", input=deep)
+
+    assert page.status_code == 200
+    assert "Not done: input:" in page.content.decode()
+    assert Execution.objects.count() == 1
+
+
+def parallel_flow(url: str) -> dict:
+    """fork: branch pay (async, never called back) and branch audit (a task); then done."""
+    return {
+        "name": "ops-par",
+        "kind": "graph",
+        "start": "fork",
+        "nodes": {
+            "fork": {"type": "parallel", "branches": ["pay", "audit"], "next": "done"},
+            "pay": {"type": "async_task", "request": {"method": "POST", "url": f"{url}/pay"}, "timeout_s": 900},
+            "audit": {"type": "task", "request": {"method": "POST", "url": f"{url}/audit"}},
+            "done": {"type": "succeed"},
+        },
+    }
+
+
+def drive_family(root: Execution, until: set[str], branch: str = "", timeout: float = 15) -> Execution:
+    """Advance the execution and its branches (the real worker code) until the root's status, or with
+    ``branch`` that branch's, is in ``until``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        watched = Execution.objects.filter(parent=root, branch=branch).first() if branch else root
+        if watched is root:
+            root.refresh_from_db()
+        if watched is not None and watched.status in until:
+            return watched
+        due = Execution.objects.filter(pk__in=Execution.objects.family_ids([root.pk]), due_at__lte=timezone.now())
+        for pk in due.values_list("pk", flat=True):
+            advance_execution(pk)
+        time.sleep(0.01)
+    raise AssertionError(f"execution stuck in {watched.status if watched else 'no branch yet'}")
+
+
+def test_page_completes_the_callback_a_branch_waits_for(operator, service, egress):
+    service.default("POST", "/pay", Reply(202, {}))
+    service.default("POST", "/audit", Reply(200, {}))
+    root, _ = start_execution(store_definition(parallel_flow(service.url)), {})
+    pay = drive_family(root, {"WAITING"}, branch="pay")
+
+    targets = operator.get(reverse("ui-execution-data", args=[root.pk])).json()["operations"]["callback_targets"]
+    assert targets == [{"id": str(pay.pk), "label": "branch pay: pay (attempt 1)"}]
+    act(operator, root, "complete", target=str(pay.pk), status="succeeded", body='{"ok": true}')
+
+    assert drive_family(root, {"SUCCEEDED", "FAILED", "COMPENSATED"}).status == "SUCCEEDED"
+    action = OperatorAction.objects.get()
+    assert (action.execution_id, action.kind, action.actor) == (pay.pk, "complete_callback", "ana")
+    history = operator.get(reverse("ui-execution-data", args=[root.pk])).json()["history"]
+    assert any(e["kind"] == "operator" and e["execution"] == str(pay.pk) for e in history)
+    assert any(e["kind"] == "callback" and e["branch"] == "pay" for e in history)
