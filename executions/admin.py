@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from executions import services
-from executions.models import Execution, ExecutionStatus, Step
+from executions.models import Execution, ExecutionStatus, OperatorAction, Step
 from trama_project.admin_base import ReadOnlyAdmin, pretty_json
 
 _BADGE_COLOURS = {
@@ -65,6 +65,20 @@ class StepInline(admin.TabularInline):
         return False
 
 
+class OperatorActionInline(admin.TabularInline):
+    """Who did what to the execution, and when (the page's event history shows the same rows)."""
+
+    model = OperatorAction
+    extra = 0
+    can_delete = False
+    fields = ("at", "kind", "actor", "detail")
+    readonly_fields = fields
+    ordering = ("at",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = ("id", "definition", "status_badge", "current_node", "created_at", "finished_at", "timeline_link")
@@ -73,7 +87,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "idempotency_key")
     date_hierarchy = "created_at"
     raw_id_fields = ("definition",)
-    inlines = [StepInline]
+    inlines = [StepInline, OperatorActionInline]
     actions = ["cancel_selected", "retry_selected", "retry_skipping_compensation_selected", "wake_selected"]
     fields = (
         "id",

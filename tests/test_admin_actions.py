@@ -230,3 +230,13 @@ def test_an_admin_action_is_recorded_with_the_user_name(operator, service):
     assert list(OperatorAction.objects.values_list("execution", "kind", "actor")) == [
         (execution.pk, "wake", "operator")
     ]
+
+
+def test_the_execution_change_page_lists_its_operator_actions(operator, service):
+    execution = sleeping(service)
+    act(operator, "cancel_selected", execution)
+    admin_user = get_user_model().objects.create_superuser("root", password="pw-for-tests")
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(f"/admin/executions/execution/{execution.pk}/change/").content.decode()
+    assert "Operator actions" in page and "&quot;compensate&quot;: true" in page
