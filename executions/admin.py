@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from executions import services
-from executions.models import Execution, ExecutionStatus, Step
+from executions.models import Execution, ExecutionStatus, OperatorAction, Step
 from trama_project.admin_base import ReadOnlyAdmin, pretty_json
 
 _BADGE_COLOURS = {
@@ -37,6 +37,11 @@ _WOKE = (
 )
 
 
+def _by(request) -> str:
+    """Who acts, as the OperatorAction records it."""
+    return request.user.get_username()
+
+
 class StepInline(admin.TabularInline):
     model = Step
     extra = 0
@@ -60,6 +65,20 @@ class StepInline(admin.TabularInline):
         return False
 
 
+class OperatorActionInline(admin.TabularInline):
+    """Who did what to the execution, and when (the page's event history shows the same rows)."""
+
+    model = OperatorAction
+    extra = 0
+    can_delete = False
+    fields = ("at", "kind", "actor", "detail")
+    readonly_fields = fields
+    ordering = ("at",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = ("id", "definition", "status_badge", "current_node", "created_at", "finished_at", "timeline_link")
@@ -68,7 +87,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "idempotency_key")
     date_hierarchy = "created_at"
     raw_id_fields = ("definition",)
-    inlines = [StepInline]
+    inlines = [StepInline, OperatorActionInline]
     actions = ["cancel_selected", "retry_selected", "retry_skipping_compensation_selected", "wake_selected"]
     fields = (
         "id",
@@ -109,21 +128,31 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def error_json(self, obj: Execution) -> str:
         return pretty_json(obj.error)
 
-    @admin.action(description="Cancel selected executions (compensating first)")
+    @admin.action(description="Cancel selected executions (compensating first)", permissions=["act"])
     def cancel_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "cancel", lambda pk: services.cancel_execution(pk, compensate=True), _CANCELLING)
+        by = _by(request)
+        self._act(request, queryset, "cancel", lambda pk: services.cancel_execution(pk, by=by), _CANCELLING)
 
-    @admin.action(description="Retry selected FAILED executions from the step that failed")
+    @admin.action(description="Retry selected FAILED executions from the step that failed", permissions=["act"])
     def retry_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=False), _RETRYING)
+        by = _by(request)
+        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=False, by=by), _RETRYING)
 
-    @admin.action(description="Retry selected FAILED executions, skipping the compensation that failed")
+    @admin.action(
+        description="Retry selected FAILED executions, skipping the compensation that failed", permissions=["act"]
+    )
     def retry_skipping_compensation_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=True), _SKIPPING)
+        by = _by(request)
+        self._act(request, queryset, "retry", lambda pk: services.retry_execution(pk, skip=True, by=by), _SKIPPING)
 
-    @admin.action(description="Wake selected SLEEPING executions (end the sleep now)")
+    @admin.action(description="Wake selected SLEEPING executions (end the sleep now)", permissions=["act"])
     def wake_selected(self, request, queryset) -> None:
-        self._act(request, queryset, "wake", services.wake_execution, _WOKE)
+        by = _by(request)
+        self._act(request, queryset, "wake", lambda pk: services.wake_execution(pk, by=by), _WOKE)
+
+    def has_act_permission(self, request) -> bool:
+        """The actions change executions: they need ``act_on_execution``, not only the view permission."""
+        return request.user.has_perm("executions.act_on_execution")
 
     def _act(
         self, request, queryset, verb: str, action: Callable[[Any], Execution], done_text: tuple[str, str]

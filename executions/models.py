@@ -144,3 +144,36 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id}#{self.attempt} {self.phase} {self.status}"
+
+
+class OperatorActionKind(models.TextChoices):
+    CANCEL = "cancel", "cancel"
+    RETRY = "retry", "retry"
+    RETRY_SKIP = "retry_skip", "retry skipping the failed compensation"
+    WAKE = "wake", "wake"
+    RERUN = "rerun", "re-run"
+    COMPLETE_CALLBACK = "complete_callback", "complete the callback by hand"
+
+
+class OperatorAction(models.Model):
+    """Something a person (or an API token) did to an execution: who, when, what.
+
+    Written by executions/services/ in the transaction that applies the action,
+    so the trace exists exactly when the action took effect. The engine's own
+    moves are not recorded here (the steps are their history); only actions
+    from outside: the API, the admin and the UI pages.
+    """
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operator_actions", db_index=False)
+    kind = models.CharField(max_length=20, choices=OperatorActionKind.choices)
+    actor = models.CharField(max_length=150, help_text="The user name, or token:<name> for an API token.")
+    at = models.DateTimeField(default=timezone.now)
+    detail = models.JSONField(default=dict, blank=True, help_text="The action's options: compensate, outcome, body…")
+
+    class Meta:
+        ordering = ["execution", "at"]
+        indexes = [models.Index(fields=["execution", "at"], name="operator_action_execution_at")]
+        permissions = [("act_on_execution", "Can cancel, retry, wake, re-run and complete executions in the UI")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.actor} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -5,29 +5,40 @@ ES modules; the timeline polls ``execution_data`` and the editor calls the
 public API with the session (graph_editor.authentication).
 """
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from definitions.models import Definition
 from definitions.services import DefinitionNotFound, definition_versions, find_definition
 from executions import services
 from executions.api.serializers import ExecutionSerializer, StepSerializer
 from executions.choices import page_statuses
-from executions.models import Execution, Step
+from executions.models import Execution, ExecutionStatus, OperatorAction, Step
+from graph_editor import operations
 from graph_editor.forms import StartExecutionForm
+from graph_editor.history import history_events
 
 
 def timeline_payload(execution: Execution) -> dict:
-    """What the timeline draws: the execution, its and its branches' steps in time order, and the graph it ran."""
+    """What the page draws: the execution, its and its branches' steps in time order, the graph it ran,
+    the event history (steps and operator actions) and the actions that apply now."""
     branches = Execution.objects.order_by("created_at", "branch").branches_under([execution.pk])
     ids = [execution.pk, *(branch.pk for branch in branches)]
     steps = Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
+    step_data = StepSerializer(steps, many=True).data
+    actions = OperatorAction.objects.filter(execution_id__in=ids).order_by("at", "pk")
+    backoff_until = execution.due_at.isoformat() if execution.status == ExecutionStatus.SLEEPING else None
     return {
         "execution": ExecutionSerializer(execution).data,
-        "steps": StepSerializer(steps, many=True).data,
+        "steps": step_data,
+        "history": history_events(step_data, actions, backoff_until),
+        "operations": operations.available(execution, branches),
         "branches": [
             {
                 "id": str(branch.pk),
@@ -51,13 +62,55 @@ def _execution_or_404(pk) -> Execution:
 @staff_member_required
 def execution_page(request: HttpRequest, pk) -> HttpResponse:
     execution = _execution_or_404(pk)
-    context = {"execution": execution, "payload": timeline_payload(execution), "statuses": page_statuses()}
+    context = {
+        "execution": execution,
+        "payload": timeline_payload(execution),
+        "statuses": page_statuses(),
+        "may_act": request.user.has_perm(operations.PERMISSION),
+        "rerun_form": operations.RerunForm(),
+        "definition_is_latest": _is_latest(execution),
+    }
     return render(request, "graph_editor/execution.html", context)
 
 
 @staff_member_required
 def execution_data(request: HttpRequest, pk) -> JsonResponse:
     return JsonResponse(timeline_payload(_execution_or_404(pk)))
+
+
+@require_POST
+@staff_member_required
+def execution_action(request: HttpRequest, pk, action: str) -> HttpResponse:
+    """Carry out one operator action (graph_editor.operations) and come back to the page with a message.
+
+    Needs the ``act_on_execution`` permission, not only the page's staff access.
+    A refusal (the execution moved on meanwhile) or an invalid form is a message, never an error page.
+    """
+    if not request.user.has_perm(operations.PERMISSION):
+        raise PermissionDenied("You may look at executions but not act on them (permission act_on_execution).")
+    operation = operations.OPERATIONS.get(action)
+    if operation is None:
+        raise Http404(f"No action {action!r}.")
+    execution = _execution_or_404(pk)
+    back = reverse("ui-execution", args=[execution.pk])
+    form = operation.form(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        messages.error(request, f"Not done: {problems}")
+        return redirect(back)
+    try:
+        result = operation.run(execution, form.cleaned_data, request.user.get_username())
+    except services.TransitionRefused as refused:
+        messages.error(request, f"Not done: {refused}.")
+        return redirect(back)
+    messages.success(request, operation.done)
+    return redirect(reverse("ui-execution", args=[result.pk]) if action == "rerun" else back)
+
+
+def _is_latest(execution: Execution) -> bool:
+    """The execution runs its definition's latest version (so "re-run on the latest version" changes nothing)."""
+    definition = execution.definition
+    return definition.is_inline or stored_versions(definition.name)[-1:] == [definition.version]
 
 
 def _stored_definition(name: str, version: int | None) -> Definition:

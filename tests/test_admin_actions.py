@@ -15,7 +15,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.utils import timezone
 
-from executions.models import Execution
+from executions.models import Execution, OperatorAction
 from executions.services import start_execution
 from tests.engine_support import chain, drive, history, req, sleep, store, task
 from tests.support import Reply
@@ -32,9 +32,9 @@ def _loopback_allowed(settings):
 
 @pytest.fixture
 def operator() -> Client:
-    """A staff user who may view executions (the admin is read-only; actions are all it can do)."""
+    """A staff user who may view executions and act on them (the admin is read-only; actions are all it can do)."""
     user = get_user_model().objects.create_user("operator", password="pw-for-tests", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_execution", "act_on_execution"]))
     client = Client()
     client.force_login(user)
     return client
@@ -211,3 +211,32 @@ def test_the_changelist_offers_every_action_in_plain_words(operator, service):
         "Wake selected SLEEPING executions (end the sleep now)",
     ):
         assert label in page
+
+
+def test_a_user_who_may_only_view_executions_gets_no_action(service):
+    succeeded(service)
+    viewer = get_user_model().objects.create_user("viewer", password="pw-for-tests", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    client = Client()
+    client.force_login(viewer)
+    page = client.get(CHANGELIST).content.decode()
+    assert "Cancel selected executions" not in page
+    assert "Wake selected SLEEPING executions" not in page
+
+
+def test_an_admin_action_is_recorded_with_the_user_name(operator, service):
+    execution = sleeping(service)
+    act(operator, "wake_selected", execution)
+    assert list(OperatorAction.objects.values_list("execution", "kind", "actor")) == [
+        (execution.pk, "wake", "operator")
+    ]
+
+
+def test_the_execution_change_page_lists_its_operator_actions(operator, service):
+    execution = sleeping(service)
+    act(operator, "cancel_selected", execution)
+    admin_user = get_user_model().objects.create_superuser("root", password="pw-for-tests")
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(f"/admin/executions/execution/{execution.pk}/change/").content.decode()
+    assert "Operator actions" in page and "&quot;compensate&quot;: true" in page

@@ -122,6 +122,23 @@ class RetrySerializer(serializers.Serializer):
     skip = serializers.BooleanField(default=False, help_text="Skip a compensation that failed for good.")
 
 
+class RerunSerializer(serializers.Serializer):
+    """A new execution of the same definition: the same input unless ``input`` is given."""
+
+    input = serializers.JSONField(required=False, help_text="The new execution's input (default: the same input).")
+    latest = serializers.BooleanField(default=False, help_text="Start the latest version instead of the pinned one.")
+
+    def validate_input(self, value):
+        return ExecutionStartSerializer().validate_input(value)
+
+
+class CompleteCallbackSerializer(serializers.Serializer):
+    """Answer the callback the execution waits for by hand, as the service would have."""
+
+    status = serializers.ChoiceField(choices=["succeeded", "failed"], help_text="The callback's outcome.")
+    body = serializers.DictField(default=dict, help_text="The callback body to record (secrets are masked).")
+
+
 # --- Simulation (POST definitions/simulate/) ---------------------------------------------------
 
 

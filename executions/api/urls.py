@@ -11,4 +11,6 @@ urlpatterns = [
     path("executions/<str:pk>/cancel/", views.ExecutionCancelView.as_view(), name="execution-cancel"),
     path("executions/<str:pk>/retry/", views.ExecutionRetryView.as_view(), name="execution-retry"),
     path("executions/<str:pk>/wake/", views.ExecutionWakeView.as_view(), name="execution-wake"),
+    path("executions/<str:pk>/rerun/", views.ExecutionRerunView.as_view(), name="execution-rerun"),
+    path("executions/<str:pk>/complete/", views.ExecutionCompleteCallbackView.as_view(), name="execution-complete"),
 ]

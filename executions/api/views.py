@@ -15,10 +15,12 @@ from definitions.validation.instants import InstantError, parse_instant
 from executions import services
 from executions.api.serializers import (
     CancelSerializer,
+    CompleteCallbackSerializer,
     EmptySerializer,
     ExecutionAcceptedSerializer,
     ExecutionSerializer,
     ExecutionStartSerializer,
+    RerunSerializer,
     RetrySerializer,
     StepSerializer,
 )
@@ -160,7 +162,10 @@ class ExecutionStepsView(generics.ListAPIView):
 
 
 class _ExecutionAction(APIView):
-    """POST executions/{id}/<action>/: validate the body, call one service function, answer 202 or 409."""
+    """POST executions/{id}/<action>/: validate the body, call one service function, answer 202 or 409.
+
+    ``act`` gets the caller's name as ``by``: each action is recorded as an OperatorAction.
+    """
 
     body_serializer: type = CancelSerializer
 
@@ -169,7 +174,7 @@ class _ExecutionAction(APIView):
         body = self.body_serializer(data=request.data or {})
         body.is_valid(raise_exception=True)
         try:
-            execution = self.act(execution, **body.validated_data)
+            execution = self.act(execution, by=str(request.user), **body.validated_data)
         except services.TransitionRefused as exc:
             return _conflict(f"cannot {self.verb} an execution that is {execution.status}: {exc}")
         return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
@@ -185,8 +190,8 @@ class ExecutionCancelView(_ExecutionAction):
     def post(self, request, pk):
         return super().post(request, pk)
 
-    def act(self, execution, compensate: bool):
-        return services.cancel_execution(execution.pk, compensate=compensate)
+    def act(self, execution, by: str, compensate: bool):
+        return services.cancel_execution(execution.pk, compensate=compensate, by=by)
 
 
 class ExecutionRetryView(_ExecutionAction):
@@ -199,8 +204,8 @@ class ExecutionRetryView(_ExecutionAction):
     def post(self, request, pk):
         return super().post(request, pk)
 
-    def act(self, execution, skip: bool):
-        return services.retry_execution(execution.pk, skip=skip)
+    def act(self, execution, by: str, skip: bool):
+        return services.retry_execution(execution.pk, skip=skip, by=by)
 
 
 class ExecutionWakeView(_ExecutionAction):
@@ -212,5 +217,37 @@ class ExecutionWakeView(_ExecutionAction):
     def post(self, request, pk):
         return super().post(request, pk)
 
-    def act(self, execution):
-        return services.wake_execution(execution.pk)
+    def act(self, execution, by: str):
+        return services.wake_execution(execution.pk, by=by)
+
+
+class ExecutionRerunView(_ExecutionAction):
+    verb = "re-run"
+    body_serializer = RerunSerializer
+
+    @extend_schema(tags=["executions"], operation_id="executions_rerun", request=RerunSerializer,
+                   summary="Start a new execution with the same input (or an edited one), answers the new execution",
+                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, execution, by: str, latest: bool, input=None):
+        try:
+            return services.rerun_execution(execution.pk, payload=input, latest=latest, by=by)
+        except DefinitionNotFound as missing:
+            raise services.TransitionRefused(str(missing)) from None
+
+
+class ExecutionCompleteCallbackView(_ExecutionAction):
+    verb = "complete the callback of"
+    body_serializer = CompleteCallbackSerializer
+
+    @extend_schema(tags=["executions"], operation_id="executions_complete_callback",
+                   request=CompleteCallbackSerializer,
+                   summary="Answer the callback a WAITING execution waits for, by hand",
+                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, execution, by: str, status: str, body: dict):
+        return services.complete_callback(execution.pk, outcome=status, body=body, by=by)

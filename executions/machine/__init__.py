@@ -49,7 +49,14 @@ from executions.machine.model import (
     new_state,
     template_data,
 )
-from executions.machine.queries import answer_pending, branch_finished, wait_deadline, waits_for
+from executions.machine.queries import (
+    answer_pending,
+    awaited_callback,
+    branch_finished,
+    failed_in_compensation,
+    wait_deadline,
+    waits_for,
+)
 
 __all__ = [
     "ASYNC_ACK_GRACE_S",
@@ -82,11 +89,13 @@ __all__ = [
     "StepStatus",
     "Wake",
     "answer_pending",
+    "awaited_callback",
     "backoff_seconds",
     "branch_finished",
     "branch_state",
     "copy_json",
     "decide",
+    "failed_in_compensation",
     "new_state",
     "template_data",
     "wait_deadline",

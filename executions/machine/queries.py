@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from executions.choices import ExecutionStatus
+from executions.choices import ExecutionStatus, Phase
 from executions.machine.model import BranchFinished, State
 
 
@@ -36,3 +36,16 @@ def branch_finished(branch: str, state: State, parent: State) -> BranchFinished:
     seen = parent.get("results", {})
     results = {node: result for node, result in state["results"].items() if node not in seen}
     return BranchFinished(branch, state["status"], results, state["done"])
+
+
+def failed_in_compensation(state: State) -> bool:
+    """FAILED because a compensation failed for good: a retry may skip it (``Retry(skip=True)``)."""
+    return state.get("status") == ExecutionStatus.FAILED and state.get("phase") == Phase.COMPENSATION
+
+
+def awaited_callback(state: State) -> tuple[str, int] | None:
+    """The (node, attempt) whose callback the execution waits for; None for any other wait (a parallel join)."""
+    node = state.get("node")
+    if state.get("status") != ExecutionStatus.WAITING or not state.get("wait") or node is None:
+        return None
+    return node, state["attempt"]

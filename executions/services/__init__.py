@@ -1,8 +1,10 @@
 """The one write path of executions: every status change goes through here.
 
 Workers call ``advance_execution``; the API calls ``start_requested``,
-``cancel_execution``, ``retry_execution`` and ``wake_execution``; the callback
-receiver calls ``deliver_callback``. Each one asks the pure state machine
+``cancel_execution``, ``retry_execution``, ``wake_execution``, ``rerun_execution``
+and ``complete_callback`` (the operator's actions, which the UI pages and the admin
+call too, each recording an OperatorAction); the callback receiver calls
+``deliver_callback``. Each one asks the pure state machine
 (executions/machine/) what to do and applies the answer with a write fenced
 on ``Execution.fence``.
 
@@ -15,16 +17,18 @@ from executions.secrets import configured_secrets  # its home is executions.secr
 from executions.services.calls import env_for
 from executions.services.external import (
     cancel_execution,
+    complete_callback,
     deliver_callback,
     record_heartbeat,
     retry_execution,
     wake_execution,
 )
-from executions.services.records import TransitionRefused, enqueue
+from executions.services.records import Trace, TransitionRefused, enqueue
 from executions.services.starting import (
     IdempotencyConflict,
     find_replayed_start,
     request_digest,
+    rerun_execution,
     start_execution,
     start_requested,
 )
@@ -34,10 +38,12 @@ from executions.services.worker import RUN_BUDGET_S, advance_execution, claim_ex
 __all__ = [
     "RUN_BUDGET_S",
     "IdempotencyConflict",
+    "Trace",
     "TransitionRefused",
     "advance_execution",
     "cancel_execution",
     "claim_execution",
+    "complete_callback",
     "configured_secrets",
     "deliver_callback",
     "enqueue",
@@ -46,6 +52,7 @@ __all__ = [
     "find_replayed_start",
     "record_heartbeat",
     "request_digest",
+    "rerun_execution",
     "retry_execution",
     "start_execution",
     "start_requested",

@@ -12,23 +12,27 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from executions import machine, telemetry
-from executions.models import FINAL_STATUSES, Execution
+from executions.models import FINAL_STATUSES, Execution, OperatorActionKind
+from executions.secrets import scrub_secrets
 from executions.services.calls import env_for
-from executions.services.records import TransitionRefused, enqueue, logger, state_fields, write_steps
+from executions.services.records import Trace, TransitionRefused, enqueue, logger, state_fields, write_steps
 
 
-def _apply_external(execution_id, event: machine.Event) -> Execution:
+def _apply_external(execution_id, event: machine.Event, trace: Trace | None = None) -> Execution:
     """Apply an event that does not come from a worker's own call, under the row lock.
 
     The fence is bumped so a worker that claimed the row meanwhile cannot
     overwrite the result. Raises TransitionRefused when the machine rejects the
-    event, or when a worker holds a live lease.
+    event, or when a worker holds a live lease. ``trace``, when given, is
+    recorded as an OperatorAction in the same transaction.
     """
     with transaction.atomic():
         execution = _lock(execution_id)
         if _leased(execution):
             raise TransitionRefused("a worker is in the middle of a step; try again")
         _apply_locked(execution, event)
+        if trace is not None:
+            trace.record(execution)
     execution.refresh_from_db()
     return execution
 
@@ -112,30 +116,61 @@ def _cancel_branches(parent_id, action: machine.CancelBranches) -> None:
             cancel_execution(branch.pk, compensate=action.compensate)
 
 
-def cancel_execution(execution_id, compensate: bool = True) -> Execution:
+def cancel_execution(execution_id, compensate: bool = True, by: str = "") -> Execution:
     """Cancel now; or, if a worker is in the middle of a step, leave a request that its next write folds in.
 
     Both happen under the row lock, so the worker's write either comes before
-    (and the cancel applies to what it wrote) or sees the request.
+    (and the cancel applies to what it wrote) or sees the request. ``by`` (a
+    user or token name) records an OperatorAction; the engine's own cancels of
+    sibling branches pass none.
     """
     with transaction.atomic():
         execution = _lock(execution_id)
         if execution.status in FINAL_STATUSES:
             raise TransitionRefused(f"execution is {execution.status}")
-        if _leased(execution):
+        parked = _leased(execution)
+        if parked:
             Execution.objects.filter(pk=execution.pk).update(cancel_request={"compensate": compensate})
         else:
             _apply_locked(execution, machine.Cancel(compensate=compensate))
+        if by:
+            Trace(OperatorActionKind.CANCEL, by, {"compensate": compensate, "parked": parked}).record(execution)
     execution.refresh_from_db()
     return execution
 
 
-def retry_execution(execution_id, skip: bool = False) -> Execution:
-    return _apply_external(execution_id, machine.Retry(skip=skip))
+def retry_execution(execution_id, skip: bool = False, by: str = "") -> Execution:
+    """Resume a FAILED execution from the step that failed; ``skip`` drops the compensation that failed for good."""
+    kind = OperatorActionKind.RETRY_SKIP if skip else OperatorActionKind.RETRY
+    return _apply_external(execution_id, machine.Retry(skip=skip), Trace(kind, by) if by else None)
 
 
-def wake_execution(execution_id) -> Execution:
-    return _apply_external(execution_id, machine.Wake())
+def wake_execution(execution_id, by: str = "") -> Execution:
+    return _apply_external(execution_id, machine.Wake(), Trace(OperatorActionKind.WAKE, by) if by else None)
+
+
+def complete_callback(execution_id, outcome: str, body: dict, by: str) -> Execution:
+    """An operator answers the callback the execution waits for, as its service would have ("succeeded"/"failed").
+
+    The same event as a real callback (``deliver_callback``), applied under the
+    row lock with the OperatorAction in the same transaction. The body is
+    scrubbed of secrets like a received one. Refused while a worker is still
+    sending the request (its answer would be lost) and for any other wait.
+    """
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        awaited = machine.awaited_callback(execution.state)
+        if awaited is None:
+            raise TransitionRefused(f"execution does not wait for a callback (it is {execution.status})")
+        node, attempt = awaited
+        if _sending(execution, node, attempt):
+            raise TransitionRefused("the request is still being sent; try again in a moment")
+        body = scrub_secrets(body)
+        _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
+        detail = {"node": node, "attempt": attempt, "outcome": outcome, "body": body}
+        Trace(OperatorActionKind.COMPLETE_CALLBACK, by, detail).record(execution)
+    execution.refresh_from_db()
+    return execution
 
 
 def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Callable[[dict], str]) -> None:

@@ -4,22 +4,42 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.brokers.orm import ORM
 from django_q.tasks import async_task
 from psycopg.types.json import Jsonb
 
 from executions import machine
-from executions.models import FINAL_STATUSES, Execution, ExecutionStatus, Step
+from executions.models import FINAL_STATUSES, Execution, ExecutionStatus, OperatorAction, Step
 
 logger = logging.getLogger("trama.executions")
 
 
 class TransitionRefused(Exception):
     """The execution is not in a state that allows this (answer 409)."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """An operator's action, to record on the execution it acted on (``record``, inside that transaction)."""
+
+    kind: str
+    by: str
+    detail: dict = field(default_factory=dict)
+
+    def record(self, execution: Execution) -> OperatorAction:
+        """Call inside the transaction that applies the action, so the trace commits with it (or not at all).
+
+        ``at`` is the database's clock when the row was locked (``db_now``), the clock the steps are written with.
+        """
+        at = getattr(execution, "db_now", None) or timezone.now()
+        fields = {"kind": self.kind, "actor": self.by, "at": at, "detail": self.detail}
+        return OperatorAction.objects.create(execution=execution, **fields)
 
 
 # Wake-ups per queue task: the timer loop makes hundreds of executions due at once, and one task

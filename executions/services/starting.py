@@ -12,8 +12,8 @@ from django.utils import timezone
 from definitions.models import Definition
 from definitions.services import find_definition, store_inline_definition
 from executions import machine
-from executions.models import Execution
-from executions.services.records import enqueue, logger
+from executions.models import Execution, OperatorActionKind
+from executions.services.records import Trace, TransitionRefused, enqueue, logger
 
 
 class IdempotencyConflict(Exception):
@@ -83,6 +83,30 @@ def start_requested(request: dict, idempotency_key: str | None = None, created_b
     if replayed is not None:
         return replayed, False
     return start_execution(_requested_definition(request), request["input"], idempotency_key, created_by, digest)
+
+
+def rerun_execution(execution_id, payload: Any = None, latest: bool = False, by: str = "") -> Execution:
+    """Start a new execution of the same definition with the same input (or ``payload``), traced on the original.
+
+    ``latest`` starts the definition's latest stored version instead of the
+    pinned one. A branch execution is not re-run on its own (its input and
+    start node belong to its parent's fork): TransitionRefused.
+    """
+    original = Execution.objects.select_related("definition").get(pk=execution_id)
+    if original.parent_id:
+        raise TransitionRefused("a branch execution is re-run by re-running its parent")
+    definition = original.definition
+    if latest and definition.is_inline:
+        raise TransitionRefused("an inline definition has no other version")
+    if latest:
+        definition = find_definition(definition.name)
+    payload = original.input if payload is None else payload
+    with transaction.atomic():
+        execution, _ = start_execution(definition, payload, created_by=by)
+        edited = payload != original.input
+        detail = {"execution": str(execution.pk), "version": definition.version, "input_edited": edited}
+        Trace(OperatorActionKind.RERUN, by, detail).record(original)
+    return execution
 
 
 def _requested_definition(request: dict) -> Definition:

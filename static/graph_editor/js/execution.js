@@ -1,9 +1,11 @@
-// The execution page: header, Gantt timeline, the graph with the path taken. Polls the
-// page's JSON endpoint every second until the execution is final.
+// The execution page: header, the operator's actions, Gantt timeline, event history, the graph with
+// the path taken. Polls the page's JSON endpoint every second until the execution is final.
 
 import { getJSON } from "./api.js";
 import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
+import { eventId, renderHistory } from "./history.js";
 import { layeredLayout } from "./layout.js";
+import { setUpOperations, updateOperations } from "./operations.js";
 import { fmtDuration, ms, renderTimeline, spanSummary } from "./timeline.js";
 
 const page = document.getElementById("execution");
@@ -13,7 +15,9 @@ const POLL_MS = 1000;
 const STATUSES = JSON.parse(document.getElementById("execution-statuses").textContent);
 const FINAL = new Set(STATUSES.final);
 
-const state = { data: JSON.parse(document.getElementById("execution-data").textContent), spans: [], selected: null, clockSkew: 0, layout: null };
+const state = { data: JSON.parse(document.getElementById("execution-data").textContent), spans: [], selected: null, clockSkew: 0, layout: null, openEvents: new Set() };
+const historyRoot = page.querySelector(".history");
+const operationsRoot = document.getElementById("operator-actions");
 
 const svg = page.querySelector("svg.graph");
 svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g></g>';
@@ -116,6 +120,7 @@ function renderSteps() {
     execution: { ...state.data.execution, is_final: state.data.is_final },
     now: now(),
     spec: state.data.spec,
+    marks: state.data.history.filter((ev) => ev.kind === "operator"),
   });
   if (state.selected != null) {
     const bar = root.querySelector(`.bar[data-step="${CSS.escape(state.selected)}"]`);
@@ -141,16 +146,43 @@ function showDetail(step) {
     </div>`;
 }
 
+function renderEvents() {
+  renderHistory(historyRoot, {
+    history: state.data.history,
+    startedAt: state.data.execution.started_at || state.data.execution.created_at,
+    now: now(),
+    open: state.openEvents,
+    selected: state.selected,
+  });
+}
+
 function render() {
   renderHeader();
+  updateOperations(operationsRoot, state.data);
   renderSteps();
+  renderEvents();
   renderGraphView();
+}
+
+/** Select a step (or an operator action) by key: its bar and its history rows are marked, its detail shown. */
+function select(key, { scrollTo } = {}) {
+  state.selected = key;
+  timelineRoot.querySelectorAll(".bar.selected").forEach((b) => b.classList.remove("selected"));
+  const bar = timelineRoot.querySelector(`.bar[data-step="${CSS.escape(key)}"]`);
+  if (bar) bar.classList.add("selected");
+  historyRoot.querySelectorAll("tr.ev.selected").forEach((r) => r.classList.remove("selected"));
+  const rows = historyRoot.querySelectorAll(`tr.ev[data-step="${CSS.escape(key)}"]`);
+  rows.forEach((r) => r.classList.add("selected"));
+  const step = state.data.steps.find((s) => `${s.execution || ""}:${s.seq}` === key);
+  if (step) showDetail(step);
+  const target = scrollTo === "bar" ? bar : scrollTo === "row" ? rows[0] : null;
+  if (target) target.scrollIntoView({ block: "nearest" });
 }
 
 // Hover and click on bars.
 const timelineRoot = page.querySelector(".timeline");
 timelineRoot.addEventListener("mousemove", (ev) => {
-  const bar = ev.target.closest(".bar");
+  const bar = ev.target.closest(".bar[data-span]"); // an operator mark has no span: its title is its hover text
   if (!bar) {
     tooltip.style.display = "none";
     return;
@@ -163,12 +195,25 @@ timelineRoot.addEventListener("mousemove", (ev) => {
 });
 timelineRoot.addEventListener("mouseleave", () => (tooltip.style.display = "none"));
 timelineRoot.addEventListener("click", (ev) => {
-  const bar = ev.target.closest(".bar[data-seq]");
+  const bar = ev.target.closest(".bar[data-step]");
   if (!bar) return;
-  state.selected = bar.dataset.step;
-  timelineRoot.querySelectorAll(".bar.selected").forEach((b) => b.classList.remove("selected"));
-  bar.classList.add("selected");
-  showDetail(state.spans[Number(bar.dataset.span)].step);
+  select(bar.dataset.step, { scrollTo: "row" });
+});
+// A history row: opens or closes its bodies, and marks its bar (and the other rows of the same step).
+historyRoot.addEventListener("click", (ev) => {
+  const row = ev.target.closest("tr.ev");
+  if (!row) return;
+  const id = row.dataset.id;
+  if (row.classList.contains("has-body")) {
+    if (state.openEvents.has(id)) state.openEvents.delete(id);
+    else state.openEvents.add(id);
+  }
+  state.selected = row.dataset.step;
+  renderEvents();
+  select(row.dataset.step, { scrollTo: "bar" });
+});
+historyRoot.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && ev.target.matches("tr.ev")) ev.target.click();
 });
 svg.addEventListener("click", (ev) => {
   const g = ev.target.closest(".node");
@@ -196,6 +241,7 @@ async function poll() {
 }
 
 state.clockSkew = ms(state.data.server_time) - Date.now();
+setUpOperations(operationsRoot);
 render();
 viewport.fit(state.layout);
 showDetail(null);

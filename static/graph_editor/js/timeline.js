@@ -124,16 +124,21 @@ export function orderRows(rows, spec) {
   return out;
 }
 
-/** Render the timeline into `root`; returns the spans (indexable by data-span). */
-export function renderTimeline(root, { steps, execution, now, spec }) {
+/**
+ * Render the timeline into `root`; returns the spans (indexable by data-span). `marks` are the operator
+ * actions (history events of kind "operator"): a row of ◆ at their times, keyed `op:<id>` like the history.
+ */
+export function renderTimeline(root, { steps, execution, now, spec, marks = [] }) {
   const spans = timelineSpans(steps, execution, now);
-  if (!spans.length) {
+  if (!spans.length && !marks.length) {
     root.innerHTML = `<p class="empty">No steps yet.</p>`;
     return spans;
   }
-  const t0 = Math.min(ms(execution.started_at) || Infinity, ...spans.map((s) => s.start));
+  // A re-run (a new execution) may come long after the end: it does not stretch the axis, it sits at its edge.
+  const onAxis = marks.filter((m) => m.action !== "rerun").map((m) => ms(m.at));
+  const t0 = Math.min(ms(execution.started_at) || ms(execution.created_at), ...spans.map((s) => s.start), ...onAxis);
   const endMark = execution.finished_at ? ms(execution.finished_at) : execution.is_final ? 0 : now;
-  const t1 = Math.max(t0 + 1, endMark || 0, ...spans.map((s) => s.end));
+  const t1 = Math.max(t0 + 1, endMark || 0, ...spans.map((s) => s.end), ...onAxis);
   const total = t1 - t0;
   const pct = (t) => ((t - t0) / total) * 100;
 
@@ -181,6 +186,15 @@ export function renderTimeline(root, { steps, execution, now, spec }) {
         `<div class="tl-track">${band}${bars.join("")}</div></div>`,
     );
   });
+  if (marks.length) html.push(operatorRow(marks, (t) => Math.min(100, Math.max(0, pct(t))), band));
   root.innerHTML = html.join("");
   return spans;
+}
+
+function operatorRow(marks, pct, band) {
+  const diamonds = marks.map((m) => {
+    const left = pct(ms(m.at));
+    return `<div class="bar kind-operator" data-step="${esc(m.step)}" title="${esc(m.title)}" style="left:${left}%"><span>◆ ${esc(m.action)}</span></div>`;
+  });
+  return `<div class="tl-row tl-operator" data-node=""><div class="tl-label">operator <small>actions</small></div><div class="tl-track">${band}${diamonds.join("")}</div></div>`;
 }
