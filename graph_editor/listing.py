@@ -159,15 +159,11 @@ def _uuid_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def _input_has(keys: list[str], value: Any) -> Q:
-    """The input holds ``value`` at ``keys``. A number also matches its text ("17" for 17): ids travel as both."""
-    values = [value, str(value)] if isinstance(value, int | float) and not isinstance(value, bool) else [value]
-    match = Q()
-    for candidate in values:
-        match |= _input_has_one(keys, candidate)
-    return match
+    """The input holds exactly ``value`` at ``keys`` (17 is the number; "17", quoted, the text).
 
-
-def _input_has_one(keys: list[str], value: Any) -> Q:
+    One containment test, not an OR of a number and its text: PostgreSQL's estimate for two
+    GIN conditions OR-ed together exceeds a sequential scan's, so it would read the table.
+    """
     if connection.vendor == "postgresql":
         # Containment is what the GIN (jsonb_path_ops) index answers.
         nested = value
@@ -211,8 +207,13 @@ def status_counts(filters: ExecutionFilters) -> dict[str, int]:
 
 
 def count_query(base: QuerySet[Execution], status: str) -> QuerySet[Execution]:
-    """The capped count's inner query: at most COUNT_CAP + 1 index entries read per status."""
-    return base.filter(status=status).values("pk")[: COUNT_CAP + 1]
+    """The capped count's inner query: at most COUNT_CAP + 1 index entries read per status.
+
+    Ordered by ``created_at`` (the newest), which the status index gives for free: unordered, the
+    planner may take a sequential scan that stops at the cap for a common status, and read the
+    whole table for a rare one.
+    """
+    return base.filter(status=status).order_by("-created_at").values("pk")[: COUNT_CAP + 1]
 
 
 def branches_by_root(roots: list[Execution]) -> dict[uuid.UUID, list[Execution]]:
