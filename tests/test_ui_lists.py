@@ -268,3 +268,19 @@ def test_server_errors_get_a_styled_500_with_a_way_back(settings):
     assert response.status_code == 500
     page = response.content.decode()
     assert "Something broke on our side" in page and 'href="/">← the dashboard</a>' in page
+
+
+def test_the_admin_links_to_the_overview_pages(staff_client):
+    user = get_user_model().objects.get(username="ops")
+    user.is_superuser = True
+    user.save()
+    DefinitionFactory(name="orders")
+    index = staff_client.get("/admin/").content.decode()
+    assert 'href="/">View site</a>' in index  # the dashboard
+    executions = staff_client.get("/admin/executions/execution/").content.decode()
+    assert 'href="/ui/executions/">Executions list (UI)</a>' in executions
+    definitions = staff_client.get("/admin/definitions/definition/").content.decode()
+    assert 'href="/ui/definitions/">Definitions (UI)</a>' in definitions
+    assert 'href="/ui/definitions/orders/1/">page</a>' in definitions
+    dashboard = staff_client.get("/").content.decode()
+    assert 'href="/ui/executions/">all executions »</a>' in dashboard
