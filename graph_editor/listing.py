@@ -143,7 +143,8 @@ def matching_roots(filters: ExecutionFilters) -> QuerySet[Execution]:
         queryset = queryset.filter(definition_id__in=ids)
     if filters.id_prefix:
         low, high = _uuid_range(filters.id_prefix)
-        queryset = queryset.filter(pk__gte=low, pk__lte=high)
+        # A branch's id finds the execution it belongs to (a branch has no row of its own).
+        queryset = queryset.filter(Q(pk__gte=low, pk__lte=high) | Q(pk__in=_roots_of_branches(low, high)))
     if filters.input_match is not None:
         queryset = queryset.filter(_input_has(*filters.input_match))
     if filters.created_from is not None:
@@ -156,6 +157,18 @@ def matching_roots(filters: ExecutionFilters) -> QuerySet[Execution]:
 def _uuid_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
     """The first and last UUID starting with these hex digits: a prefix search as a primary-key range."""
     return uuid.UUID(prefix.ljust(32, "0")), uuid.UUID(prefix.ljust(32, "f"))
+
+
+def _roots_of_branches(low: uuid.UUID, high: uuid.UUID) -> list[uuid.UUID]:
+    """The root executions of the branch executions whose id lies in [low, high], nested forks walked up."""
+    in_range = Execution.objects.filter(pk__gte=low, pk__lte=high, parent__isnull=False)
+    parents = list(in_range.values_list("parent_id", flat=True)[:PAGE_SIZE])
+    roots: list[uuid.UUID] = []
+    while parents:  # one query per level of nesting, through the primary key
+        rows = list(Execution.objects.filter(pk__in=parents).values_list("pk", "parent_id"))
+        roots += [pk for pk, parent in rows if parent is None]
+        parents = [parent for _, parent in rows if parent is not None]
+    return roots
 
 
 def _input_has(keys: list[str], value: Any) -> Q:

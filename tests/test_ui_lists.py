@@ -128,6 +128,16 @@ def test_list_searches_by_id_prefix_with_or_without_dashes(staff_client):
     assert len(row_ids(staff_client.get("/ui/executions/?id=3fa8"))) == 2
 
 
+def test_a_branch_id_finds_the_execution_it_belongs_to(staff_client):
+    orders = DefinitionFactory(name="orders")
+    parent = run(orders, "WAITING")
+    branch = run(orders, "WAITING", parent=parent, branch="fan", id=uuid.UUID("abcdef00-0000-4000-8000-000000000001"))
+    run(orders, "RUNNING", parent=branch, branch="deep", id=uuid.UUID("abcdef99-0000-4000-8000-000000000002"))
+    run(orders)
+    assert row_ids(staff_client.get("/ui/executions/?id=abcdef00")) == [str(parent.pk)]
+    assert row_ids(staff_client.get("/ui/executions/?id=abcdef99")) == [str(parent.pk)]  # two levels down
+
+
 def test_list_searches_a_value_at_a_json_path_in_the_input(staff_client):
     orders = DefinitionFactory(name="orders")
     a17 = run(orders, input={"orderId": "A-17", "customer": {"id": 5, "vip": True}})
