@@ -16,7 +16,10 @@ function rows() {
 }
 
 function select(row) {
-  for (const r of rows()) r.classList.toggle("selected", r === row);
+  for (const r of rows()) {
+    r.classList.toggle("selected", r === row);
+    r.setAttribute("aria-selected", String(r === row));
+  }
   if (!row) return;
   selectedId = row.dataset.id;
   row.scrollIntoView({ block: "nearest" });
@@ -77,7 +80,10 @@ async function refresh() {
   }
   for (const row of rows()) {
     if (open.has(row.dataset.id)) row.querySelector("details")?.setAttribute("open", "");
-    if (row.dataset.id === selectedId) row.classList.add("selected");
+    if (row.dataset.id === selectedId) {
+      row.classList.add("selected"); // no scrolling: the reader may have scrolled away since
+      row.setAttribute("aria-selected", "true");
+    }
   }
   page.dataset.refreshedAt = String(Date.now());
 }
