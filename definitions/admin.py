@@ -40,12 +40,14 @@ class DefinitionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="UI")
     def ui_links(self, obj: Definition) -> str:
-        """Open this version in the graph editor; start an execution of it (stored versions only)."""
+        """Its page (graph, versions, failure rate), the editor, a start form (stored versions only)."""
         if obj.is_inline:
             return "—"
+        page = reverse("ui-definition-version", args=[obj.name, obj.version])
         editor = reverse("ui-editor-version", args=[obj.name, obj.version])
         start = reverse("ui-start", args=[obj.name, obj.version])
-        return format_html('<a href="{}">open in editor</a> · <a href="{}">start execution</a>', editor, start)
+        links = '<a href="{}">page</a> · <a href="{}">open in editor</a> · <a href="{}">start execution</a>'
+        return format_html(links, page, editor, start)
 
     @admin.display(description="nodes")
     def node_count(self, obj: Definition) -> int:

@@ -97,6 +97,11 @@ class Execution(models.Model):
             models.Index(fields=["due_at"], condition=Q(due_at__isnull=False), name="execution_due"),
             # Partial: most executions are no branch and carry no key, and need no index entry for it.
             models.Index(fields=["parent"], condition=Q(parent__isnull=False), name="execution_parent"),
+            # The UI's executions list: root executions newest first, keyset-paged on (created_at, id).
+            models.Index(
+                fields=["-created_at", "-id"], condition=Q(parent__isnull=True), name="execution_root_created"
+            ),
+            # (A GIN index on input, PostgreSQL only, comes from migration 0006: SQLite has no GIN.)
         ]
         constraints = [
             models.UniqueConstraint(

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('definitions', '0001_initial'),
-        ('executions', '0005_step_status_no_skipped'),
+        ('executions', '0007_execution_list_indexes'),
     ]
 
     operations = [
