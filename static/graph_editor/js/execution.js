@@ -4,7 +4,7 @@
 import { getJSON } from "./api.js";
 import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
 import { layeredLayout } from "./layout.js";
-import { fmtDuration, ms, renderTimeline, spanSummary } from "./timeline.js";
+import { fmtDuration, ms, panView, renderTimeline, spanSummary, zoomView } from "./timeline.js";
 
 const page = document.getElementById("execution");
 const dataUrl = page.dataset.url;
@@ -13,7 +13,14 @@ const POLL_MS = 1000;
 const STATUSES = JSON.parse(document.getElementById("execution-statuses").textContent);
 const FINAL = new Set(STATUSES.final);
 
-const state = { data: JSON.parse(document.getElementById("execution-data").textContent), spans: [], selected: null, clockSkew: 0, layout: null };
+const state = {
+  data: JSON.parse(document.getElementById("execution-data").textContent),
+  spans: [],
+  selected: null,
+  clockSkew: 0,
+  layout: null,
+  view: { from: 0, to: 1 }, // the visible window of the time axis (zoom and pan)
+};
 
 const svg = page.querySelector("svg.graph");
 svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g></g>';
@@ -116,7 +123,11 @@ function renderSteps() {
     execution: { ...state.data.execution, is_final: state.data.is_final },
     now: now(),
     spec: state.data.spec,
+    view: state.view,
   });
+  const zoom = 1 / (state.view.to - state.view.from);
+  page.querySelector(".tl-zoom-level").textContent = zoom < 1.05 ? "" : `×${zoom.toFixed(zoom < 10 ? 1 : 0)}`;
+  page.dataset.zoom = zoom.toFixed(2);
   if (state.selected != null) {
     const bar = root.querySelector(`.bar[data-step="${CSS.escape(state.selected)}"]`);
     if (bar) bar.classList.add("selected");
@@ -147,8 +158,60 @@ function render() {
   renderGraphView();
 }
 
-// Hover and click on bars.
+// Zoom and pan on the time axis: buttons, Ctrl/⌘ + wheel (zoom at the pointer), Shift + wheel or a
+// horizontal wheel (pan), dragging a track (pan). A plain wheel scrolls the page.
+function setView(view) {
+  state.view = view;
+  renderSteps();
+}
+
+function trackShare(ev) {
+  const track = page.querySelector(".timeline .tl-track");
+  const r = track.getBoundingClientRect();
+  return Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
+}
+
+const tlControls = page.querySelector(".tl-controls");
+tlControls.addEventListener("click", (ev) => {
+  const action = ev.target.closest("[data-zoom]");
+  if (!action) return;
+  const how = action.dataset.zoom;
+  if (how === "in") setView(zoomView(state.view, 2));
+  else if (how === "out") setView(zoomView(state.view, 0.5));
+  else if (how === "earlier") setView(panView(state.view, -0.5));
+  else if (how === "later") setView(panView(state.view, 0.5));
+  else setView({ from: 0, to: 1 });
+});
+
 const timelineRoot = page.querySelector(".timeline");
+timelineRoot.addEventListener("wheel", (ev) => {
+  if (ev.ctrlKey || ev.metaKey) {
+    ev.preventDefault();
+    setView(zoomView(state.view, Math.exp(-ev.deltaY * 0.004), trackShare(ev)));
+  } else if (ev.shiftKey || Math.abs(ev.deltaX) > Math.abs(ev.deltaY)) {
+    ev.preventDefault();
+    setView(panView(state.view, (ev.deltaX || ev.deltaY) / 1000));
+  }
+}, { passive: false });
+
+let tlDrag = null;
+timelineRoot.addEventListener("pointerdown", (ev) => {
+  if (ev.button !== 0 || !ev.target.closest(".tl-track")) return;
+  tlDrag = { x: ev.clientX, view: state.view, width: ev.target.closest(".tl-track").getBoundingClientRect().width, moved: false };
+});
+window.addEventListener("pointermove", (ev) => {
+  if (!tlDrag) return;
+  const dx = ev.clientX - tlDrag.x;
+  if (!tlDrag.moved && Math.abs(dx) < 4) return;
+  tlDrag.moved = true;
+  setView(panView(tlDrag.view, -dx / tlDrag.width));
+});
+window.addEventListener("pointerup", () => {
+  state.dragged = !!(tlDrag && tlDrag.moved); // a drag that moved is no click on the bar under it
+  tlDrag = null;
+});
+
+// Hover and click on bars.
 timelineRoot.addEventListener("mousemove", (ev) => {
   const bar = ev.target.closest(".bar");
   if (!bar) {
@@ -164,7 +227,7 @@ timelineRoot.addEventListener("mousemove", (ev) => {
 timelineRoot.addEventListener("mouseleave", () => (tooltip.style.display = "none"));
 timelineRoot.addEventListener("click", (ev) => {
   const bar = ev.target.closest(".bar[data-seq]");
-  if (!bar) return;
+  if (!bar || state.dragged) return;
   state.selected = bar.dataset.step;
   timelineRoot.querySelectorAll(".bar.selected").forEach((b) => b.classList.remove("selected"));
   bar.classList.add("selected");
