@@ -103,6 +103,16 @@ export class Simulator {
     this.renderControls();
   }
 
+  /** The input typed in this tab (an object), or {} while it is not valid JSON: its keys feed the autocomplete. */
+  sampleInput() {
+    try {
+      const value = JSON.parse(this.input.value || "{}");
+      return value && typeof value === "object" ? value : {};
+    } catch {
+      return {};
+    }
+  }
+
   setState(state) {
     this.ctx.page.dataset.sim = state;
   }
