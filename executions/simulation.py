@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from definitions.templating import references
 from executions import machine
 from executions.callback_tokens import callback_context
 from executions.callbacks.services import callback_outcome, status_problem
@@ -64,6 +65,60 @@ class SimulationResult:
     def as_dict(self) -> dict:
         keys = ("status", "output", "error", "path", "steps", "calls")
         return {key: getattr(self, key) for key in keys}
+
+
+# --- Default answers ----------------------------------------------------------------------
+# A node without a mocked body answers what the rest of the definition reads from it: each
+# `nodes.<id>.response.body.<path>` (or `.callback.body.<path>`) that a template or a rule names
+# gets the placeholder "<id>.<path>", under an echo of the request's body. With empty bodies, every
+# template that reads a response would fail the run at its first reference.
+
+
+def default_bodies(spec: dict) -> dict[tuple[str, str], dict]:
+    """(node id, "response" | "callback") -> the body parts the definition reads from that node."""
+    bodies: dict[tuple[str, str], dict] = {}
+    for path in _paths_read(spec):
+        parts = path.split(".")
+        if len(parts) < 5 or parts[0] != "nodes" or parts[2] not in ("response", "callback") or parts[3] != "body":
+            continue
+        _put(bodies.setdefault((parts[1], parts[2]), {}), parts[4:], f"{parts[1]}.{'.'.join(parts[4:])}")
+    return bodies
+
+
+def _paths_read(spec: dict) -> list[str]:
+    """Every path the definition reads: template references, and JSON Logic ``var`` names."""
+    found = references(spec.get("nodes")) + references(spec.get("notify"))
+    stack: list[Any] = [spec.get("nodes")]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            var = value.get("var")
+            name = var[0] if isinstance(var, list) and var else var
+            if isinstance(name, str):
+                found.append(name)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def _put(body: dict, keys: list[str], value: str) -> None:
+    """body[k1][k2]… = value, making dicts on the way (templates read "0" from a dict key as well as a list)."""
+    for key in keys[:-1]:
+        if not isinstance(body.get(key), dict):
+            body[key] = {}
+        body = body[key]
+    body.setdefault(keys[-1], value)
+
+
+def _merged(base: dict, over: Any) -> Any:
+    """``over`` on top of ``base``, dicts merged key by key."""
+    if not isinstance(over, dict):
+        return over if over is not None else base
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merged(base[key], value) if isinstance(base.get(key), dict) else value
+    return merged
 
 
 # --- Checking the mocks ------------------------------------------------------------------
@@ -179,6 +234,7 @@ class _Simulation:
         self.sent: dict[tuple[str, str], int] = {}  # (node, phase) -> calls answered so far
         self.state: dict = machine.new_state()
         self.decision: machine.Decision | None = None
+        self.defaults = default_bodies(spec)
 
     def env(self) -> machine.Env:
         return machine.Env(spec=self.spec, payload=self.payload, execution=self.meta, now=self.clock, key="simulation")
@@ -229,7 +285,7 @@ class _Simulation:
         if not isinstance(event, machine.AsyncAccepted) or mock.get("timeout"):
             return event  # a failed send is retried or fails the node; a timeout waits for the deadline
         self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
-        body = mock.get("callback", {"status": "succeeded"})
+        body = mock.get("callback", {**self.defaults.get((call.node, "callback"), {}), "status": "succeeded"})
         outcome = callback_outcome(self.spec["nodes"][call.node], body)
         return machine.CallbackArrived(call.node, call.attempt, outcome, body)
 
@@ -244,15 +300,22 @@ class _Simulation:
             timeout_s = rendered.wire.get("timeout_s")
             self.clock += timedelta(seconds=float(timeout_s or 0))
             return Outcome(None, "timeout", f"timed out after {timeout_s}s (simulated)")
-        return Outcome(self._response(mock, count, async_call))
+        return Outcome(self._response(mock, count, async_call, self._default_body(call, phase, rendered)))
+
+    def _default_body(self, call: AnyCall, phase: str, rendered: Rendered) -> Any:
+        """No mocked body: the parts the definition reads from this node, under an echo of the request's
+        body (as recorded: secrets stay masked). A compensation answers {}."""
+        if phase == machine.Phase.COMPENSATION:
+            return {}
+        return _merged(self.defaults.get((call.node, "response"), {}), rendered.recorded.get("body"))
 
     @staticmethod
-    def _response(mock: dict, count: int, async_call: bool) -> dict:
+    def _response(mock: dict, count: int, async_call: bool, default_body: Any) -> dict:
         if count <= mock.get("fail_times", 0):
             status = mock.get("fail_status", DEFAULT_FAIL_STATUS)
         else:
             status = mock.get("status", 202 if async_call else 200)
-        return {"status": status, "headers": dict(mock.get("headers") or {}), "body": mock.get("body", {})}
+        return {"status": status, "headers": dict(mock.get("headers") or {}), "body": mock.get("body", default_body)}
 
     def _mock(self, node: str, phase: str) -> dict:
         mock = self.mocks.get(node) or {}

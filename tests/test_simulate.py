@@ -80,7 +80,7 @@ def test_runs_the_saga_rendering_each_request_without_calling_or_storing_anythin
     assert charge["request"]["url"] == f"{service.url}/charges"
     assert charge["request"]["body"] == {"reservation": "r-9", "amount": 42}  # the number keeps its type
     assert charge["request"]["headers"] == {"Authorization": "Bearer ***"}  # the secret is never shown
-    assert charge["response"] == {"status": 200, "headers": {}, "body": {}}  # the default mock
+    assert charge["response"] == {"status": 200, "headers": {}, "body": charge["request"]["body"]}  # default: an echo
     assert answer["steps"][0]["response"]["body"] == {"id": "r-9"}
     assert service.requests == []  # the answer came after the whole dry run: any call would be recorded
     assert (Definition.objects.count(), Execution.objects.count(), Step.objects.count()) == counts
@@ -222,6 +222,21 @@ def test_a_missing_template_path_fails_the_step_with_the_path_named(api):
     assert answer["status"] == "COMPENSATED"
     assert answer["steps"][0]["error"]["failure"] == "template"
     assert "payload.orderId" in answer["steps"][0]["error"]["message"]
+
+
+def test_without_mocks_each_call_answers_what_the_definition_reads_from_it_over_an_echo_of_its_request(api):
+    answer = run(api, {"definition": order_saga(), "input": {"orderId": "A-1", "amount": 5}})
+    assert answer["status"] == "SUCCEEDED"  # with empty bodies, charge's {{nodes.reserve.response.body.id}} failed
+    reserve, charge = answer["steps"][0], answer["steps"][1]
+    assert reserve["response"]["body"] == {"id": "reserve.id", "order": "A-1"}  # the path read, then the echo
+    assert charge["request"]["body"] == {"reservation": "reserve.id", "amount": 5}
+    assert answer["steps"][2]["response"]["body"] == {}  # ship sends no body and nobody reads its answer
+    assert (
+        run(api, {"definition": order_saga(), "input": {"orderId": "A-1", "amount": 5}, "mocks": RESERVED})["steps"][1][
+            "request"
+        ]["body"]["reservation"]
+        == "r-1"
+    )  # a mocked body still wins
 
 
 def test_max_steps_stops_a_loop_and_says_so(api):
