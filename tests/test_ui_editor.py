@@ -1,12 +1,14 @@
 """The graph editor's basics in headless Chromium: undo / redo, copy / paste, unsaved edits, old versions,
 errors on their field, keyboard access, and the {{…}} autocomplete of template paths."""
 
+import json
 import re
 
 from playwright.sync_api import expect
 
 from definitions.models import Definition
 from definitions.services import store_definition
+from executions.models import Execution
 from tests import test_ui_browser as ui
 
 # The browser, the logged-in page and the marks of the browser tests (tests/test_ui_browser.py).
@@ -174,3 +176,26 @@ def test_typing_two_braces_offers_the_template_paths_the_node_can_read(page):
     url.press("Control+z")  # the field's own undo takes the insertion back
     expect(url).to_have_value("http://ship.local/s/{{nod")
     shot(page, "editor-autocomplete")
+
+
+def test_an_execution_page_links_to_simulating_its_definition_with_its_input(page):
+    definition = store_definition(BRANCHING)
+    execution = Execution.objects.create(
+        definition=definition, status="FAILED", input={"method": "pix", "orderId": "A-17"}
+    )
+    page.goto(f"/ui/executions/{execution.pk}/")
+    page.click("text=simulate with this input")
+    page.wait_for_selector("#editor[data-ready=true]")
+    expect(page).to_have_url(re.compile(rf"/ui/editor/checkout/1/\?simulate={execution.pk}$"))
+    expect(page.locator("#editor")).to_have_attribute("data-tab", "simulate")
+    expect(page.locator(".sim-from")).to_contain_text(str(execution.pk)[:8])
+    assert json.loads(page.input_value('[data-field="sim-input"]')) == execution.input
+    page.click("[data-action=play]")
+    expect(page.locator(".sim-path")).to_contain_text("pix")
+    expect(page.locator("#editor")).to_have_attribute("data-sim", "done", timeout=20_000)
+    shot(page, "editor-simulate-execution-input")
+
+    page.goto("/ui/editor/checkout/?simulate=not-an-execution")  # ignored, never a 500
+    page.wait_for_selector("#editor[data-ready=true]")
+    expect(page.locator("#editor")).to_have_attribute("data-tab", "edit")
+    expect(page.locator('[data-field="sim-input"]')).to_have_value("{}")

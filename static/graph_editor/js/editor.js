@@ -474,7 +474,7 @@ function showTab(tab) {
   page.querySelectorAll(".panel-tabs [data-tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
 }
 page.querySelectorAll(".panel-tabs [data-tab]").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
-showTab("edit");
+showTab(page.dataset.openTab || "edit"); // "simulate" when opened from an execution (?simulate=<id>)
 
 // --- compare versions (the diff page) ------------------------------------------------------
 
