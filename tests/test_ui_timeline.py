@@ -196,3 +196,22 @@ def has_glyph(ch: str) -> bool:
     """Whether fontconfig knows a font with ``ch`` (Chromium on Debian draws with fontconfig's fonts)."""
     found = subprocess.run(["fc-list", f":charset={ord(ch):x}", "family"], capture_output=True, text=True, check=True)
     return bool(found.stdout.strip())
+
+
+def test_the_wheel_scrolls_the_page_over_the_graph_and_zooms_it_with_ctrl(page):
+    execution = long_execution()
+    page.goto(f"/ui/executions/{execution.pk}/")
+    page.wait_for_selector("#execution[data-ready=true]")
+    graph = page.locator("svg.exec-graph")
+    graph.scroll_into_view_if_needed()
+    transform = page.locator("svg.exec-graph g.viewport").get_attribute("transform")
+    box = graph.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 40)
+    scrolled = page.evaluate("() => window.scrollY")
+    page.mouse.wheel(0, 300)
+    page.wait_for_function("y => window.scrollY > y", arg=scrolled)
+    assert page.locator("svg.exec-graph g.viewport").get_attribute("transform") == transform
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -200)
+    page.keyboard.up("Control")
+    expect(page.locator("svg.exec-graph g.viewport")).not_to_have_attribute("transform", transform)

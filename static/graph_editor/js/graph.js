@@ -112,7 +112,7 @@ export function renderGraph(root, opts) {
   root.innerHTML = parts.join("");
 }
 
-/** Pan (drag the background) and zoom (wheel) for an <svg> whose first <g> is the viewport. */
+/** Pan (drag the background) and zoom (Ctrl + wheel) for an <svg> whose first <g> is the viewport. */
 export class Viewport {
   constructor(svg) {
     this.svg = svg;
@@ -120,7 +120,9 @@ export class Viewport {
     this.k = 1;
     this.tx = 20;
     this.ty = 20;
+    // Ctrl (or ⌘) + wheel zooms; a plain wheel is the page's, so scrolling past a graph never gets stuck in it.
     svg.addEventListener("wheel", (ev) => {
+      if (!ev.ctrlKey && !ev.metaKey) return;
       ev.preventDefault();
       const r = svg.getBoundingClientRect();
       const factor = Math.exp(-ev.deltaY * 0.0015);
