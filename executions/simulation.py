@@ -221,10 +221,17 @@ def simulate(
 
 
 class _Simulation:
-    """One dry run: the machine's state, the simulated clock, the history built from StepRecords."""
+    """One dry run: the machine's state, the simulated clock, the history built from StepRecords.
 
-    def __init__(self, spec, payload, mocks, max_steps, definition, now):
+    A parallel node's branches run as simulations of their own (``branch`` set, started from
+    ``machine.branch_state``), one after the other on the simulated clock, each from the fork's
+    instant; their ends are reported to this one as the worker reports a branch execution's end.
+    """
+
+    def __init__(self, spec, payload, mocks, max_steps, definition, now, state=None, branch=""):
         name, version = definition or (spec["name"], 0)
+        self.definition, self.branch, self.initial = definition, branch, state
+        self.branch_steps: dict[int, list[dict]] = {}  # the parent's step seq at the fork -> its branches' steps
         self.spec, self.payload, self.mocks, self.max_steps = spec, payload, mocks, max_steps
         self.meta = {"id": "simulation", "definition": name, "version": version, "started_at": now.isoformat()}
         self.clock = now
@@ -240,7 +247,7 @@ class _Simulation:
         return machine.Env(spec=self.spec, payload=self.payload, execution=self.meta, now=self.clock, key="simulation")
 
     def run(self) -> SimulationResult:
-        self.state = machine.new_state()
+        self.state = machine.copy_json(self.initial) if self.initial else machine.new_state()
         event: machine.Event = machine.Resume()
         # Each round records at least one step or moves the clock; the bound only guards against a stall.
         try:
@@ -259,6 +266,9 @@ class _Simulation:
         self.state = self.decision.state
 
     def _next_event(self, decision: machine.Decision) -> machine.Event:
+        fork = next((action for action in decision.actions if isinstance(action, machine.Fork)), None)
+        if fork is not None:
+            return self._run_branches(decision, fork)
         known = (machine.Call, machine.SendAsync, machine.StepRecord)
         other = [type(action).__name__ for action in decision.actions if not isinstance(action, known)]
         if other:
@@ -271,6 +281,35 @@ class _Simulation:
         if decision.due_at is not None and decision.due_at > self.clock:
             self.clock = decision.due_at  # a sleep, back-off or deadline: no waiting in a dry run
         return machine.Resume()
+
+    def _run_branches(self, decision: machine.Decision, fork: machine.Fork) -> machine.Event:
+        """Run each branch to its end and report it; a branch failing cancels the ones not yet run
+        (they report CANCELLED, having done nothing). Then go on from the join's decision."""
+        at_fork, start, end = max(self.steps), self.clock, self.clock
+        cancelled = False
+        for head in fork.branches:
+            if cancelled:
+                self._apply(machine.BranchFinished(head, machine.ExecutionStatus.CANCELLED, {}, []))
+                continue
+            branch = _Simulation(
+                self.spec, self.payload, self.mocks, self.max_steps, self.definition, start,
+                state=machine.branch_state(decision.state, head), branch=head,
+            )  # fmt: skip
+            branch.run()
+            self._adopt(branch, at_fork)
+            end = max(end, branch.clock)
+            self._apply(machine.branch_finished(head, branch.state, self.state))
+            cancelled = any(isinstance(a, machine.CancelBranches) for a in self.decision.actions)
+        self.clock = end
+        return self._next_event(self.decision)
+
+    def _adopt(self, branch: _Simulation, at_fork: int) -> None:
+        """The branch's steps (its own branches' inside) join this run's answer after the fork's step."""
+        steps = self.branch_steps.setdefault(at_fork, [])
+        for view in branch._views():
+            steps.append({**view, "branch": view.get("branch") or branch.branch})
+        self.calls += branch.calls
+        self._add_bytes(branch.recorded_bytes)
 
     def _answer_call(self, state: dict, call: machine.Call) -> machine.Event:
         return perform_call(call, state, self.env(), machine.MASKED, self._send)
@@ -329,16 +368,27 @@ class _Simulation:
     def _count_bytes(self, fields: dict) -> None:
         """Stop before the answer outgrows TRAMA_SIMULATION_MAX_BYTES: templates can copy a mocked body
         into every request, and a loop repeats both up to ``max_steps`` times."""
+        self._add_bytes(json_bytes(fields))
+
+    def _add_bytes(self, size: int) -> None:
         limit = settings.TRAMA_SIMULATION_MAX_BYTES
-        self.recorded_bytes += json_bytes(fields)
+        self.recorded_bytes += size
         if self.recorded_bytes > limit:
             raise SimulationTooLarge(
                 f"the answer would be larger than TRAMA_SIMULATION_MAX_BYTES ({limit} bytes) after "
                 f"{len(self.steps)} steps: lower max_steps or use smaller mocks and input"
             )
 
+    def _views(self) -> list[dict]:
+        """The steps in history order: each of this run's, then its branches' after a fork's step."""
+        views = []
+        for seq in sorted(self.steps):
+            views.append({**_step_view(self.steps[seq]), "branch": self.branch or None})
+            views += self.branch_steps.get(seq, [])
+        return views
+
     def _result(self, state: dict, stopped: str | None = None) -> SimulationResult:
-        steps = [_step_view(self.steps[seq]) for seq in sorted(self.steps)][: self.max_steps]
+        steps = self._views()[: self.max_steps]
         error = state["error"]
         if stopped is not None:
             error = {"message": stopped, "node": state["node"]}
