@@ -199,3 +199,20 @@ def test_an_execution_page_links_to_simulating_its_definition_with_its_input(pag
     page.wait_for_selector("#editor[data-ready=true]")
     expect(page.locator("#editor")).to_have_attribute("data-tab", "edit")
     expect(page.locator('[data-field="sim-input"]')).to_have_value("{}")
+
+
+def test_the_simulate_tab_runs_parallel_branches_with_default_answers(page):
+    from tests.test_simulate import fan
+
+    store_definition(fan())
+    open_editor(page, "/ui/editor/fan/")
+    page.click("[data-tab=simulate]")
+    page.fill('[data-field="sim-input"]', '{"order": "A-17"}')
+    page.click("[data-action=play]")
+    expect(page.locator(".sim-result .status-badge")).to_have_text("SUCCEEDED")
+    expect(page.locator(".sim-path")).to_contain_text("fork → a → a2 → b → c → end")
+    expect(page.locator("#editor")).to_have_attribute("data-sim", "done", timeout=20_000)
+    page.click('.sim-stops li:has(code:text-is("b"))')
+    expect(page.locator(".sim-step")).to_contain_text("branch b")
+    expect(page.locator(".sim-step")).to_contain_text('"order": "A-17"')  # the default answer echoes the request
+    shot(page, "editor-simulate-parallel")

@@ -69,7 +69,7 @@ function stepHtml(step) {
   const req = step.request;
   const res = step.response;
   return `<div class="sim-attempt status-${esc(step.status)}">
-    <h3>${esc(step.node_id)} · ${esc(step.phase)} · attempt ${step.attempt} ·
+    <h3>${esc(step.node_id)}${step.branch ? ` · branch <span class="branch-tag">${esc(step.branch)}</span>` : ""} · ${esc(step.phase)} · attempt ${step.attempt} ·
       <span class="step-status status-${esc(step.status)}">${esc(step.status)}</span></h3>
     <p class="muted">${esc(step.node_type)} · ${esc(step.started_at)}${step.finished_at ? " → " + esc(step.finished_at) : ""}</p>
     ${req ? `<h4>Request (rendered)</h4><p class="sim-request-line"><code>${esc(req.method || "")} ${esc(req.url || "")}</code></p>${pre(req)}` : ""}
