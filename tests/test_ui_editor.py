@@ -206,6 +206,9 @@ def test_the_simulate_tab_runs_parallel_branches_with_default_answers(page):
 
     store_definition(fan())
     open_editor(page, "/ui/editor/fan/")
+    # The node after the fork is drawn after the join: below everything the branches run.
+    ys = dict(page.eval_on_selector_all(".node", "ns => ns.map(n => [n.dataset.id, n.transform.baseVal[0].matrix.f])"))
+    assert ys["end"] > ys["a2"] > ys["a"] == ys["b"] == ys["c"] > ys["fork"]
     page.click("[data-tab=simulate]")
     page.fill('[data-field="sim-input"]', '{"order": "A-17"}')
     page.click("[data-action=play]")
