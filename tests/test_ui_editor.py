@@ -215,6 +215,8 @@ def test_the_simulate_tab_runs_parallel_branches_with_default_answers(page):
     expect(page.locator(".sim-result .status-badge")).to_have_text("SUCCEEDED")
     expect(page.locator(".sim-path")).to_contain_text("fork → a → a2 → b → c → end")
     expect(page.locator("#editor")).to_have_attribute("data-sim", "done", timeout=20_000)
+    taken = page.eval_on_selector_all(".edge.taken", "es => es.map(e => e.dataset.from + '>' + e.dataset.to)")
+    assert sorted(taken) == ["a>a2", "fork>a", "fork>b", "fork>c", "fork>end"]  # each branch entered from the fork
     page.click('.sim-stops li:has(code:text-is("b"))')
     expect(page.locator(".sim-step")).to_contain_text("branch b")
     expect(page.locator(".sim-step")).to_contain_text('"order": "A-17"')  # the default answer echoes the request

@@ -43,14 +43,18 @@ export function simulationStops(result) {
 export function simulationHighlight(stops, index) {
   const nodes = new Map();
   const edges = new Set();
-  let prev = null;
+  // The last node entered per branch ("" the main line): a branch's head is entered from the
+  // parallel node, the last main-line node before it, and the node after the join from it too.
+  const prev = new Map();
   stops.slice(0, index + 1).forEach((stop, i) => {
     const cls = new Set(nodes.get(stop.node) || []);
     if (stop.phase === "forward") {
       cls.add("sim-visited");
       if (["failed", "timed_out"].includes(stop.status)) cls.add("sim-failed");
-      if (prev) edges.add(prev + ">" + stop.node);
-      prev = stop.node;
+      const branch = (stop.steps[0] && stop.steps[0].branch) || "";
+      const from = prev.get(branch) || prev.get("");
+      if (from) edges.add(from + ">" + stop.node);
+      prev.set(branch, stop.node);
     } else {
       cls.add(stop.status === "succeeded" ? "sim-compensated" : "sim-failed");
     }
