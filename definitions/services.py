@@ -50,7 +50,10 @@ def store_definition(source: Any, created_by: str = "") -> Definition:
 
     Raises DefinitionInvalid (nothing stored) when it has problems.
     """
-    spec = _validated(source)
+    return _store_validated(source, _validated(source), created_by)
+
+
+def _store_validated(source: Any, spec: dict, created_by: str) -> Definition:
     for attempt in range(STORE_ATTEMPTS):
         try:
             with transaction.atomic():
@@ -59,6 +62,26 @@ def store_definition(source: Any, created_by: str = "") -> Definition:
             if attempt == STORE_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def store_definition_if_changed(source: Any, created_by: str = "") -> tuple[Definition, bool]:
+    """``store_definition``, except that a source the latest version already says stores nothing.
+
+    Returns (definition, stored). "Already says": the same normalized spec (its digest) and the
+    same description; a change the engine cannot see (a default written out, saga or graph form)
+    is no change. Two identical saves racing may still both store (the check holds no lock);
+    that costs a redundant version, never a lost one. Raises DefinitionInvalid.
+    """
+    spec = _validated(source)
+    latest = stored_definitions().filter(name=spec["name"]).order_by("-version").first()
+    unchanged = latest is not None and latest.digest == spec_digest(spec)
+    if unchanged and _description(latest.source) == _description(source):
+        return latest, False
+    return _store_validated(source, spec, created_by), True
+
+
+def _description(source: Any) -> Any:
+    return source.get("description") if isinstance(source, dict) else None
 
 
 def _insert_next_version(source: Any, spec: dict, created_by: str) -> Definition:

@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from definitions.templating import references
 from executions import machine
 from executions.callback_tokens import callback_context
 from executions.callbacks.services import callback_outcome, status_problem
@@ -64,6 +65,60 @@ class SimulationResult:
     def as_dict(self) -> dict:
         keys = ("status", "output", "error", "path", "steps", "calls")
         return {key: getattr(self, key) for key in keys}
+
+
+# --- Default answers ----------------------------------------------------------------------
+# A node without a mocked body answers what the rest of the definition reads from it: each
+# `nodes.<id>.response.body.<path>` (or `.callback.body.<path>`) that a template or a rule names
+# gets the placeholder "<id>.<path>", under an echo of the request's body. With empty bodies, every
+# template that reads a response would fail the run at its first reference.
+
+
+def default_bodies(spec: dict) -> dict[tuple[str, str], dict]:
+    """(node id, "response" | "callback") -> the body parts the definition reads from that node."""
+    bodies: dict[tuple[str, str], dict] = {}
+    for path in _paths_read(spec):
+        parts = path.split(".")
+        if len(parts) < 5 or parts[0] != "nodes" or parts[2] not in ("response", "callback") or parts[3] != "body":
+            continue
+        _put(bodies.setdefault((parts[1], parts[2]), {}), parts[4:], f"{parts[1]}.{'.'.join(parts[4:])}")
+    return bodies
+
+
+def _paths_read(spec: dict) -> list[str]:
+    """Every path the definition reads: template references, and JSON Logic ``var`` names."""
+    found = references(spec.get("nodes")) + references(spec.get("notify"))
+    stack: list[Any] = [spec.get("nodes")]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            var = value.get("var")
+            name = var[0] if isinstance(var, list) and var else var
+            if isinstance(name, str):
+                found.append(name)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def _put(body: dict, keys: list[str], value: str) -> None:
+    """body[k1][k2]… = value, making dicts on the way (templates read "0" from a dict key as well as a list)."""
+    for key in keys[:-1]:
+        if not isinstance(body.get(key), dict):
+            body[key] = {}
+        body = body[key]
+    body.setdefault(keys[-1], value)
+
+
+def _merged(base: dict, over: Any) -> Any:
+    """``over`` on top of ``base``, dicts merged key by key."""
+    if not isinstance(over, dict):
+        return over if over is not None else base
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merged(base[key], value) if isinstance(base.get(key), dict) else value
+    return merged
 
 
 # --- Checking the mocks ------------------------------------------------------------------
@@ -166,10 +221,17 @@ def simulate(
 
 
 class _Simulation:
-    """One dry run: the machine's state, the simulated clock, the history built from StepRecords."""
+    """One dry run: the machine's state, the simulated clock, the history built from StepRecords.
 
-    def __init__(self, spec, payload, mocks, max_steps, definition, now):
+    A parallel node's branches run as simulations of their own (``branch`` set, started from
+    ``machine.branch_state``), one after the other on the simulated clock, each from the fork's
+    instant; their ends are reported to this one as the worker reports a branch execution's end.
+    """
+
+    def __init__(self, spec, payload, mocks, max_steps, definition, now, state=None, branch=""):
         name, version = definition or (spec["name"], 0)
+        self.definition, self.branch, self.initial = definition, branch, state
+        self.branch_steps: dict[int, list[dict]] = {}  # the parent's step seq at the fork -> its branches' steps
         self.spec, self.payload, self.mocks, self.max_steps = spec, payload, mocks, max_steps
         self.meta = {"id": "simulation", "definition": name, "version": version, "started_at": now.isoformat()}
         self.clock = now
@@ -179,12 +241,13 @@ class _Simulation:
         self.sent: dict[tuple[str, str], int] = {}  # (node, phase) -> calls answered so far
         self.state: dict = machine.new_state()
         self.decision: machine.Decision | None = None
+        self.defaults = default_bodies(spec)
 
     def env(self) -> machine.Env:
         return machine.Env(spec=self.spec, payload=self.payload, execution=self.meta, now=self.clock, key="simulation")
 
     def run(self) -> SimulationResult:
-        self.state = machine.new_state()
+        self.state = machine.copy_json(self.initial) if self.initial else machine.new_state()
         event: machine.Event = machine.Resume()
         # Each round records at least one step or moves the clock; the bound only guards against a stall.
         try:
@@ -203,6 +266,9 @@ class _Simulation:
         self.state = self.decision.state
 
     def _next_event(self, decision: machine.Decision) -> machine.Event:
+        fork = next((action for action in decision.actions if isinstance(action, machine.Fork)), None)
+        if fork is not None:
+            return self._run_branches(decision, fork)
         known = (machine.Call, machine.SendAsync, machine.StepRecord)
         other = [type(action).__name__ for action in decision.actions if not isinstance(action, known)]
         if other:
@@ -215,6 +281,35 @@ class _Simulation:
         if decision.due_at is not None and decision.due_at > self.clock:
             self.clock = decision.due_at  # a sleep, back-off or deadline: no waiting in a dry run
         return machine.Resume()
+
+    def _run_branches(self, decision: machine.Decision, fork: machine.Fork) -> machine.Event:
+        """Run each branch to its end and report it; a branch failing cancels the ones not yet run
+        (they report CANCELLED, having done nothing). Then go on from the join's decision."""
+        at_fork, start, end = max(self.steps), self.clock, self.clock
+        cancelled = False
+        for head in fork.branches:
+            if cancelled:
+                self._apply(machine.BranchFinished(head, machine.ExecutionStatus.CANCELLED, {}, []))
+                continue
+            branch = _Simulation(
+                self.spec, self.payload, self.mocks, self.max_steps, self.definition, start,
+                state=machine.branch_state(decision.state, head), branch=head,
+            )  # fmt: skip
+            branch.run()
+            self._adopt(branch, at_fork)
+            end = max(end, branch.clock)
+            self._apply(machine.branch_finished(head, branch.state, self.state))
+            cancelled = any(isinstance(a, machine.CancelBranches) for a in self.decision.actions)
+        self.clock = end
+        return self._next_event(self.decision)
+
+    def _adopt(self, branch: _Simulation, at_fork: int) -> None:
+        """The branch's steps (its own branches' inside) join this run's answer after the fork's step."""
+        steps = self.branch_steps.setdefault(at_fork, [])
+        for view in branch._views():
+            steps.append({**view, "branch": view.get("branch") or branch.branch})
+        self.calls += branch.calls
+        self._add_bytes(branch.recorded_bytes)
 
     def _answer_call(self, state: dict, call: machine.Call) -> machine.Event:
         return perform_call(call, state, self.env(), machine.MASKED, self._send)
@@ -229,7 +324,7 @@ class _Simulation:
         if not isinstance(event, machine.AsyncAccepted) or mock.get("timeout"):
             return event  # a failed send is retried or fails the node; a timeout waits for the deadline
         self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
-        body = mock.get("callback", {"status": "succeeded"})
+        body = mock.get("callback", {**self.defaults.get((call.node, "callback"), {}), "status": "succeeded"})
         outcome = callback_outcome(self.spec["nodes"][call.node], body)
         return machine.CallbackArrived(call.node, call.attempt, outcome, body)
 
@@ -244,15 +339,22 @@ class _Simulation:
             timeout_s = rendered.wire.get("timeout_s")
             self.clock += timedelta(seconds=float(timeout_s or 0))
             return Outcome(None, "timeout", f"timed out after {timeout_s}s (simulated)")
-        return Outcome(self._response(mock, count, async_call))
+        return Outcome(self._response(mock, count, async_call, self._default_body(call, phase, rendered)))
+
+    def _default_body(self, call: AnyCall, phase: str, rendered: Rendered) -> Any:
+        """No mocked body: the parts the definition reads from this node, under an echo of the request's
+        body (as recorded: secrets stay masked). A compensation answers {}."""
+        if phase == machine.Phase.COMPENSATION:
+            return {}
+        return _merged(self.defaults.get((call.node, "response"), {}), rendered.recorded.get("body"))
 
     @staticmethod
-    def _response(mock: dict, count: int, async_call: bool) -> dict:
+    def _response(mock: dict, count: int, async_call: bool, default_body: Any) -> dict:
         if count <= mock.get("fail_times", 0):
             status = mock.get("fail_status", DEFAULT_FAIL_STATUS)
         else:
             status = mock.get("status", 202 if async_call else 200)
-        return {"status": status, "headers": dict(mock.get("headers") or {}), "body": mock.get("body", {})}
+        return {"status": status, "headers": dict(mock.get("headers") or {}), "body": mock.get("body", default_body)}
 
     def _mock(self, node: str, phase: str) -> dict:
         mock = self.mocks.get(node) or {}
@@ -266,16 +368,27 @@ class _Simulation:
     def _count_bytes(self, fields: dict) -> None:
         """Stop before the answer outgrows TRAMA_SIMULATION_MAX_BYTES: templates can copy a mocked body
         into every request, and a loop repeats both up to ``max_steps`` times."""
+        self._add_bytes(json_bytes(fields))
+
+    def _add_bytes(self, size: int) -> None:
         limit = settings.TRAMA_SIMULATION_MAX_BYTES
-        self.recorded_bytes += json_bytes(fields)
+        self.recorded_bytes += size
         if self.recorded_bytes > limit:
             raise SimulationTooLarge(
                 f"the answer would be larger than TRAMA_SIMULATION_MAX_BYTES ({limit} bytes) after "
                 f"{len(self.steps)} steps: lower max_steps or use smaller mocks and input"
             )
 
+    def _views(self) -> list[dict]:
+        """The steps in history order: each of this run's, then its branches' after a fork's step."""
+        views = []
+        for seq in sorted(self.steps):
+            views.append({**_step_view(self.steps[seq]), "branch": self.branch or None})
+            views += self.branch_steps.get(seq, [])
+        return views
+
     def _result(self, state: dict, stopped: str | None = None) -> SimulationResult:
-        steps = [_step_view(self.steps[seq]) for seq in sorted(self.steps)][: self.max_steps]
+        steps = self._views()[: self.max_steps]
         error = state["error"]
         if stopped is not None:
             error = {"message": stopped, "node": state["node"]}

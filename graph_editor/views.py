@@ -5,6 +5,9 @@ ES modules; the timeline polls ``execution_data`` and the editor calls the
 public API with the session (graph_editor.authentication).
 """
 
+import json
+import uuid
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
@@ -120,9 +123,23 @@ def _stored_definition(name: str, version: int | None) -> Definition:
         raise Http404(str(missing)) from None
 
 
+def _execution_to_simulate(request: HttpRequest) -> Execution | None:
+    """The execution named by ``?simulate=<id>`` (its input fills the Simulate tab), or None when there is none."""
+    try:
+        pk = uuid.UUID(request.GET.get("simulate", ""))
+    except ValueError:
+        return None
+    return Execution.objects.select_related("definition").filter(pk=pk).first()
+
+
 @staff_member_required
 def editor_page(request: HttpRequest, name: str | None = None, version: int | None = None) -> HttpResponse:
+    """The editor; ``?simulate=<execution id>`` opens its Simulate tab on that execution's input
+    (without a name: on the definition that execution ran, inline ones included)."""
+    simulated = _execution_to_simulate(request)
     definition = _stored_definition(name, version) if name is not None else None
+    if definition is None and simulated is not None:
+        definition = simulated.definition
     loaded = None
     if definition is not None:
         loaded = {
@@ -141,10 +158,13 @@ def editor_page(request: HttpRequest, name: str | None = None, version: int | No
         "start": reverse("ui-start", args=["__name__", 0]),
     }
     versions = []
-    if definition is not None:
+    if definition is not None and not definition.is_inline:
         versions = stored_versions(definition.name)
         urls["diff"] = _url_template("ui-diff", definition.name, "a", "b")
     context = {"definition": definition, "loaded": loaded, "urls": urls, "versions": versions}
+    if simulated is not None:
+        context["sim_input"] = json.dumps(simulated.input, indent=2)
+        context["simulated"] = simulated
     return render(request, "graph_editor/editor.html", context)
 
 

@@ -227,3 +227,13 @@ def test_inline_definitions_are_shared_by_digest():
     assert (first.is_inline, first.version, first.name) == (True, 0, "inline")
     assert again.pk == first.pk
     assert Definition.objects.count() == 1
+
+
+def test_storing_what_the_latest_version_already_says_stores_nothing_and_answers_200(api):
+    assert store(api, saga_source("orders")).status_code == 201
+    again = store(api, saga_source("orders"))
+    assert again.status_code == 200
+    assert again.json()["version"] == 1
+    described = store(api, {**saga_source("orders"), "description": "now with a description"})
+    assert (described.status_code, described.json()["version"]) == (201, 2)
+    assert list(Definition.objects.filter(name="orders").values_list("version", flat=True)) == [2, 1]

@@ -80,7 +80,7 @@ def test_runs_the_saga_rendering_each_request_without_calling_or_storing_anythin
     assert charge["request"]["url"] == f"{service.url}/charges"
     assert charge["request"]["body"] == {"reservation": "r-9", "amount": 42}  # the number keeps its type
     assert charge["request"]["headers"] == {"Authorization": "Bearer ***"}  # the secret is never shown
-    assert charge["response"] == {"status": 200, "headers": {}, "body": {}}  # the default mock
+    assert charge["response"] == {"status": 200, "headers": {}, "body": charge["request"]["body"]}  # default: an echo
     assert answer["steps"][0]["response"]["body"] == {"id": "r-9"}
     assert service.requests == []  # the answer came after the whole dry run: any call would be recorded
     assert (Definition.objects.count(), Execution.objects.count(), Step.objects.count()) == counts
@@ -224,6 +224,21 @@ def test_a_missing_template_path_fails_the_step_with_the_path_named(api):
     assert "payload.orderId" in answer["steps"][0]["error"]["message"]
 
 
+def test_without_mocks_each_call_answers_what_the_definition_reads_from_it_over_an_echo_of_its_request(api):
+    answer = run(api, {"definition": order_saga(), "input": {"orderId": "A-1", "amount": 5}})
+    assert answer["status"] == "SUCCEEDED"  # with empty bodies, charge's {{nodes.reserve.response.body.id}} failed
+    reserve, charge = answer["steps"][0], answer["steps"][1]
+    assert reserve["response"]["body"] == {"id": "reserve.id", "order": "A-1"}  # the path read, then the echo
+    assert charge["request"]["body"] == {"reservation": "reserve.id", "amount": 5}
+    assert answer["steps"][2]["response"]["body"] == {}  # ship sends no body and nobody reads its answer
+    assert (
+        run(api, {"definition": order_saga(), "input": {"orderId": "A-1", "amount": 5}, "mocks": RESERVED})["steps"][1][
+            "request"
+        ]["body"]["reservation"]
+        == "r-1"
+    )  # a mocked body still wins
+
+
 def test_max_steps_stops_a_loop_and_says_so(api):
     loop = {
         "name": "poll",
@@ -319,19 +334,42 @@ def test_requires_a_token(api):
     assert APIClient().post(URL, {"definition": order_saga()}, format="json").status_code == 401
 
 
-def test_a_parallel_node_is_reported_not_stalled(api):
+def fan():
     task = {"type": "task", "request": {"method": "POST", "url": "http://svc.local/a"}}
     source = {
         "name": "fan",
         "kind": "graph",
         "start": "fork",
-        "nodes": {"fork": {"type": "parallel", "branches": ["a", "b"], "next": "end"}, "a": task, "b": task,
-                  "end": {"type": "succeed"}},
+        "nodes": {"fork": {"type": "parallel", "branches": ["a", "b", "c"], "next": "end"},
+                  "a": {**task, "next": "a2", "compensation": {"method": "DELETE", "url": "http://svc.local/a"}},
+                  "a2": {"type": "sleep", "duration_s": 60},
+                  "b": {**task, "request": {**task["request"], "body": {"order": "{{payload.order}}"}}},
+                  "c": task,
+                  "end": {"type": "succeed", "output": {"b": "{{nodes.b.response.body}}"}}},
     }  # fmt: skip
-    answer = run(api, {"definition": source})
-    # Branches run as executions of their own, which a dry run does not start (yet): it says so and stops.
-    assert answer["status"] != "SUCCEEDED"
-    assert "cannot run" in str(answer["error"]) or "not supported" in str(answer["error"])
+    return source
+
+
+def test_parallel_branches_are_simulated_and_joined(api):
+    answer = run(api, {"definition": fan(), "input": {"order": "A-17"}})
+    assert answer["status"] == "SUCCEEDED"
+    branches = [(s["branch"], s["node_id"], s["phase"], s["status"]) for s in answer["steps"] if s["branch"]]
+    assert branches == [("a", "a", "forward", "succeeded"), ("a", "a2", "forward", "succeeded"),
+                        ("b", "b", "forward", "succeeded"), ("c", "c", "forward", "succeeded")]  # fmt: skip
+    assert answer["path"] == ["fork", "a", "a2", "b", "c", "end"]
+    assert answer["calls"] == 3
+    fork = answer["steps"][0]
+    assert (fork["node_id"], fork["branch"], fork["status"]) == ("fork", None, "succeeded")
+    assert answer["output"] == {"b": {"order": "A-17"}}  # the join sees the branches' results (b echoed its body)
+
+
+def test_a_failing_branch_cancels_the_rest_and_compensates_the_others(api):
+    answer = run(api, {"definition": fan(), "input": {"order": "A-17"}, "mocks": {"b": {"status": 500}}})
+    assert answer["status"] == "COMPENSATED"
+    ran = [(s["branch"], s["node_id"], s["phase"], s["status"]) for s in answer["steps"]]
+    assert ("c", "c", "forward", "succeeded") not in ran  # cancelled before it ran
+    assert ran[-1] == (None, "a", "compensation", "succeeded")  # the parent compensates branch a after the join
+    assert "branch 'b'" in answer["error"]["message"]
 
 
 # --- The answer is bounded: mocked bodies count against the response body cap, the whole answer against its own --

@@ -25,7 +25,7 @@ from definitions.services import (
     definition_versions,
     find_definition,
     latest_definitions,
-    store_definition,
+    store_definition_if_changed,
     why_missing,
 )
 from definitions.validation import validate_definition
@@ -79,15 +79,20 @@ class DefinitionListCreateView(generics.ListAPIView):
         tags=["definitions"],
         operation_id="definitions_create",
         summary="Store a definition (a new name, or the next version of an existing one)",
+        description=(
+            "201: stored as the next version. 200: the latest version already says the same (normalized spec and "
+            "description): nothing is stored and that version is returned, so two versions in a row never match."
+        ),
         request=DefinitionSourceSerializer,
-        responses={201: DefinitionSerializer, **WRITE_ERRORS},
+        responses={201: DefinitionSerializer, 200: DefinitionSerializer, **WRITE_ERRORS},
     )
     def post(self, request, *args, **kwargs):
         try:
-            definition = store_definition(request.data, created_by=str(request.user))
+            definition, stored = store_definition_if_changed(request.data, created_by=str(request.user))
         except DefinitionInvalid as exc:
             return invalid_response(exc.errors, str(exc))
-        return Response(DefinitionSerializer(definition).data, status=status.HTTP_201_CREATED)
+        answer = status.HTTP_201_CREATED if stored else status.HTTP_200_OK
+        return Response(DefinitionSerializer(definition).data, status=answer)
 
 
 class DefinitionValidateView(APIView):

@@ -187,6 +187,9 @@ class SimulatedStepSerializer(serializers.Serializer):
     error = serializers.JSONField(allow_null=True)
     started_at = serializers.CharField(help_text="On the simulated clock (sleeps and waits take no real time).")
     finished_at = serializers.CharField(allow_null=True)
+    branch = serializers.CharField(
+        allow_null=True, help_text="The parallel branch (its head node) this step ran in; null on the main line."
+    )
 
 
 class SimulationSerializer(serializers.Serializer):

@@ -3,8 +3,11 @@
 import { postJSON } from "./api.js";
 import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
 import { layeredLayout, structureKey } from "./layout.js";
+import { Autocomplete } from "./autocomplete.js";
+import { EditHistory } from "./undo.js";
 import {
-  NODE_TYPES, addNode, blankModel, changeType, connect, deleteNode, errorNode, fromSpec, renameNode, toSource,
+  NODE_TYPES, addNode, blankModel, changeType, connect, copyNodes, deleteNode, errorField, errorNode, fromSpec, pasteNodes,
+  renameNode, templatePaths, toSource,
 } from "./model.js";
 import { el, fieldRow, nodeFields } from "./panel.js";
 import { Simulator } from "./simulate.js";
@@ -25,7 +28,11 @@ const state = {
   savedVersion: loaded ? loaded.version : null,
   tab: "edit",
   simHighlight: null,
+  clipboard: null, // the last nodes copied here (the system clipboard gets them too, when it can)
 };
+// What Save would store last time it stored (or as loaded): Save is off while the model says the same.
+state.savedText = JSON.stringify(toSource(state.model));
+state.history = new EditHistory(snapshot());
 
 const svg = page.querySelector("svg.graph");
 svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g><path class="drag-line" d=""/></g>';
@@ -67,7 +74,11 @@ function drawNow() {
   }
   const byNode = errorsByNode();
   const sim = state.simHighlight;
+  // Redrawing replaces the node elements: keep the keyboard focus on the node that had it.
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".node");
+  const focusedId = focused && drawing.contains(focused) ? focused.dataset.id : null;
   renderGraph(drawing, {
+    focusable: true,
     nodes: model.nodes,
     start: model.start,
     layout: state.layout,
@@ -78,6 +89,10 @@ function drawNow() {
     badges: (id) => (byNode.has(id) ? String(byNode.get(id)) : null),
   });
   if (first) viewport.fit(state.layout);
+  if (focusedId) {
+    const again = drawing.querySelector(`.node[data-id="${CSS.escape(focusedId)}"]`);
+    if (again) again.focus({ preventScroll: true });
+  }
   page.querySelector(".node-count").textContent = `${Object.keys(model.nodes).length} nodes`;
 }
 
@@ -89,6 +104,8 @@ function renderPanel() {
   const node = selected && model.nodes[selected];
   if (!node) {
     panel.append(definitionFields());
+    markFieldErrors();
+    autocomplete.attach(panel);
     return;
   }
   const idInput = el("input", { type: "text", "data-field": "id", value: selected });
@@ -126,6 +143,8 @@ function renderPanel() {
     }),
     rawJson(node),
   );
+  markFieldErrors();
+  autocomplete.attach(panel);
 }
 
 function rawJson(node) {
@@ -198,10 +217,83 @@ function changed(structural) {
   if (structural) renderPanel();
   else refreshRaw();
   redraw();
+  // A structural edit is one undo step at once; typing in a field is one step when the field is
+  // left (focusout below), so the field's own Ctrl+Z inside it never leaves steps behind.
+  if (structural) commitHistory();
+  updateDirty();
   setValidity("checking", "checking…");
   clearTimeout(validateTimer);
   validateTimer = setTimeout(validate, 300);
 }
+
+// --- undo / redo, unsaved edits -----------------------------------------------------------
+
+function snapshot() {
+  return JSON.stringify({ model: state.model, selected: state.selected });
+}
+
+/** Record the model as it is now (no-op when it did not change since the last record). */
+function commitHistory() {
+  const before = JSON.parse(state.history.current).model;
+  const now = JSON.parse(snapshot());
+  // A new selection alone is no edit: it only rides along with the next one.
+  if (JSON.stringify(before) !== JSON.stringify(now.model)) state.history.push(snapshot());
+  updateUndoButtons();
+}
+
+function restore(text) {
+  if (text === null) return;
+  const { model, selected } = JSON.parse(text);
+  state.model = model;
+  state.selected = selected && selected in model.nodes ? selected : null;
+  nameInput.value = model.name || "";
+  simulator.markStale();
+  renderPanel();
+  drawNow();
+  updateDirty();
+  updateUndoButtons();
+  setValidity("checking", "checking…");
+  clearTimeout(validateTimer);
+  validateTimer = setTimeout(validate, 300);
+}
+
+function undo() {
+  commitHistory();
+  restore(state.history.undo());
+}
+
+function redo() {
+  commitHistory();
+  restore(state.history.redo());
+}
+
+function updateUndoButtons() {
+  page.querySelector("[data-action=undo]").disabled = !state.history.canUndo();
+  page.querySelector("[data-action=redo]").disabled = !state.history.canRedo();
+}
+
+function isDirty() {
+  return JSON.stringify(toSource(state.model)) !== state.savedText;
+}
+
+function updateDirty() {
+  const dirty = isDirty();
+  page.dataset.dirty = String(dirty);
+  const button = page.querySelector("[data-action=save]");
+  button.disabled = !dirty;
+  button.title = dirty ? "store these edits as a new version" : "nothing changed since the version shown";
+}
+
+page.addEventListener("focusout", (ev) => {
+  if (ev.target.closest("input, textarea, select")) commitHistory();
+});
+
+// Leaving with unsaved edits asks first (the browser's own dialog).
+window.addEventListener("beforeunload", (ev) => {
+  if (!isDirty()) return;
+  ev.preventDefault();
+  ev.returnValue = "";
+});
 
 function refreshRaw() {
   const raw = panel.querySelector("textarea.raw");
@@ -242,7 +334,48 @@ function showErrors() {
     list.replaceChildren(...mine.map((e) => el("li", {}, el("code", {}, e.path), " ", e.message)));
     list.hidden = !mine.length;
   }
+  markFieldErrors();
   drawNow();
+}
+
+/** Each error of the selected node (and of the name) shown on its own input, under it. */
+function markFieldErrors() {
+  page.querySelectorAll(".field-error").forEach((e) => e.remove());
+  page.querySelectorAll(".server-invalid").forEach((input) => {
+    input.classList.remove("server-invalid");
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  });
+  state.errors.forEach((e, i) => {
+    const f = errorField(e.path);
+    const input = e.path === "name" ? nameInput : f && f.node === state.selected ? fieldInput(f.field) : null;
+    if (!input) return;
+    const message = el("small", { class: "field-error", id: `field-error-${i}`, role: "alert" }, e.message);
+    input.classList.add("server-invalid");
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", message.id);
+    input.after(message);
+  });
+}
+
+/** The panel input of a field path, or of the nearest field above it ("request.body.x" -> the body). */
+function fieldInput(field) {
+  for (let path = field; path; path = path.includes(".") ? path.slice(0, path.lastIndexOf(".")) : "") {
+    const input = panel.querySelector(`[data-field="${CSS.escape(path)}"]`);
+    if (input) return input;
+  }
+  return null;
+}
+
+/** Editing a version older than the latest: say so, and that saving stores the next version from it. */
+function oldVersionWarning(show) {
+  const box = page.querySelector(".old-version-banner");
+  const latest = versions.length ? Math.max(...versions) : null;
+  box.hidden = !(show && loaded && latest && loaded.version < latest);
+  if (box.hidden) return;
+  const latestUrl = `${urls.editor}${encodeURIComponent(loaded.name)}/${latest}/`;
+  box.innerHTML = `You are editing <b>v${loaded.version}</b>, an old version: the latest is <a href="${esc(latestUrl)}">v${latest}</a>. ` +
+    `Saving stores v${latest + 1} from this one.`;
 }
 
 async function save() {
@@ -258,6 +391,15 @@ async function save() {
     return;
   }
   const { name, version } = res.body;
+  state.savedText = JSON.stringify(toSource(state.model));
+  updateDirty();
+  oldVersionWarning(false);
+  if (res.status === 200) {
+    // The server stores no version identical to the latest (POST definitions/ answers 200).
+    saveMsg.innerHTML = `Nothing to store: <b>${esc(name)} v${version}</b> already says this.`;
+    saveMsg.classList.add("good");
+    return;
+  }
   state.savedVersion = version;
   const editorUrl = `${urls.editor}${encodeURIComponent(name)}/${version}/`;
   history.replaceState(null, "", editorUrl);
@@ -299,6 +441,8 @@ page.querySelector("[data-action=add]").addEventListener("click", () => {
 });
 page.querySelector("[data-action=fit]").addEventListener("click", () => viewport.fit(state.layout, 0.1));
 page.querySelector("[data-action=save]").addEventListener("click", save);
+page.querySelector("[data-action=undo]").addEventListener("click", undo);
+page.querySelector("[data-action=redo]").addEventListener("click", redo);
 
 drawing.addEventListener("click", (ev) => {
   const g = ev.target.closest(".node");
@@ -330,7 +474,7 @@ function showTab(tab) {
   page.querySelectorAll(".panel-tabs [data-tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
 }
 page.querySelectorAll(".panel-tabs [data-tab]").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
-showTab("edit");
+showTab(page.dataset.openTab || "edit"); // "simulate" when opened from an execution (?simulate=<id>)
 
 // --- compare versions (the diff page) ------------------------------------------------------
 
@@ -348,16 +492,64 @@ updateCompareLink();
 svg.addEventListener("click", (ev) => {
   if (!ev.target.closest(".node") && !viewport.lastDragMoved) select(null);
 });
+// Keys. In a text field, every key is the field's own (its undo, its copy and paste). Elsewhere:
+// Ctrl+Z / Ctrl+Shift+Z (or Ctrl+Y) undo and redo edits of the definition, Ctrl+C / Ctrl+V copy and
+// paste the selected node, Delete removes it, Enter or Space on a focused node selects it.
 document.addEventListener("keydown", (ev) => {
-  const typing = ev.target.closest("input, textarea, select");
-  if (typing) return;
-  if ((ev.key === "Delete" || ev.key === "Backspace") && state.selected) {
+  if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
+  const mod = ev.ctrlKey || ev.metaKey;
+  const key = ev.key.toLowerCase();
+  if (mod && key === "z") {
+    ev.preventDefault();
+    ev.shiftKey ? redo() : undo();
+  } else if (mod && key === "y") {
+    ev.preventDefault();
+    redo();
+  } else if (mod && key === "c" && state.selected && !String(window.getSelection())) {
+    state.clipboard = copyNodes(state.model, [state.selected]);
+  } else if (mod && key === "v" && state.clipboard) {
+    // The paste event (below) brings what the system clipboard holds; without one, our own copy.
+    state.pasteHandled = false;
+    setTimeout(() => {
+      if (!state.pasteHandled) paste(state.clipboard);
+    }, 0);
+  } else if ((ev.key === "Delete" || ev.key === "Backspace") && state.selected) {
     ev.preventDefault();
     removeSelected();
+  } else if ((ev.key === "Enter" || ev.key === " ") && ev.target.closest(".node")) {
+    ev.preventDefault();
+    select(ev.target.closest(".node").dataset.id);
   } else if (ev.key === "Escape") {
     select(null);
   }
 });
+
+document.addEventListener("copy", (ev) => {
+  if (ev.target.closest("input, textarea, select") || !state.selected || String(window.getSelection())) return;
+  ev.clipboardData.setData("text/plain", JSON.stringify(copyNodes(state.model, [state.selected]), null, 2));
+  ev.preventDefault();
+});
+
+document.addEventListener("paste", (ev) => {
+  if (ev.target.closest("input, textarea, select")) return;
+  let clip = null;
+  try {
+    clip = JSON.parse(ev.clipboardData.getData("text/plain"));
+  } catch {
+    return; // not nodes: nothing to paste on the graph
+  }
+  if (!clip || clip.trama !== "nodes") return;
+  state.pasteHandled = true;
+  ev.preventDefault();
+  paste(clip);
+});
+
+function paste(clip) {
+  const ids = pasteNodes(state.model, clip);
+  if (!ids.length) return;
+  state.selected = ids[0];
+  changed(true);
+}
 
 // Drag from a port to a node to connect.
 const dragLine = svg.querySelector(".drag-line");
@@ -389,7 +581,14 @@ svg.addEventListener("pointerup", (ev) => {
   }
 });
 
+const autocomplete = new Autocomplete({
+  paths: () => templatePaths(state.model, state.selected, simulator.sampleInput()),
+});
+
 renderPanel();
 drawNow();
+updateDirty();
+updateUndoButtons();
+oldVersionWarning(true);
 validate();
 page.dataset.ready = "true";

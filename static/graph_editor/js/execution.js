@@ -6,7 +6,7 @@ import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
 import { eventId, renderHistory } from "./history.js";
 import { layeredLayout } from "./layout.js";
 import { setUpOperations, updateOperations } from "./operations.js";
-import { fmtDuration, ms, renderTimeline, spanSummary } from "./timeline.js";
+import { fmtDuration, ms, panView, renderTimeline, spanSummary, zoomView } from "./timeline.js";
 
 const page = document.getElementById("execution");
 const dataUrl = page.dataset.url;
@@ -15,7 +15,15 @@ const POLL_MS = 1000;
 const STATUSES = JSON.parse(document.getElementById("execution-statuses").textContent);
 const FINAL = new Set(STATUSES.final);
 
-const state = { data: JSON.parse(document.getElementById("execution-data").textContent), spans: [], selected: null, clockSkew: 0, layout: null, openEvents: new Set() };
+const state = {
+  data: JSON.parse(document.getElementById("execution-data").textContent),
+  spans: [],
+  selected: null,
+  clockSkew: 0,
+  layout: null,
+  openEvents: new Set(),
+  view: { from: 0, to: 1 }, // the visible window of the time axis (zoom and pan)
+};
 const historyRoot = page.querySelector(".history");
 const operationsRoot = document.getElementById("operator-actions");
 
@@ -121,7 +129,11 @@ function renderSteps() {
     now: now(),
     spec: state.data.spec,
     marks: state.data.history.filter((ev) => ev.kind === "operator"),
+    view: state.view,
   });
+  const zoom = 1 / (state.view.to - state.view.from);
+  page.querySelector(".tl-zoom-level").textContent = zoom < 1.05 ? "" : `×${zoom.toFixed(zoom < 10 ? 1 : 0)}`;
+  page.dataset.zoom = zoom.toFixed(2);
   if (state.selected != null) {
     const bar = root.querySelector(`.bar[data-step="${CSS.escape(state.selected)}"]`);
     if (bar) bar.classList.add("selected");
@@ -179,8 +191,61 @@ function select(key, { scrollTo } = {}) {
   if (target) target.scrollIntoView({ block: "nearest" });
 }
 
-// Hover and click on bars.
+
+// Zoom and pan on the time axis: buttons, Ctrl/⌘ + wheel (zoom at the pointer), Shift + wheel or a
+// horizontal wheel (pan), dragging a track (pan). A plain wheel scrolls the page.
+function setView(view) {
+  state.view = view;
+  renderSteps();
+}
+
+function trackShare(ev) {
+  const track = page.querySelector(".timeline .tl-track");
+  const r = track.getBoundingClientRect();
+  return Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
+}
+
+const tlControls = page.querySelector(".tl-controls");
+tlControls.addEventListener("click", (ev) => {
+  const action = ev.target.closest("[data-zoom]");
+  if (!action) return;
+  const how = action.dataset.zoom;
+  if (how === "in") setView(zoomView(state.view, 2));
+  else if (how === "out") setView(zoomView(state.view, 0.5));
+  else if (how === "earlier") setView(panView(state.view, -0.5));
+  else if (how === "later") setView(panView(state.view, 0.5));
+  else setView({ from: 0, to: 1 });
+});
+
 const timelineRoot = page.querySelector(".timeline");
+timelineRoot.addEventListener("wheel", (ev) => {
+  if (ev.ctrlKey || ev.metaKey) {
+    ev.preventDefault();
+    setView(zoomView(state.view, Math.exp(-ev.deltaY * 0.004), trackShare(ev)));
+  } else if (ev.shiftKey || Math.abs(ev.deltaX) > Math.abs(ev.deltaY)) {
+    ev.preventDefault();
+    setView(panView(state.view, (ev.deltaX || ev.deltaY) / 1000));
+  }
+}, { passive: false });
+
+let tlDrag = null;
+timelineRoot.addEventListener("pointerdown", (ev) => {
+  if (ev.button !== 0 || !ev.target.closest(".tl-track")) return;
+  tlDrag = { x: ev.clientX, view: state.view, width: ev.target.closest(".tl-track").getBoundingClientRect().width, moved: false };
+});
+window.addEventListener("pointermove", (ev) => {
+  if (!tlDrag) return;
+  const dx = ev.clientX - tlDrag.x;
+  if (!tlDrag.moved && Math.abs(dx) < 4) return;
+  tlDrag.moved = true;
+  setView(panView(tlDrag.view, -dx / tlDrag.width));
+});
+window.addEventListener("pointerup", () => {
+  state.dragged = !!(tlDrag && tlDrag.moved); // a drag that moved is no click on the bar under it
+  tlDrag = null;
+});
+
+// Hover and click on bars.
 timelineRoot.addEventListener("mousemove", (ev) => {
   const bar = ev.target.closest(".bar[data-span]"); // an operator mark has no span: its title is its hover text
   if (!bar) {
@@ -196,7 +261,7 @@ timelineRoot.addEventListener("mousemove", (ev) => {
 timelineRoot.addEventListener("mouseleave", () => (tooltip.style.display = "none"));
 timelineRoot.addEventListener("click", (ev) => {
   const bar = ev.target.closest(".bar[data-step]");
-  if (!bar) return;
+  if (!bar || state.dragged) return;
   select(bar.dataset.step, { scrollTo: "row" });
 });
 // A history row: opens or closes its bodies, and marks its bar (and the other rows of the same step).

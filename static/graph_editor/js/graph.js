@@ -64,9 +64,15 @@ function edgePath(a, b, isBack, points) {
   return { d: `M${x1},${y1} C${x1},${y1 + dy} ${x2},${y2 - dy} ${x2},${y2}`, mx: (x1 + x2) / 2, my: (y1 + y2) / 2 };
 }
 
+/** Laid-out nodes top to bottom, then left to right: the order Tab visits them in. */
+function readingOrder(nodes, layout) {
+  const placed = Object.entries(nodes).filter(([id]) => layout.pos[id]);
+  return placed.sort(([a], [b]) => layout.pos[a].y - layout.pos[b].y || layout.pos[a].x - layout.pos[b].x);
+}
+
 /**
  * Render the graph. opts: {nodes, start, layout, nodeClass(id) -> string, edgeClass(edge) -> string,
- * badges(id) -> string|null, ports: bool, selected: id}.
+ * badges(id) -> string|null, ports: bool, selected: id, focusable: bool}.
  */
 export function renderGraph(root, opts) {
   const { nodes, start, layout } = opts;
@@ -80,14 +86,17 @@ export function renderGraph(root, opts) {
     parts.push(`<path class="${cls}" d="${p.d}" data-from="${esc(e.from)}" data-to="${esc(e.to)}" marker-end="url(#arrow)"/>`);
     if (e.label) parts.push(`<text class="edge-label" x="${p.mx + 4}" y="${p.my}">${esc(e.label)}</text>`);
   }
-  for (const [id, node] of Object.entries(nodes)) {
+  for (const [id, node] of readingOrder(nodes, layout)) {
     const p = layout.pos[id];
-    if (!p) continue;
     const type = (node && node.type) || "unknown";
     const cls = ["node", `type-${type}`, id === start ? "is-start" : "", id === opts.selected ? "selected" : "", opts.nodeClass ? opts.nodeClass(id) : ""].join(" ");
     const badge = opts.badges ? opts.badges(id) : null;
+    // Focusable nodes (the editor): Tab reaches each node, Enter selects it (editor.js).
+    const focus = opts.focusable
+      ? ` tabindex="0" role="button" aria-pressed="${id === opts.selected}" aria-label="${esc(`${type} node ${id}${id === start ? " (start)" : ""}: ${nodeSummary(node)}${badge ? `, ${badge} problem(s)` : ""}`)}"`
+      : "";
     parts.push(
-      `<g class="${cls}" data-id="${esc(id)}" transform="translate(${p.x},${p.y})">` +
+      `<g class="${cls}" data-id="${esc(id)}" transform="translate(${p.x},${p.y})"${focus}>` +
         `<rect class="node-box" width="${NODE_W}" height="${NODE_H}" rx="8"/>` +
         `<text class="node-icon" x="12" y="21">${TYPE_ICONS[type] || "?"}</text>` +
         `<text class="node-id" x="30" y="21">${esc(truncate(id, 18))}</text>` +
@@ -103,7 +112,7 @@ export function renderGraph(root, opts) {
   root.innerHTML = parts.join("");
 }
 
-/** Pan (drag the background) and zoom (wheel) for an <svg> whose first <g> is the viewport. */
+/** Pan (drag the background) and zoom (Ctrl + wheel) for an <svg> whose first <g> is the viewport. */
 export class Viewport {
   constructor(svg) {
     this.svg = svg;
@@ -111,7 +120,9 @@ export class Viewport {
     this.k = 1;
     this.tx = 20;
     this.ty = 20;
+    // Ctrl (or ⌘) + wheel zooms; a plain wheel is the page's, so scrolling past a graph never gets stuck in it.
     svg.addEventListener("wheel", (ev) => {
+      if (!ev.ctrlKey && !ev.metaKey) return;
       ev.preventDefault();
       const r = svg.getBoundingClientRect();
       const factor = Math.exp(-ev.deltaY * 0.0015);

@@ -52,6 +52,33 @@ export function structureKey(nodes, start) {
 }
 
 /**
+ * Layout-only edges {from, to}: from each node a parallel node's branches run (reachable from its
+ * heads without passing the parallel node, its `next`, or a back edge) to that `next`, so the node
+ * after a fork is drawn after the join. Skipped where one would close a cycle (a branch reaching `next`).
+ */
+export function joinEdges(nodes, succ, back) {
+  const out = [];
+  for (const [id, node] of Object.entries(nodes)) {
+    if (!node || node.type !== "parallel" || !Array.isArray(node.branches) || !(node.next in nodes)) continue;
+    const seen = new Set();
+    const stack = node.branches.filter((b) => b in nodes && b !== id && b !== node.next);
+    stack.forEach((b) => seen.add(b));
+    let reachesNext = false;
+    while (stack.length) {
+      const at = stack.pop();
+      for (const to of succ.get(at) || []) {
+        if (to === node.next) reachesNext = true;
+        if (seen.has(to) || to === id || to === node.next || back.has(at + ">" + to)) continue;
+        seen.add(to);
+        stack.push(to);
+      }
+    }
+    if (!reachesNext) for (const from of seen) out.push({ from, to: node.next });
+  }
+  return out;
+}
+
+/**
  * Positions for every node: {pos: {id: {x, y, rank}}, width, height, back: Set("from>to")}.
  * Ranks are longest paths from the start over the graph with back edges (found by DFS) removed;
  * nodes nothing reaches start their own trees, after the start's.
@@ -98,21 +125,27 @@ export function layeredLayout(nodes, start) {
   ids.filter((id) => indeg.get(id) === 0).forEach(visit);
   ids.forEach(visit);
 
-  // Longest-path ranks over the DAG (Kahn's order on forward edges).
+  // Longest-path ranks over the DAG (Kahn's order on forward edges). Hidden join edges (not
+  // drawn) put the node after a parallel node below everything its branches run.
   const fwdIn = new Map(ids.map((id) => [id, 0]));
   const fwd = edges.filter((e) => !back.has(e.from + ">" + e.to) && e.from !== e.to);
+  const ranked = [...fwd, ...joinEdges(nodes, succ, back)];
   const fwdSucc = new Map(ids.map((id) => [id, []]));
   const pred = new Map(ids.map((id) => [id, []]));
+  const rankSucc = new Map(ids.map((id) => [id, []]));
   for (const e of fwd) {
-    fwdIn.set(e.to, fwdIn.get(e.to) + 1);
     fwdSucc.get(e.from).push(e.to);
     pred.get(e.to).push(e.from);
+  }
+  for (const e of ranked) {
+    fwdIn.set(e.to, fwdIn.get(e.to) + 1);
+    rankSucc.get(e.from).push(e.to);
   }
   const rank = new Map(ids.map((id) => [id, 0]));
   const queue = order.filter((id) => fwdIn.get(id) === 0);
   for (let i = 0; i < queue.length; i++) {
     const id = queue[i];
-    for (const to of fwdSucc.get(id)) {
+    for (const to of rankSucc.get(id)) {
       rank.set(to, Math.max(rank.get(to), rank.get(id) + 1));
       fwdIn.set(to, fwdIn.get(to) - 1);
       if (fwdIn.get(to) === 0) queue.push(to);

@@ -196,6 +196,16 @@ export function errorNode(path) {
   return m ? m[1] : null;
 }
 
+/**
+ * The node and the field (a panel input's data-field: dotted, list indexes as numbers) that a
+ * validation error path names: "nodes.route.cases[0].next" -> {node: "route", field: "cases.0.next"}.
+ */
+export function errorField(path) {
+  const m = /^nodes\.([A-Za-z][A-Za-z0-9_-]*)\.?(.*)$/.exec(path || "");
+  if (!m) return null;
+  return { node: m[1], field: m[2].replace(/\[(\d+)\]/g, ".$1").replace(/^\./, "") };
+}
+
 // --- dotted paths inside a node ------------------------------------------------------------
 
 export function getPath(obj, path) {
@@ -222,4 +232,97 @@ export function setPath(obj, path, value) {
     if (Object.keys(chain[i]).length === 0) delete chain[i - 1][keys[i - 1]];
     else break;
   }
+}
+
+// --- copy and paste ------------------------------------------------------------------------
+
+/** The nodes to put on the clipboard: copies, so later edits of the originals do not leak in. */
+export function copyNodes(model, ids) {
+  const nodes = {};
+  for (const id of ids) if (id in model.nodes) nodes[id] = structuredClone(model.nodes[id]);
+  return { trama: "nodes", nodes };
+}
+
+/**
+ * Paste copied nodes under fresh ids (`<id>_copy`, `<id>_copy2`…). References between pasted
+ * nodes follow the new ids; references to nodes the model has stay; others are dropped.
+ * Returns the new ids, in the clipboard's order.
+ */
+export function pasteNodes(model, clip) {
+  if (!clip || clip.trama !== "nodes" || !clip.nodes || typeof clip.nodes !== "object") return [];
+  const renamed = new Map();
+  for (const id of Object.keys(clip.nodes)) {
+    let fresh = `${id}_copy`.slice(0, 64);
+    for (let i = 2; fresh in model.nodes || [...renamed.values()].includes(fresh); i++) fresh = `${id}_copy${i}`.slice(0, 64);
+    renamed.set(id, fresh);
+  }
+  const pasted = { nodes: {} };
+  for (const [id, node] of Object.entries(clip.nodes)) pasted.nodes[renamed.get(id)] = structuredClone(node);
+  mapRefs(pasted, (ref) => (renamed.has(ref) ? renamed.get(ref) : ref in model.nodes ? ref : undefined));
+  Object.assign(model.nodes, pasted.nodes);
+  return [...renamed.values()];
+}
+
+// --- template paths (the {{…}} autocomplete) ----------------------------------------------
+
+/** Node ids from which `id` can be reached: their results exist when `id` runs. */
+export function upstreamOf(model, id) {
+  const preds = new Map();
+  for (const [from, node] of Object.entries(model.nodes)) {
+    for (const to of referencedIds(node)) {
+      if (!preds.has(to)) preds.set(to, new Set());
+      preds.get(to).add(from);
+    }
+  }
+  const seen = new Set();
+  const queue = [id];
+  while (queue.length) {
+    for (const p of preds.get(queue.shift()) || []) {
+      if (seen.has(p) || p === id) continue;
+      seen.add(p);
+      queue.push(p);
+    }
+  }
+  return [...seen];
+}
+
+function referencedIds(node) {
+  const ids = [];
+  const probe = { nodes: { x: structuredClone(node) } };
+  mapRefs(probe, (ref) => {
+    if (typeof ref === "string") ids.push(ref);
+    return ref;
+  });
+  return ids;
+}
+
+/**
+ * The `{{…}}` paths a template in node `id` can read (docs/definitions.md, templates): the
+ * payload (with the keys of `sampleInput`), the responses of the nodes upstream, callbacks of
+ * the async ones, the execution, the callback while rendering an async request, secrets.
+ */
+export function templatePaths(model, id, sampleInput = {}) {
+  const paths = ["payload"];
+  if (sampleInput && typeof sampleInput === "object" && !Array.isArray(sampleInput)) {
+    for (const key of Object.keys(sampleInput)) paths.push(`payload.${key}`);
+  }
+  for (const up of upstreamOf(model, id).sort()) {
+    const node = model.nodes[up];
+    if (!node || !["task", "async_task"].includes(node.type)) continue;
+    paths.push(`nodes.${up}.response.body`, `nodes.${up}.response.status`, `nodes.${up}.response.headers`);
+    if (node.type === "async_task") paths.push(`nodes.${up}.callback.body`);
+  }
+  paths.push("execution.id", "execution.definition", "execution.version", "execution.started_at");
+  const here = model.nodes[id];
+  if (here && here.type === "async_task") paths.push("callback.url", "callback.token");
+  paths.push("secrets.");
+  return paths;
+}
+
+/** The paths that complete `prefix` (what follows `{{` before the caret), best first. */
+export function completePath(paths, prefix) {
+  const p = prefix.trim();
+  const starts = paths.filter((path) => path.startsWith(p) && path !== p);
+  const inside = paths.filter((path) => !path.startsWith(p) && path.includes(p));
+  return [...starts, ...inside].slice(0, 12);
 }

@@ -43,14 +43,18 @@ export function simulationStops(result) {
 export function simulationHighlight(stops, index) {
   const nodes = new Map();
   const edges = new Set();
-  let prev = null;
+  // The last node entered per branch ("" the main line): a branch's head is entered from the
+  // parallel node, the last main-line node before it, and the node after the join from it too.
+  const prev = new Map();
   stops.slice(0, index + 1).forEach((stop, i) => {
     const cls = new Set(nodes.get(stop.node) || []);
     if (stop.phase === "forward") {
       cls.add("sim-visited");
       if (["failed", "timed_out"].includes(stop.status)) cls.add("sim-failed");
-      if (prev) edges.add(prev + ">" + stop.node);
-      prev = stop.node;
+      const branch = (stop.steps[0] && stop.steps[0].branch) || "";
+      const from = prev.get(branch) || prev.get("");
+      if (from) edges.add(from + ">" + stop.node);
+      prev.set(branch, stop.node);
     } else {
       cls.add(stop.status === "succeeded" ? "sim-compensated" : "sim-failed");
     }
@@ -69,7 +73,7 @@ function stepHtml(step) {
   const req = step.request;
   const res = step.response;
   return `<div class="sim-attempt status-${esc(step.status)}">
-    <h3>${esc(step.node_id)} · ${esc(step.phase)} · attempt ${step.attempt} ·
+    <h3>${esc(step.node_id)}${step.branch ? ` · branch <span class="branch-tag">${esc(step.branch)}</span>` : ""} · ${esc(step.phase)} · attempt ${step.attempt} ·
       <span class="step-status status-${esc(step.status)}">${esc(step.status)}</span></h3>
     <p class="muted">${esc(step.node_type)} · ${esc(step.started_at)}${step.finished_at ? " → " + esc(step.finished_at) : ""}</p>
     ${req ? `<h4>Request (rendered)</h4><p class="sim-request-line"><code>${esc(req.method || "")} ${esc(req.url || "")}</code></p>${pre(req)}` : ""}
@@ -101,6 +105,16 @@ export class Simulator {
     });
     this.setState("idle");
     this.renderControls();
+  }
+
+  /** The input typed in this tab (an object), or {} while it is not valid JSON: its keys feed the autocomplete. */
+  sampleInput() {
+    try {
+      const value = JSON.parse(this.input.value || "{}");
+      return value && typeof value === "object" ? value : {};
+    } catch {
+      return {};
+    }
   }
 
   setState(state) {

@@ -45,6 +45,7 @@ export function timelineSpans(steps, execution, now) {
     spans.push(span);
     last.set(key, span);
   }
+  markSkipped(spans, execution);
   // A retry back-off in progress: the execution sleeps after a failed attempt.
   const own = spans.filter((s) => s.step && (!s.step.execution || s.step.execution === execution.id));
   const tail = own[own.length - 1];
@@ -54,15 +55,138 @@ export function timelineSpans(steps, execution, now) {
   return spans;
 }
 
+/**
+ * A compensation an operator skipped (retry with {"skip": true}) leaves its failed step and no
+ * later attempt: it is the last attempt of its node's compensation, failed, and yet its execution
+ * went on (a later step) or did not end FAILED.
+ */
+function markSkipped(spans, execution) {
+  const attempts = spans.filter((s) => s.step);
+  attempts.forEach((span, i) => {
+    const st = span.step;
+    if (st.phase !== "compensation" || st.status !== "failed") return;
+    const same = (o) => (o.step.execution || "") === (st.execution || "");
+    const later = attempts.slice(i + 1).filter(same);
+    if (later.some((o) => o.step.node_id === st.node_id && o.step.phase === st.phase)) return;
+    const mine = !st.execution || st.execution === execution.id;
+    if (later.length || (mine && execution.is_final && execution.status !== "FAILED")) span.skipped = true;
+  });
+}
+
 function tickStep(span) {
   return TICKS_MS.find((t) => span / t <= 8) || TICKS_MS[TICKS_MS.length - 1];
 }
 
-function tickLabel(t, step) {
-  if (step < 1000) return `${t} ms`;
-  if (step < 60e3) return `${t / 1000} s`;
-  if (step < 3600e3) return `${t / 60e3} min`;
-  return `${t / 3600e3} h`;
+/** Time since the start on the axis: "350 ms", "12.5 s", "24 h 10 min 3 s" (as precise as the tick step). */
+export function tickLabel(t, step) {
+  if (t === 0) return "0";
+  if (t < 1000) return `${t} ms`;
+  const decimals = step >= 1000 ? 0 : step >= 100 ? 1 : step >= 10 ? 2 : 3;
+  const h = Math.floor(t / 3600e3), m = Math.floor((t % 3600e3) / 60e3), sec = (t % 60e3) / 1000;
+  const parts = [];
+  if (h) parts.push(`${h} h`);
+  if (m || (h && sec)) parts.push(`${m} min`);
+  if (sec || !parts.length) parts.push(`${sec.toFixed(decimals)} s`);
+  return parts.join(" ");
+}
+
+/** A duration in its largest unit, rounded: the label of a compressed stretch ("10 min", "1.5 d"). */
+export function fmtCoarse(d) {
+  const units = [[86400e3, "d"], [3600e3, "h"], [60e3, "min"], [1e3, "s"]];
+  for (const [size, name] of units) if (d >= size) return `${+(d / size).toFixed(d / size < 10 ? 1 : 0)} ${name}`;
+  return `${Math.round(d)} ms`;
+}
+
+// An idle stretch (no attempt starts or ends) is compressed when it is at least this long and
+// takes at least IDLE_SHARE of the time not yet compressed: a 10-minute sleep between 2 s of
+// calls, and then a day-long wait beside it, both shrink, while a 300 ms back-off between
+// 200 ms calls stays to scale.
+const MIN_IDLE_MS = 5000;
+const IDLE_SHARE = 0.2;
+// The width of one compressed stretch, as a share of the whole axis (less when there are many).
+const GAP_WIDTH = 0.07;
+
+/**
+ * A piecewise-linear time axis from t0 to t1: {x(t) -> 0..1, gaps: [{start, end}], t0, t1, busyMs}.
+ * Idle stretches between the instants of `spans` (starts and ends) are compressed to a fixed width.
+ */
+export function timeScale(spans, t0, t1) {
+  const instants = [...new Set([t0, t1, ...spans.flatMap((s) => [s.start, s.end])])]
+    .filter((t) => isFinite(t) && t >= t0 && t <= t1)
+    .sort((a, b) => a - b);
+  const stretches = [];
+  for (let i = 1; i < instants.length; i++) stretches.push({ start: instants[i - 1], end: instants[i] });
+  let remaining = t1 - t0;
+  const idle = new Set();
+  for (const g of [...stretches].sort((a, b) => b.end - b.start - (a.end - a.start))) {
+    const len = g.end - g.start;
+    if (len < MIN_IDLE_MS || len < IDLE_SHARE * remaining) break;
+    idle.add(g);
+    remaining -= len;
+  }
+  const share = Math.min(GAP_WIDTH, 0.5 / Math.max(1, idle.size));
+  const gapWeight = remaining > 0 ? (share * remaining) / (1 - share * idle.size) : 1;
+  let offset = 0;
+  const segments = stretches.map((g) => {
+    const w = idle.has(g) ? gapWeight : g.end - g.start;
+    const seg = { ...g, idle: idle.has(g), offset, w };
+    offset += w;
+    return seg;
+  });
+  const total = offset || 1;
+  const x = (t) => {
+    if (!segments.length || t <= t0) return 0;
+    if (t >= t1) return 1;
+    let lo = 0, hi = segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (segments[mid].end < t) lo = mid + 1;
+      else hi = mid;
+    }
+    const seg = segments[lo];
+    const f = seg.end > seg.start ? (t - seg.start) / (seg.end - seg.start) : 0;
+    return (seg.offset + f * seg.w) / total;
+  };
+  return { x, t0, t1, busyMs: remaining, busyShare: segments.filter((s) => !s.idle).reduce((a, s) => a + s.w, 0) / total, segments, gaps: segments.filter((s) => s.idle).map(({ start, end }) => ({ start, end })) };
+}
+
+/** Ticks on the time-to-scale stretches inside the visible window: [{t (ms since t0), x, label}]. */
+export function timeTicks(scale, view) {
+  const visible = (view.to - view.from) * (scale.busyMs / Math.max(scale.busyShare, 1e-9));
+  const step = tickStep(Math.max(1, visible));
+  const minDx = (view.to - view.from) * 0.06;
+  const ticks = [];
+  for (const seg of scale.segments) {
+    if (seg.idle) continue;
+    for (let t = Math.ceil((seg.start - scale.t0) / step) * step; t <= seg.end - scale.t0; t += step) {
+      const x = scale.x(scale.t0 + t);
+      if (x < view.from || x > view.to) continue;
+      if (ticks.length && x - ticks[ticks.length - 1].x < minDx) continue;
+      ticks.push({ t, x, label: tickLabel(t, step) });
+    }
+  }
+  return ticks;
+}
+
+export const MAX_ZOOM = 500;
+
+/** The window {from, to} (shares of the whole axis) zoomed by `factor` around `at` (a share of the window). */
+export function zoomView(view, factor, at = 0.5) {
+  const width = Math.min(1, Math.max(1 / MAX_ZOOM, (view.to - view.from) / factor));
+  const pivot = view.from + at * (view.to - view.from);
+  return clampView({ from: pivot - at * width, to: pivot - at * width + width });
+}
+
+/** The window moved by `delta` window widths (negative: earlier). */
+export function panView(view, delta) {
+  const width = view.to - view.from;
+  return clampView({ from: view.from + delta * width, to: view.to + delta * width });
+}
+
+function clampView({ from, to }) {
+  const width = Math.min(1, to - from);
+  const start = Math.min(1 - width, Math.max(0, from));
+  return { from: start, to: start + width };
 }
 
 function requestLine(req) {
@@ -82,7 +206,7 @@ export function spanSummary(span) {
   const dur = fmtDuration(span.end - span.start) + (span.open ? " so far" : "");
   if (!s) return [`${span.row} · retry back-off before attempt ${span.attempt}`, dur];
   const where = s.branch ? ` · branch ${s.branch}` : "";
-  const lines = [`${s.node_id}${where} · ${s.phase} · attempt ${s.attempt} · ${s.status}`, dur];
+  const lines = [`${s.node_id}${where} · ${s.phase} · attempt ${s.attempt} · ${s.status}${span.skipped ? " (skipped by an operator)" : ""}`, dur];
   const line = requestLine(s.request);
   if (line) lines.push(`→ ${line}`);
   if (s.request && s.request.body !== undefined) lines.push(`  body ${snippet(s.request.body, 120)}`);
@@ -124,25 +248,21 @@ export function orderRows(rows, spec) {
   return out;
 }
 
-/**
- * Render the timeline into `root`; returns the spans (indexable by data-span). `marks` are the operator
- * actions (history events of kind "operator"): a row of ◆ at their times, keyed `op:<id>` like the history.
- */
-export function renderTimeline(root, { steps, execution, now, spec, marks = [] }) {
-  const spans = timelineSpans(steps, execution, now);
-  if (!spans.length && !marks.length) {
-    root.innerHTML = `<p class="empty">No steps yet.</p>`;
-    return spans;
-  }
-  // A re-run (a new execution) may come long after the end: it does not stretch the axis, it sits at its edge.
-  const onAxis = marks.filter((m) => m.action !== "rerun").map((m) => ms(m.at));
-  const t0 = Math.min(ms(execution.started_at) || ms(execution.created_at), ...spans.map((s) => s.start), ...onAxis);
-  const endMark = execution.finished_at ? ms(execution.finished_at) : execution.is_final ? 0 : now;
-  const t1 = Math.max(t0 + 1, endMark || 0, ...spans.map((s) => s.end), ...onAxis);
-  const total = t1 - t0;
-  const pct = (t) => ((t - t0) / total) * 100;
+/** The text on a bar: the attempt, a mark for its outcome, and how long it took. */
+export function barLabel(span) {
+  const dur = fmtDuration(span.end - span.start);
+  const st = span.step;
+  if (!st) return `back-off ${dur}`;
+  let mark = "";
+  if (span.skipped) mark = " ↷ skipped";
+  else if (["failed", "timed_out"].includes(st.status)) mark = " ✕";
+  else if (st.status === "cancelled") mark = " ⊘";
+  return `${span.phase === "compensation" ? "↶ " : ""}#${st.attempt}${mark} · ${dur}${span.open ? "…" : ""}`;
+}
 
-  let rows = [];
+/** Rows of bars, each {id, type, branch, depth, fork, bars}, in drawing order. */
+function barRows(spans, spec) {
+  const rows = [];
   const rowIndex = new Map();
   for (const s of spans) {
     if (!rowIndex.has(s.row)) {
@@ -154,28 +274,47 @@ export function renderTimeline(root, { steps, execution, now, spec, marks = [] }
     // A branch's node keeps its branch's row even when the parent compensates it after the join.
     if (!row.branch && s.step && s.step.branch && s.phase === "forward") row.branch = s.step.branch;
   }
-  rows = orderRows(rows, spec);
+  return orderRows(rows, spec);
+}
 
-  const step = tickStep(total);
-  const ticks = [];
-  for (let t = 0; t <= total; t += step) ticks.push(`<span class="tick" style="left:${(t / total) * 100}%">${tickLabel(t, step)}</span>`);
+/**
+ * Render the timeline into `root`; returns the spans (indexable by data-span). `view` is the
+ * visible window of the axis ({from, to}, shares of it; default all of it). `marks` are the operator
+ * actions (history events of kind "operator"): a row of ◆ at their times, keyed `op:<id>` like the history.
+ */
+export function renderTimeline(root, { steps, execution, now, spec, view = { from: 0, to: 1 }, marks = [] }) {
+  const spans = timelineSpans(steps, execution, now);
+  if (!spans.length && !marks.length) {
+    root.innerHTML = `<p class="empty">No steps yet.</p>`;
+    return spans;
+  }
+  // A re-run (a new execution) may come long after the end: it does not stretch the axis, it sits at its edge.
+  const onAxis = marks.filter((m) => m.action !== "rerun").map((m) => ms(m.at));
+  const t0 = Math.min(ms(execution.started_at) || ms(execution.created_at), ...spans.map((s) => s.start), ...onAxis);
+  const running = !execution.is_final;
+  const endMark = execution.finished_at ? ms(execution.finished_at) : running ? now : 0;
+  const t1 = Math.max(t0 + 1, endMark || 0, ...spans.map((s) => s.end), ...onAxis);
+  const scale = timeScale(spans, t0, t1);
+  const width = view.to - view.from;
+  const pct = (t) => ((scale.x(t) - view.from) / width) * 100;
+  const box = (a, b) => `left:${pct(a)}%;width:${Math.max(0, pct(b) - pct(a))}%`;
 
+  const ticks = timeTicks(scale, view).map((t) => `<span class="tick" style="left:${((t.x - view.from) / width) * 100}%">${t.label}</span>`);
+  const gaps = scale.gaps.map((g) => `<div class="tl-gap" style="${box(g.start, g.end)}" title="${esc(fmtDuration(g.end - g.start))} idle, compressed"></div>`).join("");
+  const gapLabels = scale.gaps.map((g) => `<div class="tl-gap tl-gap-label" style="${box(g.start, g.end)}" title="${esc(fmtDuration(g.end - g.start))} idle, compressed"><span>≈ ${esc(fmtCoarse(g.end - g.start))}</span></div>`).join("");
+  const nowLine = running ? `<div class="now-line" style="left:${pct(now)}%"></div>` : "";
+  const nowLabel = running ? `<div class="now-line now-label" style="left:${pct(now)}%"><span>now</span></div>` : "";
   const comp = spans.find((s) => s.phase === "compensation");
-  const bandAt = (label) => comp
-    ? `<div class="phase-band" style="left:${pct(comp.start)}%;width:${100 - pct(comp.start)}%">${label ? "<span>compensation</span>" : ""}</div>`
-    : "";
-  const band = bandAt(false);
+  const band = (label) => (comp ? `<div class="phase-band" style="${box(comp.start, t1)}">${label ? "<span>compensation</span>" : ""}</div>` : "");
+  const under = band(false) + gaps;
 
-  const html = [`<div class="tl-row tl-axis"><div class="tl-label">node</div><div class="tl-track">${bandAt(true)}${ticks.join("")}</div></div>`];
-  rows.forEach((row) => {
+  const html = [`<div class="tl-row tl-axis"><div class="tl-label">node</div><div class="tl-track">${band(true)}${gapLabels}${ticks.join("")}${nowLabel}</div></div>`];
+  barRows(spans, spec).forEach((row) => {
     const bars = row.bars.map((s) => {
-      const i = spans.indexOf(s);
       const st = s.step;
-      const cls = ["bar", `kind-${s.kind}`, `phase-${s.phase}`, st ? `status-${st.status}` : "", s.open ? "open" : "", st ? "attempt" : ""].join(" ");
-      const left = pct(s.start), width = Math.max(0, pct(s.end) - left);
-      const mark = st && ["failed", "timed_out"].includes(st.status) ? "✕" : st && st.status === "cancelled" ? "⦸" : "";
-      const label = st ? `${s.phase === "compensation" ? "↶ " : ""}#${st.attempt}${mark ? " " + mark : ""}` : "back-off";
-      return `<div class="${cls}" data-span="${i}" ${st ? `data-seq="${st.seq}" data-step="${esc(stepKey(st))}"` : ""} style="left:${left}%;width:${width}%"><span>${esc(label)}</span></div>`;
+      const cls = ["bar", `kind-${s.kind}`, `phase-${s.phase}`, st ? `status-${st.status}` : "", s.skipped ? "skipped" : "", s.open ? "open" : "", st ? "attempt" : ""].join(" ");
+      const data = st ? `data-seq="${st.seq}" data-step="${esc(stepKey(st))}"` : "";
+      return `<div class="${cls}" data-span="${spans.indexOf(s)}" ${data} style="${box(s.start, s.end)}"><span>${esc(barLabel(s))}</span></div>`;
     });
     const cls = ["tl-row", row.depth ? "tl-branch" : "", row.fork ? "tl-fork" : ""].join(" ");
     const tag = row.branch ? `<span class="branch-tag" title="branch ${esc(row.branch)}">${esc(row.branch)}</span>` : "";
@@ -183,11 +322,12 @@ export function renderTimeline(root, { steps, execution, now, spec, marks = [] }
     html.push(
       `<div class="${cls}" data-node="${esc(row.id)}" data-branch="${esc(row.branch)}" style="--depth:${row.depth}">` +
         `<div class="tl-label" title="${esc(title)}">${tag}${esc(row.id)} <small>${esc(row.type)}</small></div>` +
-        `<div class="tl-track">${band}${bars.join("")}</div></div>`,
+        `<div class="tl-track">${under}${bars.join("")}${nowLine}</div></div>`,
     );
   });
-  if (marks.length) html.push(operatorRow(marks, (t) => Math.min(100, Math.max(0, pct(t))), band));
+  if (marks.length) html.push(operatorRow(marks, (t) => Math.min(100, Math.max(0, pct(t))), under));
   root.innerHTML = html.join("");
+  root.dataset.gaps = String(scale.gaps.length);
   return spans;
 }
 
