@@ -51,14 +51,22 @@ def test_every_state_change_is_one_line_with_execution_node_and_attempt(service,
     lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "trama.executions.state"]
     assert {line["execution_id"] for line in lines} == {str(ex.pk)}
     assert all(line["trace_id"] == ex.pk.hex for line in lines)
-    # a done -> b attempt 1 fails, back-off -> b attempt 2 -> succeeded
+    # claimed -> a done -> b attempt 1 fails, back-off -> b attempt 2 -> succeeded. A line that closes
+    # a step names that step; next_* (and a line that closes none) say where the execution goes.
     assert [(line["status"], line["node_id"], line["attempt"]) for line in lines] == [
-        ("RUNNING", "b", 1),
-        ("SLEEPING", "b", 2),
+        ("RUNNING", "a", 1),
+        ("RUNNING", "a", 1),
+        ("SLEEPING", "b", 1),
         ("RUNNING", "b", 2),
         ("SUCCEEDED", "b", 2),
     ]
-    assert lines[0]["steps"] and lines[1]["steps"] == {"2": "failed"}
+    claim, a_done, b_failed = lines[:3]
+    assert (claim["event"], claim["previous_status"], claim["steps"]) == ("state_change", "PENDING", {})
+    assert (a_done["steps"], a_done["next_node_id"], a_done["next_attempt"]) == ({"1": "succeeded"}, "b", 1)
+    assert (b_failed["steps"], b_failed["next_node_id"], b_failed["next_attempt"]) == ({"2": "failed"}, "b", 2)
+    # Why attempt 1 failed is on its own line, not only on the last one.
+    assert b_failed["error"] == {"failure": "status", "message": "HTTP 500"}
+    assert "error" not in lines[-1] and "next_node_id" not in lines[-1]
     assert lines[-1]["previous_status"] == "RUNNING"
 
 
@@ -94,12 +102,15 @@ def test_a_write_that_keeps_the_status_says_what_happened_never_running_to_runni
     ex = drive(start_execution(d, {})[0])
 
     lines = _state_lines(caplog)
-    due = lines[1]["due_at"]
+    due = lines[2]["due_at"]
+    queued = lines[0]["queued_s"]
     assert [(line["event"], line["message"]) for line in lines] == [
+        ("state_change", f"execution {ex.pk} PENDING -> RUNNING: claimed after {queued:.3f}s queued"),
         ("progress", f"execution {ex.pk} still RUNNING: step 1 (a attempt 1) succeeded; now at b attempt 1"),
         (
             "state_change",
-            f"execution {ex.pk} RUNNING -> SLEEPING: step 2 (b attempt 1) failed; now at b attempt 2, due {due}",
+            f"execution {ex.pk} RUNNING -> SLEEPING: step 2 (b attempt 1) failed: HTTP 500;"
+            f" now at b attempt 2, due {due}",
         ),
         ("state_change", f"execution {ex.pk} SLEEPING -> RUNNING: now at b attempt 2"),
         ("state_change", f"execution {ex.pk} RUNNING -> SUCCEEDED: step 3 (b attempt 2) succeeded"),
@@ -138,9 +149,10 @@ def test_compensation_lines_name_the_phase_and_every_line_names_the_execution(se
 
     assert ex.status == "COMPENSATED"
     messages = [line["message"] for line in _state_lines(caplog)]
-    assert messages == [
+    assert messages[1:] == [
         f"execution {ex.pk} still RUNNING: step 1 (a attempt 1) succeeded; now at b attempt 1",
-        f"execution {ex.pk} RUNNING -> COMPENSATING: step 2 (b attempt 1) failed; now at a compensation attempt 1",
+        f"execution {ex.pk} RUNNING -> COMPENSATING: step 2 (b attempt 1) failed: HTTP 400;"
+        " now at a compensation attempt 1",
         f"execution {ex.pk} COMPENSATING -> COMPENSATED: step 3 (a compensation attempt 1) succeeded",
     ]
 

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from definitions.services import DefinitionInvalid, DefinitionNotFound
 from definitions.validation.instants import InstantError, parse_instant
-from executions import services
+from executions import services, telemetry
 from executions.api.serializers import (
     CancelSerializer,
     EmptySerializer,
@@ -119,7 +119,8 @@ class ExecutionListCreateView(generics.ListAPIView):
         if key and len(key) > 200:
             raise ValidationError({"Idempotency-Key": "must be at most 200 characters"})
         try:
-            execution, created = services.start_requested(data, key, str(request.user))
+            traced = telemetry.caller_traceparent(request.headers)
+            execution, created = services.start_requested(data, key, str(request.user), traced)
         except services.IdempotencyConflict as exc:
             return _conflict(str(exc))
         except DefinitionInvalid as exc:

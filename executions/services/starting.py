@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from definitions.models import Definition
 from definitions.services import find_definition, store_inline_definition
-from executions import machine
+from executions import machine, telemetry
 from executions.models import Execution
 from executions.services.records import enqueue, logger
 
@@ -38,12 +39,15 @@ def start_execution(
     idempotency_key: str | None = None,
     created_by: str = "",
     digest: str | None = None,
+    trace_parent: str = "",
 ) -> tuple[Execution, bool]:
     """Create a PENDING execution and wake a worker. Returns (execution, created).
 
     With an ``idempotency_key`` already used for the same body, the first
     execution comes back (created=False); for another body, IdempotencyConflict.
+    ``trace_parent``: the caller's span (telemetry.caller_traceparent), parent of the execution's root span.
     """
+    began = time.time_ns()
     digest = digest or request_digest({"definition": definition.pk, "input": payload})
     if idempotency_key:
         existing = find_replayed_start(idempotency_key, digest)
@@ -61,6 +65,7 @@ def start_execution(
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
                 created_by=created_by,
+                trace_parent=trace_parent,
             )
             enqueue(execution.pk)
     except IntegrityError:
@@ -68,10 +73,13 @@ def start_execution(
         existing = Execution.objects.get(idempotency_key=idempotency_key)
         return _same_start(existing, digest), False
     logger.info("execution started", extra={"execution_id": str(execution.pk), "definition": definition.name})
+    telemetry.execution_created(execution, began)
     return execution, True
 
 
-def start_requested(request: dict, idempotency_key: str | None = None, created_by: str = "") -> tuple[Execution, bool]:
+def start_requested(
+    request: dict, idempotency_key: str | None = None, created_by: str = "", trace_parent: str = ""
+) -> tuple[Execution, bool]:
     """Start what a client asked for, idempotently: ``definition`` (and ``version``), or an inline ``spec``; ``input``.
 
     A key already used for the same request replays its execution before any
@@ -82,7 +90,8 @@ def start_requested(request: dict, idempotency_key: str | None = None, created_b
     replayed = find_replayed_start(idempotency_key, digest) if idempotency_key else None
     if replayed is not None:
         return replayed, False
-    return start_execution(_requested_definition(request), request["input"], idempotency_key, created_by, digest)
+    definition = _requested_definition(request)
+    return start_execution(definition, request["input"], idempotency_key, created_by, digest, trace_parent)
 
 
 def _requested_definition(request: dict) -> Definition:
