@@ -288,9 +288,9 @@ def _request_link() -> list[Link]:
     return [Link(incoming, {"trama.link": "request"})] if incoming.is_valid else []
 
 
-def execution_created(execution, began_ns: int) -> None:
-    """A start request created ``execution``: its ``start <definition>`` span, from ``began_ns`` until now,
-    in the execution's trace under the root span (and linked to the request's span)."""
+def execution_created(execution) -> None:
+    """A start created ``execution``: its ``start <definition>`` span, from the row's creation until it is
+    committed and queued, in the execution's trace under the root span (and linked to the request's span)."""
     if not tracing_enabled():
         return
     attributes = {"trama.execution.id": str(execution.pk), "trama.definition": execution.definition.name}
@@ -300,7 +300,7 @@ def execution_created(execution, began_ns: int) -> None:
         kind=SpanKind.SERVER,
         links=_request_link(),
         attributes=attributes,
-        start_time=began_ns,
+        start_time=_ns(execution.created_at),
     )
     span.end()
 

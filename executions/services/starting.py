@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -47,7 +46,6 @@ def start_execution(
     execution comes back (created=False); for another body, IdempotencyConflict.
     ``trace_parent``: the caller's span (telemetry.caller_traceparent), parent of the execution's root span.
     """
-    began = time.time_ns()
     digest = digest or request_digest({"definition": definition.pk, "input": payload})
     if idempotency_key:
         existing = find_replayed_start(idempotency_key, digest)
@@ -73,7 +71,7 @@ def start_execution(
         existing = Execution.objects.get(idempotency_key=idempotency_key)
         return _same_start(existing, digest), False
     logger.info("execution started", extra={"execution_id": str(execution.pk), "definition": definition.name})
-    telemetry.execution_created(execution, began)
+    telemetry.execution_created(execution)
     return execution, True
 
 
