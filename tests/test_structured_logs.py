@@ -12,7 +12,7 @@ from executions.services import start_execution, wake_execution
 from tests.engine_support import chain, drive, req, retry, sleep, store, task
 from tests.support import wait_until
 from tests.support.service import Reply
-from trama_project.logging import JsonFormatter, formatter_from_env
+from trama_project.logging import JsonFormatter, PlainFormatter, formatter_from_env
 
 
 def test_json_formatter_writes_one_object_per_line_with_the_extras():
@@ -183,3 +183,46 @@ def test_refused_callbacks_leave_no_token_in_the_log_records(caplog, live_server
     for record in caplog.records:
         written = JsonFormatter().format(record) + logging.Formatter().format(record)
         assert not any(token in written for token in tokens), written
+
+
+@pytest.mark.django_db(transaction=True)
+def test_branch_lines_carry_the_parent_execution_and_the_branch(service, settings, caplog):
+    from tests.test_parallel import drive_all
+
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    nodes = (
+        {"fork": {"type": "parallel", "branches": ["x", "y"], "next": None}}
+        | chain(service.url, "x")
+        | chain(service.url, "y")
+    )
+    caplog.set_level(logging.INFO, logger="trama.executions.state")
+    parent = drive_all(start_execution(store(nodes, "fork"), {})[0])
+    assert parent.status == "SUCCEEDED"
+
+    lines = _state_lines(caplog)
+    branches = {str(b.pk): b.branch for b in parent.branches.all()}
+    branch_lines = [line for line in lines if line["execution_id"] in branches]
+    # each branch: its claim, and the write that closes its one step and ends it
+    assert sorted((line["branch"], line["status"]) for line in branch_lines) == [
+        ("x", "RUNNING"), ("x", "SUCCEEDED"), ("y", "RUNNING"), ("y", "SUCCEEDED")
+    ]  # fmt: skip
+    assert all(line["parent_execution_id"] == str(parent.pk) for line in branch_lines)
+    assert all(line["branch"] == branches[line["execution_id"]] for line in branch_lines)
+    assert all(line["trace_id"] == parent.pk.hex for line in branch_lines)  # the parent's trace
+    assert not any("parent_execution_id" in line for line in lines if line["execution_id"] == str(parent.pk))
+
+
+def test_the_text_format_names_the_execution_a_record_is_about():
+    """The engine's warnings carry the execution only as an extra: the text line must not drop it."""
+    formatter = PlainFormatter("%(levelname)s %(name)s %(message)s")
+    lost = logging.LogRecord("trama.executions", logging.WARNING, __file__, 1, "lost the execution", (), None)
+    lost.execution_id = "9933e7"
+    assert formatter.format(lost) == "WARNING trama.executions lost the execution [execution_id=9933e7]"
+    named = logging.LogRecord("trama.executions.state", logging.INFO, __file__, 1, "execution %s ok", ("9933e7",), None)
+    named.execution_id = "9933e7"
+    assert formatter.format(named) == "INFO trama.executions.state execution 9933e7 ok"
+    branch = logging.LogRecord("trama.executions.state", logging.INFO, __file__, 1, "execution %s ok", ("b1",), None)
+    branch.execution_id, branch.parent_execution_id = "b1", "p1"
+    assert formatter.format(branch).endswith("execution b1 ok [parent_execution_id=p1]")
+    plain = logging.LogRecord("django", logging.INFO, __file__, 1, "no execution here", (), None)
+    assert formatter.format(plain) == "INFO django no execution here"
