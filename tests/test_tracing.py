@@ -264,3 +264,63 @@ def test_back_offs_sleeps_and_callback_waits_are_spans_from_when_they_began(serv
         assert span.end_time >= span.start_time
     deadline = datetime.fromisoformat(mine["pix wait"].attributes["trama.pause.until"])
     assert deadline - steps["pix", 1].started_at == timedelta(seconds=30)  # the node's timeout_s
+
+
+@pytest.mark.workers
+def test_worker_processes_put_an_execution_and_its_branches_under_the_callers_span(
+    service, worker_pool, otlp, settings, api
+):
+    """Started over HTTP with a traceparent, run by qcluster and the timer loop: one trace, the caller's."""
+    import json
+
+    from executions.models import FINAL_STATUSES
+    from tests.support import wait_until
+
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    env = otlp.env() | {"OTEL_BSP_SCHEDULE_DELAY": "200", "TRAMA_LOG_FORMAT": "json"}
+    worker_pool.start_worker(TRAMA_WORKERS=2, **env)
+    worker_pool.start_timers(**env)
+    service.script("POST", "/x", Reply(503), Reply(200))
+    nodes = {
+        "fork": {"type": "parallel", "branches": ["x", "nap"], "next": "after"},
+        "x": task(req("POST", service.url + "/x"), retry=retry(2, backoff_s=0.2)),
+        "nap": sleep(0.3),
+        "after": task(req("POST", service.url + "/after")),
+    }
+    store(nodes, "fork", name="fleet")
+    answer = api.post(
+        "/api/v1/executions/",
+        {"definition": "fleet", "input": {}},
+        format="json",
+        HTTP_TRACEPARENT=f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+    )
+    parent = Execution.objects.get(pk=answer.json()["id"])
+    wait_until(
+        lambda: Execution.objects.get(pk=parent.pk).status in FINAL_STATUSES, timeout=60, message="parent finished"
+    )
+    assert Execution.objects.get(pk=parent.pk).status == "SUCCEEDED"
+    worker_pool.stop_all(timeout=30)  # the worker processes flush their spans as they exit
+
+    branches = {b.branch: b for b in parent.branches.all()}
+    family = {str(parent.pk), *(str(b.pk) for b in branches.values())}
+    received = [s for s in otlp.received() if s.attributes.get("trama.execution.id") in family]
+    assert {s.trace_id for s in received} == {CALLER_TRACE}
+    by_name = {s.name: s for s in received}
+    root = by_name["execution fleet"]
+    assert root.parent_span_id == CALLER_SPAN
+    for head in ("x", "nap"):
+        assert by_name[f"branch {head}"].parent_span_id == root.span_id
+    assert by_name["x backoff"].parent_span_id == by_name["branch x"].span_id
+    assert by_name["nap sleep"].parent_span_id == by_name["branch nap"].span_id
+    assert by_name["fork parallel"].parent_span_id == root.span_id
+    calls = [s for s in received if s.kind == trace.SpanKind.CLIENT.value + 1]  # proto kinds are 1 higher
+    assert sorted(s.name for s in calls) == ["after", "x", "x"]
+    assert {(s.attributes["server.address"], s.attributes["server.port"]) for s in calls} == {
+        ("127.0.0.1", int(service.url.rsplit(":", 1)[1]))
+    }
+
+    lines = [json.loads(line) for w in worker_pool.processes for line in w.stderr_path.read_text().splitlines()
+             if line.startswith("{")]  # fmt: skip
+    claims = [line for line in lines if line.get("previous_status") == "PENDING"]
+    assert {line["execution_id"] for line in claims} == family  # every claim is logged, branches too
+    assert all(line["trace_id"] == CALLER_TRACE for line in lines if line.get("execution_id") in family)
