@@ -324,3 +324,11 @@ def test_worker_processes_put_an_execution_and_its_branches_under_the_callers_sp
     claims = [line for line in lines if line.get("previous_status") == "PENDING"]
     assert {line["execution_id"] for line in claims} == family  # every claim is logged, branches too
     assert all(line["trace_id"] == CALLER_TRACE for line in lines if line.get("execution_id") in family)
+
+
+def test_only_a_well_formed_caller_context_is_stored():
+    assert telemetry.caller_traceparent({}) == ""
+    assert telemetry.caller_traceparent({"traceparent": "00-not-a-context-01"}) == ""
+    assert telemetry.caller_traceparent({"traceparent": f"00-{'0' * 32}-{CALLER_SPAN}-01"}) == ""  # invalid trace id
+    given = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+    assert telemetry.caller_traceparent({"traceparent": given, "tracestate": "k=v"}) == given
