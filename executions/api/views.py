@@ -31,6 +31,12 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="Repeat a start safely: the same key and body return the first execution; another body is a 409.",
 )
+TRACEPARENT = OpenApiParameter(
+    "traceparent",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="W3C trace context of the caller's span: the execution's root span becomes its child.",
+)
 LIST_FILTERS = [
     OpenApiParameter("status", OpenApiTypes.STR, description="One status, or several comma-separated."),
     OpenApiParameter("definition", OpenApiTypes.STR, description="Definition name."),
@@ -107,7 +113,7 @@ class ExecutionListCreateView(generics.ListAPIView):
         tags=["executions"],
         operation_id="executions_start",
         summary="Start an execution",
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, TRACEPARENT],
         request=ExecutionStartSerializer,
         responses={202: ExecutionSerializer, 413: ErrorSerializer, **ERRORS},
     )
