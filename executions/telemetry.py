@@ -347,8 +347,12 @@ def claimed(execution) -> None:
 
     No decision is written with it, so ``committed`` never sees this change.
     """
-    if (execution.state or {}).get("status") == "PENDING" and statelog.logger.isEnabledFor(logging.INFO):
+    if (execution.state or {}).get("status") != "PENDING" or not statelog.logger.isEnabledFor(logging.INFO):
+        return
+    try:
         statelog.log_claim(execution, f"{execution_trace_id(execution):032x}")
+    except Exception:  # telemetry must never break the engine
+        _log.warning("telemetry hook failed", exc_info=True)
 
 
 def committed(execution, decision, fields: dict) -> None:
@@ -358,14 +362,18 @@ def committed(execution, decision, fields: dict) -> None:
     root span for a final status). Nothing happens for a write that rolls back."""
     log = statelog.logger.isEnabledFor(logging.INFO)
     tracing = tracing_enabled()
-    final = fields.get("finished_at") is not None
-    pause = _ended_pause(execution.state or {}, decision.state) if tracing else None
-    if not (log or pause or (final and tracing)):
+    if not (log or tracing):
         return
-    trace_id = f"{execution_trace_id(execution):032x}"
-    line = statelog.state_line(execution, decision, fields, trace_id) if log else None
-    root = final and tracing
-    transaction.on_commit(lambda: _after_commit(execution, fields, line, root, pause))
+    try:  # read now: the caller moves ``execution`` on to the decision right after this call
+        pause = _ended_pause(execution.state or {}, decision.state) if tracing else None
+        trace_id = f"{execution_trace_id(execution):032x}"
+        line = statelog.state_line(execution, decision, fields, trace_id) if log else None
+    except Exception:  # telemetry must never break the engine (a state of an unexpected shape)
+        _log.warning("telemetry hook failed", exc_info=True)
+        return
+    root = tracing and fields.get("finished_at") is not None
+    if line is not None or pause is not None or root:
+        transaction.on_commit(lambda: _after_commit(execution, fields, line, root, pause))
 
 
 def _after_commit(execution, fields: dict, line: tuple | None, root: bool, pause: dict | None) -> None:
