@@ -80,6 +80,11 @@ class Execution(models.Model):
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_digest = models.CharField(max_length=64, blank=True)
     created_by = models.CharField(max_length=150, blank=True)
+    trace_parent = models.CharField(
+        max_length=55, blank=True, default="", db_default="",
+        help_text="W3C traceparent of the span the execution's root span is a child of: the caller's "
+        "(a start request's traceparent header) or the parent execution's root span (a branch).",
+    )  # fmt: skip
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

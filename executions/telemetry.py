@@ -9,9 +9,12 @@ is off. Three parts:
   database at scrape time (executions/metrics.py), so every worker process on
   every machine adds up; only rejected callbacks, which leave no row, are
   counted here in the web process that answered them.
-* Spans: one trace per execution whose id is the execution UUID; each worker
-  joins it through a remote parent derived from that id, so nothing is stored.
-* One log line per committed state change (TRAMA_LOG_FORMAT=json makes it JSON).
+* Spans: one trace per execution; each worker joins it through a remote parent
+  derived from the execution's row: its UUID (the trace id) and ``trace_parent``,
+  stored when the row is created (a caller's span, a branch's parent execution).
+  A pause (sleep, back-off, callback wait, parallel join) is a span made when it
+  ends, from the time the state recorded when it began.
+* One log line per committed state change (executions/statelog.py; TRAMA_LOG_FORMAT=json makes it JSON).
 
 Nothing here imports the ORM: the hooks get the rows the write path already holds.
 """
@@ -24,6 +27,7 @@ import uuid
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from opentelemetry import propagate, trace
@@ -32,8 +36,8 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from prometheus_client import REGISTRY, Counter
 
-logger = logging.getLogger("trama.executions.state")
-_PAUSED = ("SLEEPING", "WAITING")  # statuses whose due time the operator cares about (a wake-up, a deadline)
+from executions import statelog
+
 _log = logging.getLogger("trama.telemetry")
 
 # --- Per-process metrics --------------------------------------------------------------------
@@ -104,15 +108,58 @@ def span_id_of(execution_id, what: str) -> int:
     return int.from_bytes(digest[:8], "big") or 1
 
 
-def root_context(execution_id) -> Context:
-    """A context whose (remote) parent is the execution's root span: every span of the execution hangs off it."""
-    parent = SpanContext(
-        trace_id_of(execution_id),
-        span_id_of(execution_id, "execution"),
-        is_remote=True,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+def stored_parent(execution) -> SpanContext | None:
+    """The span the execution's root span is a child of (``Execution.trace_parent``), or None.
+
+    Set when the execution is created: the caller's span for a start request that
+    carried one, the parent execution's root span for a branch. Its trace is then
+    the execution's trace; without it the trace id is the execution UUID.
+    """
+    parts = (getattr(execution, "trace_parent", "") or "").split("-")
+    if len(parts) != 4:
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & TraceFlags.SAMPLED))
+
+
+def execution_trace_id(execution) -> int:
+    """The trace the execution's spans belong to: its stored parent's, else its UUID's."""
+    parent = stored_parent(execution)
+    return parent.trace_id if parent is not None else trace_id_of(execution.pk)
+
+
+def root_context(execution) -> Context:
+    """A context whose (remote) parent is the execution's root span: every span of the execution hangs off it.
+
+    The sampled flag is the stored parent's (a caller that did not sample keeps
+    the execution out too, as W3C parent-based sampling does); else sampled.
+    """
+    parent = stored_parent(execution)
+    flags = parent.trace_flags if parent is not None else TraceFlags(TraceFlags.SAMPLED)
+    root = SpanContext(
+        execution_trace_id(execution), span_id_of(execution.pk, "execution"), is_remote=True, trace_flags=flags
     )
-    return trace.set_span_in_context(trace.NonRecordingSpan(parent))
+    return trace.set_span_in_context(trace.NonRecordingSpan(root))
+
+
+def caller_traceparent(headers) -> str:
+    """The caller's span named by a request's trace headers (OTEL_PROPAGATORS; W3C ``traceparent`` by
+    default), as a W3C traceparent to store on the execution it starts; "" when there is none."""
+    context = trace.get_current_span(propagate.extract(headers)).get_span_context()
+    return _traceparent(context.trace_id, context.span_id, context.trace_flags) if context.is_valid else ""
+
+
+def branch_traceparent(parent) -> str:
+    """What a branch execution stores: its root span is a child of the parent execution's root span."""
+    root = trace.get_current_span(root_context(parent)).get_span_context()
+    return _traceparent(root.trace_id, root.span_id, root.trace_flags)
+
+
+def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    return f"00-{trace_id:032x}-{span_id:016x}-{int(flags) & TraceFlags.SAMPLED:02x}"
 
 
 def wait_span_id(execution_id, node: str, attempt: int) -> int:
@@ -131,8 +178,11 @@ def _start_span(name: str, context: Context, ids: tuple[int, int] = (0, 0), **kw
         _forced_ids.reset(token)
 
 
-def call_started(execution, call) -> None:
-    """Before a step attempt's request is sent: open its span (the ``traceparent`` the service gets)."""
+def call_started(execution, call, url: str | None = None) -> None:
+    """Before a step attempt's request is sent: open its span (the ``traceparent`` the service gets).
+
+    ``url``: the request's URL as the history records it (secrets masked), for ``server.*``.
+    """
     if not tracing_enabled():
         return
     _close_open_call("abandoned")
@@ -148,11 +198,23 @@ def call_started(execution, call) -> None:
         "trama.attempt": call.attempt,
         "trama.step.seq": call.seq,
         "http.request.method": str(call.request.get("method", "")),
-    }
+    } | _server_attributes(url)
     ids = (0, wait_span_id(execution.pk, call.node, call.attempt)) if is_async else (0, 0)
     name = f"{call.node}" if phase == "forward" else f"{call.node} {phase}"
-    span = _start_span(name, root_context(execution.pk), ids, kind=SpanKind.CLIENT, attributes=attributes)
+    span = _start_span(name, root_context(execution), ids, kind=SpanKind.CLIENT, attributes=attributes)
     _open_call.set((span, is_async))
+
+
+def _server_attributes(url: str | None) -> dict:
+    """``server.address`` and ``server.port`` (the scheme's default when the URL names none) of a URL."""
+    try:
+        parts = urlsplit(url or "")
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is no number: the request fails, and its span just lacks these
+        return {}
+    if not parts.hostname:
+        return {}
+    return {"server.address": parts.hostname} | ({"server.port": port} if port else {})
 
 
 def trace_headers() -> dict[str, str]:
@@ -199,20 +261,18 @@ def _close_open_call(result: str) -> None:
         _open_call.set(None)
 
 
-def callback_received(execution_id, node: str, attempt: int, outcome: str) -> None:
+def callback_received(execution, node: str, attempt: int, outcome: str) -> None:
     """A callback for an async attempt arrived: a span in the execution's trace, linked to the waiting span."""
     if not tracing_enabled():
         return
+    execution_id = execution.pk
     wait = SpanContext(
-        trace_id_of(execution_id),
+        execution_trace_id(execution),
         wait_span_id(execution_id, node, attempt),
         is_remote=True,
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
     )
-    links = [Link(wait, {"trama.link": "wait"})]
-    incoming = trace.get_current_span().get_span_context()
-    if incoming.is_valid:
-        links.append(Link(incoming, {"trama.link": "request"}))  # the HTTP request span, if Django is instrumented
+    links = [Link(wait, {"trama.link": "wait"}), *_request_link()]
     attributes = {
         "trama.execution.id": str(execution_id),
         "trama.node.id": node,
@@ -220,7 +280,30 @@ def callback_received(execution_id, node: str, attempt: int, outcome: str) -> No
         "trama.callback.outcome": outcome,
     }
     span = _start_span(
-        f"{node} callback", root_context(execution_id), kind=SpanKind.SERVER, links=links, attributes=attributes
+        f"{node} callback", root_context(execution), kind=SpanKind.SERVER, links=links, attributes=attributes
+    )
+    span.end()
+
+
+def _request_link() -> list[Link]:
+    """A link to the HTTP request's own span, when Django instrumentation made one."""
+    incoming = trace.get_current_span().get_span_context()
+    return [Link(incoming, {"trama.link": "request"})] if incoming.is_valid else []
+
+
+def execution_created(execution) -> None:
+    """A start created ``execution``: its ``start <definition>`` span, from the row's creation until it is
+    committed and queued, in the execution's trace under the root span (and linked to the request's span)."""
+    if not tracing_enabled():
+        return
+    attributes = {"trama.execution.id": str(execution.pk), "trama.definition": execution.definition.name}
+    span = _start_span(
+        f"start {execution.definition.name}",
+        root_context(execution),
+        kind=SpanKind.SERVER,
+        links=_request_link(),
+        attributes=attributes,
+        start_time=_ns(execution.created_at),
     )
     span.end()
 
@@ -228,20 +311,24 @@ def callback_received(execution_id, node: str, attempt: int, outcome: str) -> No
 def _emit_root_span(execution, status: str, finished_at: datetime | None) -> None:
     """The execution's own span, written once by whoever commits the final status."""
     definition = execution.definition
-    start = execution.started_at or execution.created_at
+    start = execution.created_at  # the start request's span is its child: it begins with the execution
     end = finished_at or start
-    ids = (trace_id_of(execution.pk), span_id_of(execution.pk, "execution"))
+    ids = (execution_trace_id(execution), span_id_of(execution.pk, "execution"))
+    parent = stored_parent(execution)
+    attributes = {
+        "trama.execution.id": str(execution.pk),
+        "trama.definition": definition.name,
+        "trama.definition.version": definition.version,
+        "trama.execution.status": status,
+    }
+    if execution.parent_id:
+        attributes |= {"trama.parent.execution.id": str(execution.parent_id), "trama.branch": execution.branch}
     span = _start_span(
-        f"execution {definition.name}",
-        Context(),
+        f"branch {execution.branch}" if execution.parent_id else f"execution {definition.name}",
+        trace.set_span_in_context(trace.NonRecordingSpan(parent)) if parent is not None else Context(),
         ids,
         start_time=_ns(start),
-        attributes={
-            "trama.execution.id": str(execution.pk),
-            "trama.definition": definition.name,
-            "trama.definition.version": definition.version,
-            "trama.execution.status": status,
-        },
+        attributes=attributes,
     )
     if status != "SUCCEEDED":
         span.set_status(Status(StatusCode.ERROR, status))
@@ -252,88 +339,98 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000_000)
 
 
-# --- The write path's hook ------------------------------------------------------------------------
+# --- The write path's hooks -----------------------------------------------------------------------
+
+
+def claimed(execution) -> None:
+    """A worker claimed a PENDING execution (the claim's own UPDATE made it RUNNING, already committed).
+
+    No decision is written with it, so ``committed`` never sees this change.
+    """
+    if (execution.state or {}).get("status") != "PENDING" or not statelog.logger.isEnabledFor(logging.INFO):
+        return
+    try:
+        statelog.log_claim(execution, f"{execution_trace_id(execution):032x}")
+    except Exception:  # telemetry must never break the engine
+        _log.warning("telemetry hook failed", exc_info=True)
 
 
 def committed(execution, decision, fields: dict) -> None:
     """A decision is being written (call inside the write's transaction, before
-    ``execution.status`` is updated): once it commits, log the state change
-    and, for a final status, emit the execution's root span. Nothing happens
-    for a write that rolls back."""
-    log = logger.isEnabledFor(logging.INFO)
-    final = fields.get("finished_at") is not None
-    root = final and tracing_enabled()
-    if not (log or root):
+    ``execution.status`` and ``execution.state`` are updated to it): once it
+    commits, log the state change and emit its spans (a pause it ended; the
+    root span for a final status). Nothing happens for a write that rolls back."""
+    log = statelog.logger.isEnabledFor(logging.INFO)
+    tracing = tracing_enabled()
+    if not (log or tracing):
         return
-    line = _state_line(execution, decision, fields) if log else None
-    transaction.on_commit(lambda: _after_commit(execution, fields, line, root))
+    try:  # read now: the caller moves ``execution`` on to the decision right after this call
+        pause = _ended_pause(execution.state or {}, decision.state) if tracing else None
+        trace_id = f"{execution_trace_id(execution):032x}"
+        line = statelog.state_line(execution, decision, fields, trace_id) if log else None
+    except Exception:  # telemetry must never break the engine (a state of an unexpected shape)
+        _log.warning("telemetry hook failed", exc_info=True)
+        return
+    root = tracing and fields.get("finished_at") is not None
+    if line is not None or pause is not None or root:
+        transaction.on_commit(lambda: _after_commit(execution, fields, line, root, pause))
 
 
-def _after_commit(execution, fields: dict, line: tuple | None, root: bool) -> None:
+def _after_commit(execution, fields: dict, line: tuple | None, root: bool, pause: dict | None) -> None:
     try:
         if line is not None:
-            logger.info(*line[0], extra=line[1])
+            statelog.logger.info(*line[0], extra=line[1])
+        if pause is not None:
+            _emit_pause_span(execution, pause, fields["updated_at"])
         if root:
             _emit_root_span(execution, fields["status"], fields.get("finished_at"))
     except Exception:  # telemetry must never break the engine
         _log.warning("telemetry hook failed", exc_info=True)
 
 
-def _state_line(execution, decision, fields: dict) -> tuple[tuple, dict]:
-    """The message and extras of one committed write.
+def _ended_pause(before: dict, after: dict) -> dict | None:
+    """The sleep, retry back-off, callback wait or parallel join that this write ends, if any.
 
-    A write that changes the status is a ``state_change`` line ("RUNNING -> SLEEPING");
-    one that keeps it (a step done and the next begun, a wake-up, a deadline moved) is a
-    ``progress`` line that says what happened, never "RUNNING -> RUNNING".
+    ``before`` is the state the write replaces. A pause spans processes (it is
+    begun by one write and ended by another, maybe elsewhere), so its span is
+    made here, at its end, from when the state says it began. A wake or a
+    heartbeat changes a pause without ending it.
     """
-    state = decision.state
-    changed = execution.status != decision.status
-    extra = {
-        "event": "state_change" if changed else "progress",
-        "execution_id": str(execution.pk),
-        "trace_id": _uuid(execution.pk).hex,
-        "definition": execution.definition.name,
-        "previous_status": execution.status,
-        "status": decision.status,
-        "node_id": state.get("node"),
-        "attempt": state.get("attempt"),
-        "phase": state.get("phase"),
-        "steps": {str(r.seq): r.fields["status"] for r in decision.steps if "status" in r.fields},
+    if before.get("status") == "SLEEPING" and before.get("sleep"):
+        sleep = before["sleep"]
+        if (after.get("sleep") or {}).get("since") == sleep.get("since") or not sleep.get("since"):
+            return None
+        return _pause(before, "sleep" if sleep["kind"] == "node" else "backoff", sleep["since"], sleep["until"])
+    if before.get("status") != "WAITING" or after.get("open_seq") == before.get("open_seq"):
+        return None
+    opened = (before.get("open_step") or {}).get("fields") or {}
+    if before.get("wait") and opened.get("started_at"):
+        return _pause(before, "wait", opened["started_at"], before["wait"]["deadline"])
+    if before.get("join") and opened.get("started_at"):
+        return _pause(before, "parallel", opened["started_at"], None)
+    return None
+
+
+def _pause(state: dict, kind: str, since: str, until: str | None) -> dict:
+    return {"kind": kind, "node": state.get("node"), "attempt": state.get("attempt"), "phase": state.get("phase"),
+            "since": since, "until": until}  # fmt: skip
+
+
+def _emit_pause_span(execution, pause: dict, ended: datetime) -> None:
+    """``<node> sleep|backoff|wait|parallel``: from the pause's beginning to the write that ended it."""
+    attributes = {
+        "trama.execution.id": str(execution.pk),
+        "trama.node.id": pause["node"] or "",
+        "trama.attempt": pause["attempt"] or 0,
+        "trama.phase": pause["phase"] or "forward",
+        "trama.pause.kind": pause["kind"],
     }
-    if state.get("error"):
-        extra["error"] = state["error"]
-    due = fields.get("due_at") if decision.status in _PAUSED else None
-    if due is not None:
-        extra["due_at"] = due.isoformat()
-    status = f"{execution.status} -> {decision.status}" if changed else f"still {decision.status}"
-    happened = _what_happened(decision, extra, final=fields.get("finished_at") is not None)
-    return ("execution %s %s%s", str(execution.pk), status, f": {happened}" if happened else ""), extra
-
-
-def _what_happened(decision, extra: dict, final: bool) -> str:
-    """The steps this write closed or opened, then where the execution stands (and when it is due, if paused).
-
-    E.g. ``step 2 (b attempt 1) failed; now at b attempt 2, due <time>``.
-    """
-    parts = [_step_words(r) for r in decision.steps if "status" in r.fields]
-    if not final:
-        due = f", due {extra['due_at']}" if "due_at" in extra else ""
-        parts.append(f"now at {_position(extra)}{due}")
-    return "; ".join(parts)
-
-
-def _position(extra: dict) -> str:
-    phase = "" if extra["phase"] in ("forward", None) else f" {extra['phase']}"
-    return f"{extra['node_id']}{phase} attempt {extra['attempt']}"
-
-
-def _step_words(record) -> str:
-    """``step 3 (b compensation attempt 1) succeeded``; a step written earlier and closed now has only its seq here."""
-    fields = record.fields
-    if "node_id" not in fields:
-        return f"step {record.seq} {fields['status']}"
-    phase = "" if fields.get("phase") == "forward" else f" {fields['phase']}"
-    return f"step {record.seq} ({fields['node_id']}{phase} attempt {fields['attempt']}) {fields['status']}"
+    if pause["until"]:
+        attributes["trama.pause.until"] = pause["until"]  # when it was due to end (a sleep's end, a wait's deadline)
+    start = _ns(datetime.fromisoformat(pause["since"]))
+    span = _start_span(f"{pause['node']} {pause['kind']}", root_context(execution), start_time=start,
+                       attributes=attributes)  # fmt: skip
+    span.end(end_time=max(_ns(ended), start))
 
 
 def callback_answered(status: int) -> None:

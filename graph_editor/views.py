@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from definitions.models import Definition
 from definitions.services import DefinitionNotFound, definition_versions, find_definition
-from executions import services
+from executions import services, telemetry
 from executions.api.serializers import ExecutionSerializer, StepSerializer
 from executions.choices import page_statuses
 from executions.models import Execution, ExecutionStatus, OperatorAction, Step
@@ -218,7 +218,10 @@ def start_page(request: HttpRequest, name: str, version: int) -> HttpResponse:
     form = StartExecutionForm(request.POST or None, initial={"input": {}})
     if request.method == "POST" and form.is_valid():
         execution, _ = services.start_execution(
-            definition, form.cleaned_data["input"], created_by=request.user.get_username()
+            definition,
+            form.cleaned_data["input"],
+            created_by=request.user.get_username(),
+            trace_parent=telemetry.caller_traceparent(request.headers),
         )
         return redirect(reverse("ui-execution", args=[execution.pk]))
     return render(request, "graph_editor/start.html", {"definition": definition, "form": form})

@@ -12,7 +12,7 @@ from executions.services import start_execution, wake_execution
 from tests.engine_support import chain, drive, req, retry, sleep, store, task
 from tests.support import wait_until
 from tests.support.service import Reply
-from trama_project.logging import JsonFormatter, formatter_from_env
+from trama_project.logging import JsonFormatter, PlainFormatter, formatter_from_env
 
 
 def test_json_formatter_writes_one_object_per_line_with_the_extras():
@@ -51,14 +51,22 @@ def test_every_state_change_is_one_line_with_execution_node_and_attempt(service,
     lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "trama.executions.state"]
     assert {line["execution_id"] for line in lines} == {str(ex.pk)}
     assert all(line["trace_id"] == ex.pk.hex for line in lines)
-    # a done -> b attempt 1 fails, back-off -> b attempt 2 -> succeeded
+    # claimed -> a done -> b attempt 1 fails, back-off -> b attempt 2 -> succeeded. A line that closes
+    # a step names that step; next_* (and a line that closes none) say where the execution goes.
     assert [(line["status"], line["node_id"], line["attempt"]) for line in lines] == [
-        ("RUNNING", "b", 1),
-        ("SLEEPING", "b", 2),
+        ("RUNNING", "a", 1),
+        ("RUNNING", "a", 1),
+        ("SLEEPING", "b", 1),
         ("RUNNING", "b", 2),
         ("SUCCEEDED", "b", 2),
     ]
-    assert lines[0]["steps"] and lines[1]["steps"] == {"2": "failed"}
+    claim, a_done, b_failed = lines[:3]
+    assert (claim["event"], claim["previous_status"], claim["steps"]) == ("state_change", "PENDING", {})
+    assert (a_done["steps"], a_done["next_node_id"], a_done["next_attempt"]) == ({"1": "succeeded"}, "b", 1)
+    assert (b_failed["steps"], b_failed["next_node_id"], b_failed["next_attempt"]) == ({"2": "failed"}, "b", 2)
+    # Why attempt 1 failed is on its own line, not only on the last one.
+    assert b_failed["error"] == {"failure": "status", "message": "HTTP 500"}
+    assert "error" not in lines[-1] and "next_node_id" not in lines[-1]
     assert lines[-1]["previous_status"] == "RUNNING"
 
 
@@ -94,12 +102,15 @@ def test_a_write_that_keeps_the_status_says_what_happened_never_running_to_runni
     ex = drive(start_execution(d, {})[0])
 
     lines = _state_lines(caplog)
-    due = lines[1]["due_at"]
+    due = lines[2]["due_at"]
+    queued = lines[0]["queued_s"]
     assert [(line["event"], line["message"]) for line in lines] == [
+        ("state_change", f"execution {ex.pk} PENDING -> RUNNING: claimed after {queued:.3f}s queued"),
         ("progress", f"execution {ex.pk} still RUNNING: step 1 (a attempt 1) succeeded; now at b attempt 1"),
         (
             "state_change",
-            f"execution {ex.pk} RUNNING -> SLEEPING: step 2 (b attempt 1) failed; now at b attempt 2, due {due}",
+            f"execution {ex.pk} RUNNING -> SLEEPING: step 2 (b attempt 1) failed: HTTP 500;"
+            f" now at b attempt 2, due {due}",
         ),
         ("state_change", f"execution {ex.pk} SLEEPING -> RUNNING: now at b attempt 2"),
         ("state_change", f"execution {ex.pk} RUNNING -> SUCCEEDED: step 3 (b attempt 2) succeeded"),
@@ -138,9 +149,10 @@ def test_compensation_lines_name_the_phase_and_every_line_names_the_execution(se
 
     assert ex.status == "COMPENSATED"
     messages = [line["message"] for line in _state_lines(caplog)]
-    assert messages == [
+    assert messages[1:] == [
         f"execution {ex.pk} still RUNNING: step 1 (a attempt 1) succeeded; now at b attempt 1",
-        f"execution {ex.pk} RUNNING -> COMPENSATING: step 2 (b attempt 1) failed; now at a compensation attempt 1",
+        f"execution {ex.pk} RUNNING -> COMPENSATING: step 2 (b attempt 1) failed: HTTP 400;"
+        " now at a compensation attempt 1",
         f"execution {ex.pk} COMPENSATING -> COMPENSATED: step 3 (a compensation attempt 1) succeeded",
     ]
 
@@ -171,3 +183,46 @@ def test_refused_callbacks_leave_no_token_in_the_log_records(caplog, live_server
     for record in caplog.records:
         written = JsonFormatter().format(record) + logging.Formatter().format(record)
         assert not any(token in written for token in tokens), written
+
+
+@pytest.mark.django_db(transaction=True)
+def test_branch_lines_carry_the_parent_execution_and_the_branch(service, settings, caplog):
+    from tests.test_parallel import drive_all
+
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    nodes = (
+        {"fork": {"type": "parallel", "branches": ["x", "y"], "next": None}}
+        | chain(service.url, "x")
+        | chain(service.url, "y")
+    )
+    caplog.set_level(logging.INFO, logger="trama.executions.state")
+    parent = drive_all(start_execution(store(nodes, "fork"), {})[0])
+    assert parent.status == "SUCCEEDED"
+
+    lines = _state_lines(caplog)
+    branches = {str(b.pk): b.branch for b in parent.branches.all()}
+    branch_lines = [line for line in lines if line["execution_id"] in branches]
+    # each branch: its claim, and the write that closes its one step and ends it
+    assert sorted((line["branch"], line["status"]) for line in branch_lines) == [
+        ("x", "RUNNING"), ("x", "SUCCEEDED"), ("y", "RUNNING"), ("y", "SUCCEEDED")
+    ]  # fmt: skip
+    assert all(line["parent_execution_id"] == str(parent.pk) for line in branch_lines)
+    assert all(line["branch"] == branches[line["execution_id"]] for line in branch_lines)
+    assert all(line["trace_id"] == parent.pk.hex for line in branch_lines)  # the parent's trace
+    assert not any("parent_execution_id" in line for line in lines if line["execution_id"] == str(parent.pk))
+
+
+def test_the_text_format_names_the_execution_a_record_is_about():
+    """The engine's warnings carry the execution only as an extra: the text line must not drop it."""
+    formatter = PlainFormatter("%(levelname)s %(name)s %(message)s")
+    lost = logging.LogRecord("trama.executions", logging.WARNING, __file__, 1, "lost the execution", (), None)
+    lost.execution_id = "9933e7"
+    assert formatter.format(lost) == "WARNING trama.executions lost the execution [execution_id=9933e7]"
+    named = logging.LogRecord("trama.executions.state", logging.INFO, __file__, 1, "execution %s ok", ("9933e7",), None)
+    named.execution_id = "9933e7"
+    assert formatter.format(named) == "INFO trama.executions.state execution 9933e7 ok"
+    branch = logging.LogRecord("trama.executions.state", logging.INFO, __file__, 1, "execution %s ok", ("b1",), None)
+    branch.execution_id, branch.parent_execution_id = "b1", "p1"
+    assert formatter.format(branch).endswith("execution b1 ok [parent_execution_id=p1]")
+    plain = logging.LogRecord("django", logging.INFO, __file__, 1, "no execution here", (), None)
+    assert formatter.format(plain) == "INFO django no execution here"

@@ -57,6 +57,23 @@ def formatter_from_env(name: str = "TRAMA_LOG_FORMAT", default: str = "text") ->
     return _FORMATTERS[raw]
 
 
+class PlainFormatter(logging.Formatter):
+    """The text format, plus the execution a record is about when its message does not name it.
+
+    The engine's warnings ("lost the execution to another worker", "database
+    error, retrying the write") carry the execution only as an ``extra``, which
+    the text format would drop; the JSON format has every extra anyway.
+    """
+
+    _NAMED = ("execution_id", "parent_execution_id")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)  # before any traceback, which format() appends
+        named = {key: str(getattr(record, key, "")) for key in self._NAMED}
+        missing = [f"{key}={value}" for key, value in named.items() if value not in record.message]
+        return f"{line} [{' '.join(missing)}]" if missing else line
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line (newlines in messages are escaped)."""
 

@@ -270,7 +270,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "trama_project.logging.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {"()": "trama_project.logging.JsonFormatter"},
     },
     # Callback tokens in URL paths never reach a log line (trama_project/logging.py).

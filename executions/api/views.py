@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from definitions.services import DefinitionInvalid, DefinitionNotFound
 from definitions.validation.instants import InstantError, parse_instant
-from executions import services
+from executions import services, telemetry
 from executions.api.serializers import (
     CancelSerializer,
     CompleteCallbackSerializer,
@@ -33,6 +33,12 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     description="Repeat a start safely: the same key and body return the first execution; another body is a 409.",
+)
+TRACEPARENT = OpenApiParameter(
+    "traceparent",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="W3C trace context of the caller's span: the execution's root span becomes its child.",
 )
 LIST_FILTERS = [
     OpenApiParameter("status", OpenApiTypes.STR, description="One status, or several comma-separated."),
@@ -110,7 +116,7 @@ class ExecutionListCreateView(generics.ListAPIView):
         tags=["executions"],
         operation_id="executions_start",
         summary="Start an execution",
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, TRACEPARENT],
         request=ExecutionStartSerializer,
         responses={202: ExecutionAcceptedSerializer, 413: ErrorSerializer, **ERRORS},
     )
@@ -122,7 +128,8 @@ class ExecutionListCreateView(generics.ListAPIView):
         if key and len(key) > 200:
             raise ValidationError({"Idempotency-Key": "must be at most 200 characters"})
         try:
-            execution, created = services.start_requested(data, key, str(request.user))
+            traced = telemetry.caller_traceparent(request.headers)
+            execution, created = services.start_requested(data, key, str(request.user), traced)
         except services.IdempotencyConflict as exc:
             return _conflict(str(exc))
         except DefinitionInvalid as exc:

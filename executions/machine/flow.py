@@ -170,7 +170,7 @@ def _enter_sleep(env: Env, d: Decision, node: dict) -> None:
             _succeed(env, d, None)
         return
     st["status"] = ExecutionStatus.SLEEPING
-    st["sleep"] = {"until": until.isoformat(), "kind": "node"}
+    st["sleep"] = {"until": until.isoformat(), "kind": "node", "since": env.now.isoformat()}
     d.due_at = until
 
 
@@ -249,7 +249,7 @@ def back_off(env: Env, d: Decision, policy: dict) -> Decision:
         return d
     until = env.now + timedelta(seconds=delay)
     st["status"] = ExecutionStatus.SLEEPING
-    st["sleep"] = {"until": until.isoformat(), "kind": "backoff"}
+    st["sleep"] = {"until": until.isoformat(), "kind": "backoff", "since": env.now.isoformat()}
     d.due_at = until
     return d
 

@@ -188,6 +188,7 @@ class EventRejected(Exception):
 class Sleep(TypedDict):
     until: str  # ISO instant
     kind: str  # "node" (a sleep node) or "backoff" (between two attempts)
+    since: str  # ISO: when it began, for its span (a state stored before this key existed lacks it)
 
 
 class Wait(TypedDict):

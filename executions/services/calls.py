@@ -43,7 +43,7 @@ class HttpTransport:
         if rendered.callback is not None:
             callback = rendered.callback
             headers = {"X-Trama-Callback-Url": callback["url"], "X-Trama-Callback-Token": callback["token"]} | headers
-        telemetry.call_started(self.execution, call)
+        telemetry.call_started(self.execution, call, rendered.recorded.get("url"))
         outcome = dispatch.send(rendered.wire, headers)
         trace_call_finished(rendered.wire, outcome)
         return outcome

@@ -92,6 +92,7 @@ def _spawn_branches(parent: Execution, state: dict, fork: machine.Fork) -> None:
             due_at=now,
             nudged_at=now,  # enqueued below
             created_by=parent.created_by,
+            trace_parent=telemetry.branch_traceparent(parent),  # the branch's spans join the parent's trace
         )
         for head in fork.branches
     ]
@@ -185,7 +186,7 @@ def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Ca
     with transaction.atomic():
         execution = _lock(execution_id)
         outcome = judge(execution.definition.spec["nodes"].get(node) or {})
-        telemetry.callback_received(execution_id, node, attempt, outcome)
+        telemetry.callback_received(execution, node, attempt, outcome)
         if not _sending(execution, node, attempt):
             _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
             return

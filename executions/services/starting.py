@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from definitions.models import Definition
 from definitions.services import find_definition, store_inline_definition
-from executions import machine
+from executions import machine, telemetry
 from executions.models import Execution, OperatorActionKind
 from executions.services.records import Trace, TransitionRefused, enqueue, logger
 
@@ -38,11 +38,13 @@ def start_execution(
     idempotency_key: str | None = None,
     created_by: str = "",
     digest: str | None = None,
+    trace_parent: str = "",
 ) -> tuple[Execution, bool]:
     """Create a PENDING execution and wake a worker. Returns (execution, created).
 
     With an ``idempotency_key`` already used for the same body, the first
     execution comes back (created=False); for another body, IdempotencyConflict.
+    ``trace_parent``: the caller's span (telemetry.caller_traceparent), parent of the execution's root span.
     """
     digest = digest or request_digest({"definition": definition.pk, "input": payload})
     if idempotency_key:
@@ -61,6 +63,7 @@ def start_execution(
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
                 created_by=created_by,
+                trace_parent=trace_parent,
             )
             enqueue(execution.pk)
     except IntegrityError:
@@ -68,10 +71,13 @@ def start_execution(
         existing = Execution.objects.get(idempotency_key=idempotency_key)
         return _same_start(existing, digest), False
     logger.info("execution started", extra={"execution_id": str(execution.pk), "definition": definition.name})
+    telemetry.execution_created(execution)
     return execution, True
 
 
-def start_requested(request: dict, idempotency_key: str | None = None, created_by: str = "") -> tuple[Execution, bool]:
+def start_requested(
+    request: dict, idempotency_key: str | None = None, created_by: str = "", trace_parent: str = ""
+) -> tuple[Execution, bool]:
     """Start what a client asked for, idempotently: ``definition`` (and ``version``), or an inline ``spec``; ``input``.
 
     A key already used for the same request replays its execution before any
@@ -82,7 +88,8 @@ def start_requested(request: dict, idempotency_key: str | None = None, created_b
     replayed = find_replayed_start(idempotency_key, digest) if idempotency_key else None
     if replayed is not None:
         return replayed, False
-    return start_execution(_requested_definition(request), request["input"], idempotency_key, created_by, digest)
+    definition = _requested_definition(request)
+    return start_execution(definition, request["input"], idempotency_key, created_by, digest, trace_parent)
 
 
 def rerun_execution(execution_id, payload: Any = None, latest: bool = False, by: str = "") -> Execution:

@@ -84,6 +84,7 @@ def advance_execution(execution_id) -> None:
     claimed_at = time.monotonic()  # before the claim: the lease can only end later than this says
     execution = claim_execution(execution_id)
     if execution is not None:
+        telemetry.claimed(execution)
         _Run(execution, claimed_at).run()
 
 
@@ -241,7 +242,8 @@ class _Run:
             if wake:
                 enqueue(self.execution.pk)
             telemetry.committed(self.execution, decision, fields)
-            self.execution.status = decision.status
+            # What the next write replaces (telemetry reads the state a write ends: a pause, an open step).
+            self.execution.status, self.execution.state = decision.status, decision.state
             decision.actions = [a for a in decision.actions if isinstance(a, machine.Call | machine.SendAsync)]
             return True
         inbox = Execution.objects.filter(pk=self.execution.pk, fence=self.fence).values_list(
