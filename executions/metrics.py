@@ -4,8 +4,9 @@ Executions, steps, retries, compensations, accepted callbacks, timers and the
 queue are read from the tables every worker writes, so the numbers add up
 across any number of worker processes and machines without a shared
 directory, survive restarts, and cannot drift from the history the API shows.
-The price is a few aggregate queries per scrape, bounded by a statement
-timeout and cached for TRAMA_METRICS_CACHE_SECONDS.
+The history is read through running totals (executions/tallies.py), so a
+scrape costs the recent rows, not all of them; the queries are bounded by a
+statement timeout and cached for TRAMA_METRICS_CACHE_SECONDS.
 
 Models are imported inside the functions: this module is imported from
 AppConfig.ready() and must not touch the ORM before the apps are loaded.
@@ -26,11 +27,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from executions import tallies
+
 _log = logging.getLogger("trama.telemetry")
 
 
-# Step latency buckets (seconds): HTTP calls at the low end, async waits and sleeps at the top.
-STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 # A scrape must never hold the database: each query is cut off after this long (PostgreSQL).
 _QUERY_TIMEOUT_MS = 5000
 
@@ -50,7 +51,7 @@ class DatabaseCollector(Collector):
 
     def describe(self):
         # Called at registration: must not touch the database (it may not exist yet).
-        return _families(None, up=True, seconds=0.0)
+        return _families(None, up=True, age=0.0)
 
     def collect(self):
         with self._lock:
@@ -62,7 +63,8 @@ class DatabaseCollector(Collector):
                 except Exception as exc:  # a scrape must still show the HTTP metrics; the failure is a metric
                     _log.warning("metrics: database query failed: %s", exc)
                     up = False
-            return _families(self._snapshot, up=up, seconds=time.monotonic() - started)
+            age = time.monotonic() - self._taken_at if self._snapshot is not None else 0.0
+            return _families(self._snapshot, up=up, age=age)
 
 
 _collector: DatabaseCollector | None = None
@@ -93,48 +95,13 @@ def export(request: HttpRequest) -> HttpResponse:
 
 def query_snapshot() -> dict:
     """Every database-derived value, in one transaction (statement timeout on PostgreSQL)."""
+    began = time.monotonic()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL statement_timeout = {_QUERY_TIMEOUT_MS}")
-        return {
-            "executions": _execution_counts(),
-            "steps": _step_counts(),
-            "timers": _timer_counts(),
-            "queue": _queue_depth(),
-        }
-
-
-def _execution_counts() -> list[dict]:
-    from django.db.models import Count
-
-    from executions.models import Execution
-
-    rows = Execution.objects.order_by().values("definition__name", "status").annotate(n=Count("id"))
-    return list(rows)
-
-
-def _step_counts() -> list[dict]:
-    """One pass over finished steps: counts, retries, accepted callbacks and latency buckets."""
-    from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
-
-    from executions.models import Step
-
-    buckets = {f"le{i}": Count("id", filter=Q(took__lte=timedelta(seconds=b))) for i, b in enumerate(STEP_BUCKETS)}
-    rows = (
-        Step.objects.filter(finished_at__isnull=False)
-        .alias(took=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
-        .order_by()
-        .values("node_type", "phase", "status")
-        .annotate(
-            n=Count("id"),
-            retries=Count("id", filter=Q(attempt__gt=1)),
-            callbacks=Count("id", filter=Q(detail__has_key="callback")),
-            took_sum=Sum("took"),
-            **buckets,
-        )
-    )
-    return list(rows)
+        snap = {"totals": tallies.snapshot(), "timers": _timer_counts(), "queue": _queue_depth()}
+    return snap | {"seconds": time.monotonic() - began}
 
 
 def _timer_counts() -> dict:
@@ -158,77 +125,107 @@ def _queue_depth() -> int:
     return get_broker().queue_size() or 0
 
 
-def _families(snap: dict | None, up: bool, seconds: float) -> list:
+def _families(snap: dict | None, up: bool, age: float) -> list:
     """Build every trama_* family from a snapshot (None: the empty families, for ``describe``)."""
-    fams = _execution_families(snap["executions"] if snap else [])
-    fams += _step_families(snap["steps"] if snap else [])
+    totals = snap["totals"] if snap else {"steps": {}, "executions": {}, "active": []}
+    fams = _execution_families(totals["executions"], totals["active"], branches=False)
+    fams += _execution_families(totals["executions"], totals["active"], branches=True)
+    fams += _step_families(totals["steps"])
     fams += _timer_families(snap["timers"] if snap else None, snap["queue"] if snap else 0)
     fams.append(GaugeMetricFamily("trama_metrics_db_up", "1 if the last metrics query succeeded.", value=int(up)))
-    fams.append(GaugeMetricFamily("trama_metrics_query_seconds", "Time spent collecting trama_*.", value=seconds))
+    fams.append(
+        GaugeMetricFamily(
+            "trama_metrics_query_seconds",
+            "How long the queries behind the values served took (not this scrape, which may be cached).",
+            value=snap["seconds"] if snap else 0.0,
+        )
+    )
+    fams.append(GaugeMetricFamily("trama_metrics_age_seconds", "Age of the values served (cache).", value=age))
     return fams
 
 
-def _execution_families(rows: list[dict]) -> list:
-    from executions.models import ACTIVE_STATUSES, FINAL_STATUSES
+def _execution_families(finished_rows: dict, active_rows: list, branches: bool) -> list:
+    """Executions started on their own (``trama_executions_*``) or as parallel branches (``trama_branches_*``)."""
+    from executions.models import ACTIVE_STATUSES
 
-    started = CounterMetricFamily("trama_executions_started", "Executions started.", labels=["definition"])
+    what = "branches" if branches else "executions"
+    started = CounterMetricFamily(f"trama_{what}_started", f"{what.capitalize()} started.", labels=["definition"])
     finished = CounterMetricFamily(
-        "trama_executions_finished", "Executions that reached a final status.", labels=["definition", "status"]
+        f"trama_{what}_finished", f"{what.capitalize()} that reached a final status.", labels=["definition", "status"]
     )
-    active = GaugeMetricFamily("trama_executions_active", "Executions not final, by status.", labels=["status"])
+    active = GaugeMetricFamily(f"trama_{what}_active", f"{what.capitalize()} not final, by status.", labels=["status"])
     per_definition: dict[str, int] = {}
     per_active = dict.fromkeys(sorted(ACTIVE_STATUSES), 0)
-    for row in rows:
-        name, status, n = row["definition__name"], row["status"], row["n"]
-        per_definition[name] = per_definition.get(name, 0) + n
-        if status in FINAL_STATUSES:
-            finished.add_metric([name, status], n)
-        else:
+    for (name, status, is_branch), values in sorted(finished_rows.items()):
+        if is_branch == branches:
+            finished.add_metric([name, status], values["n"])
+            per_definition[name] = per_definition.get(name, 0) + values["n"]
+    for name, status, is_branch, n in active_rows:
+        if is_branch == branches:
+            per_definition[name] = per_definition.get(name, 0) + n
             per_active[status] = per_active.get(status, 0) + n
     for name, n in sorted(per_definition.items()):
         started.add_metric([name], n)
     for status, n in per_active.items():
         active.add_metric([status], n)
-    return [started, finished, active]
+    families = [started, finished, active]
+    if not branches:
+        families.append(_execution_latency(finished_rows))
+    return families
 
 
-def _step_families(rows: list[dict]) -> list:
-    steps = CounterMetricFamily("trama_steps", "Finished step attempts.", labels=["node_type", "phase", "outcome"])
-    retries = CounterMetricFamily("trama_retries", "Step attempts after the first.", labels=["node_type", "phase"])
+def _execution_latency(finished_rows: dict) -> HistogramMetricFamily:
+    latency = HistogramMetricFamily(
+        "trama_execution_duration_seconds",
+        "Created to final status, executions started on their own.",
+        labels=["definition", "status"],
+    )
+    for (name, status, is_branch), values in sorted(finished_rows.items()):
+        if not is_branch:
+            latency.add_metric([name, status], _buckets(tallies.EXECUTION_BUCKETS, values), sum_value=values["sum"])
+    return latency
+
+
+_NODE = ["definition", "node", "node_type", "phase"]
+
+
+def _step_families(rows: dict) -> list:
+    steps = CounterMetricFamily("trama_steps", "Finished step attempts.", labels=[*_NODE, "outcome"])
+    failures = CounterMetricFamily("trama_step_failures", "Failed step attempts, by kind.", labels=[*_NODE, "kind"])
+    retries = CounterMetricFamily("trama_retries", "Step attempts after the first.", labels=_NODE)
     compensations = CounterMetricFamily("trama_compensations", "Compensation attempts.", labels=["outcome"])
     callbacks = CounterMetricFamily("trama_callbacks_accepted", "Callbacks applied to a step.", labels=["outcome"])
-    latency = HistogramMetricFamily(
-        "trama_step_duration_seconds", "Step attempt duration.", labels=["node_type", "phase"]
-    )
+    latency = HistogramMetricFamily("trama_step_duration_seconds", "Step attempt duration.", labels=_NODE)
+    sums: dict[str, dict] = {"steps": {}, "failures": {}, "retries": {}, "compensations": {}, "callbacks": {}}
     merged: dict[tuple, dict] = {}
-    sums: dict[tuple, dict] = {"retries": {}, "compensations": {}, "callbacks": {}}
-    for row in rows:
-        kind, phase, outcome = row["node_type"], row["phase"], row["status"]
-        steps.add_metric([kind, phase, outcome], row["n"])
-        _add(sums["retries"], (kind, phase), row["retries"])
+    for (definition, node, kind, phase, outcome, failure), values in rows.items():
+        where = (definition, node, kind, phase)
+        _add(sums["steps"], (*where, outcome), values["n"])
+        if failure:
+            _add(sums["failures"], (*where, failure), values["n"])
+        _add(sums["retries"], where, values["retries"])
         if phase == "compensation":
-            _add(sums["compensations"], (outcome,), row["n"])
-        if row["callbacks"]:
-            _add(sums["callbacks"], (outcome,), row["callbacks"])
-        hist = merged.setdefault((kind, phase), {"n": 0, "sum": 0.0, "le": [0] * len(STEP_BUCKETS)})
-        hist["n"] += row["n"]
-        hist["sum"] += row["took_sum"].total_seconds() if row["took_sum"] else 0.0
-        hist["le"] = [a + row[f"le{i}"] for i, a in enumerate(hist["le"])]
-    for family, key in ((retries, "retries"), (compensations, "compensations"), (callbacks, "callbacks")):
+            _add(sums["compensations"], (outcome,), values["n"])
+        if values["callbacks"]:
+            _add(sums["callbacks"], (outcome,), values["callbacks"])
+        tallies.merge(merged, where, {k: values[k] for k in ("n", "sum", "le")})
+    for family, key in ((steps, "steps"), (failures, "failures"), (retries, "retries")):
         for labels, n in sorted(sums[key].items()):
             family.add_metric(list(labels), n)
-    for (kind, phase), hist in sorted(merged.items()):
-        buckets = [(_le(b), n) for b, n in zip(STEP_BUCKETS, hist["le"], strict=True)] + [("+Inf", hist["n"])]
-        latency.add_metric([kind, phase], buckets, sum_value=hist["sum"])
-    return [steps, retries, compensations, callbacks, latency]
+    for family, key in ((compensations, "compensations"), (callbacks, "callbacks")):
+        for labels, n in sorted(sums[key].items()):
+            family.add_metric(list(labels), n)
+    for labels, hist in sorted(merged.items()):
+        latency.add_metric(list(labels), _buckets(tallies.STEP_BUCKETS, hist), sum_value=hist["sum"])
+    return [steps, failures, retries, compensations, callbacks, latency]
+
+
+def _buckets(bounds: tuple[float, ...], values: dict) -> list[tuple[str, float]]:
+    return [(repr(float(b)), n) for b, n in zip(bounds, values["le"], strict=True)] + [("+Inf", values["n"])]
 
 
 def _add(totals: dict, key: tuple, n: int) -> None:
     totals[key] = totals.get(key, 0) + n
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
 
 
 def _timer_families(timers: dict | None, queue: int) -> list:

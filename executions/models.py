@@ -96,6 +96,8 @@ class Execution(models.Model):
             models.Index(fields=["due_at"], condition=Q(due_at__isnull=False), name="execution_due"),
             # Partial: most executions are no branch and carry no key, and need no index entry for it.
             models.Index(fields=["parent"], condition=Q(parent__isnull=False), name="execution_parent"),
+            # /metrics reads only the executions finished since its last fold (executions/tallies.py).
+            models.Index(fields=["finished_at"], condition=Q(finished_at__isnull=False), name="execution_finished"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -140,6 +142,25 @@ class Step(models.Model):
     class Meta:
         ordering = ["execution", "seq"]
         constraints = [models.UniqueConstraint(fields=["execution", "seq"], name="step_execution_seq_unique")]
+        # /metrics reads only the steps finished since its last fold (executions/tallies.py).
+        indexes = [models.Index(fields=["finished_at"], condition=Q(finished_at__isnull=False), name="step_finished")]
 
     def __str__(self) -> str:
         return f"{self.node_id}#{self.attempt} {self.phase} {self.status}"
+
+
+class MetricTally(models.Model):
+    """Running totals behind the ``trama_*`` counters and histograms, folded in by /metrics.
+
+    ``key`` is a JSON list: the family and its labels, or ``["watermark"]``,
+    whose ``values`` say up to which ``finished_at`` steps and executions have
+    been added. A scrape adds the rows finished after the watermark to these
+    totals, so its cost follows the recent rows, not the whole history, and
+    pruning old rows no longer lowers the counters (executions/tallies.py).
+    """
+
+    key = models.CharField(max_length=400, primary_key=True)
+    values = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return self.key

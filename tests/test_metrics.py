@@ -45,6 +45,13 @@ def value(samples: Samples, name: str, **labels) -> float:
     return samples.get((name, *sorted(labels.items())), 0.0)
 
 
+def total(samples: Samples, name: str, **labels) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``; no such sample fails (never reads as 0)."""
+    matching = [v for (n, *pairs), v in samples.items() if n == name and set(labels.items()) <= set(pairs)]
+    assert matching, f"/metrics has no {name} sample with {labels}"
+    return sum(matching)
+
+
 def wait_final(ids: list, timeout: float = 25.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -80,25 +87,27 @@ def test_counts_add_up_across_two_worker_processes(service, worker_pool, fresh):
     wait_final(ids)
     m = scrape()
 
-    assert value(m, "trama_executions_started_total", definition="ok") == 4
-    assert value(m, "trama_executions_started_total", definition="bad") == 2
-    assert value(m, "trama_executions_finished_total", definition="ok", status="SUCCEEDED") == 4
-    assert value(m, "trama_executions_finished_total", definition="bad", status="COMPENSATED") == 2
+    assert total(m, "trama_executions_started_total", definition="ok") == 4
+    assert total(m, "trama_executions_started_total", definition="bad") == 2
+    assert total(m, "trama_executions_finished_total", definition="ok", status="SUCCEEDED") == 4
+    assert total(m, "trama_executions_finished_total", definition="bad", status="COMPENSATED") == 2
+    assert total(m, "trama_execution_duration_seconds_count", definition="ok", status="SUCCEEDED") == 4
     # 4 x (a, b, c) + 2 x reserve succeed; 2 x 2 charge attempts fail; 2 refunds.
-    assert value(m, "trama_steps_total", node_type="task", phase="forward", outcome="succeeded") == 14
-    assert value(m, "trama_steps_total", node_type="task", phase="forward", outcome="failed") == 4
-    assert value(m, "trama_retries_total", node_type="task", phase="forward") == 2
-    assert value(m, "trama_compensations_total", outcome="succeeded") == 2
-    assert value(m, "trama_step_duration_seconds_count", node_type="task", phase="forward") == 18
-    assert value(m, "trama_step_duration_seconds_bucket", node_type="task", phase="forward", le="+Inf") == 18
-    assert value(m, "trama_executions_active", status="RUNNING") == 0
-    assert value(m, "trama_queue_depth") == 0
-    assert value(m, "trama_metrics_db_up") == 1
+    assert total(m, "trama_steps_total", node_type="task", phase="forward", outcome="succeeded") == 14
+    assert total(m, "trama_steps_total", definition="bad", node="charge", outcome="failed") == 4
+    assert total(m, "trama_step_failures_total", definition="bad", node="charge", kind="http_5xx") == 4
+    assert total(m, "trama_retries_total", definition="bad", node="charge", phase="forward") == 2
+    assert total(m, "trama_compensations_total", outcome="succeeded") == 2
+    assert total(m, "trama_step_duration_seconds_count", node_type="task", phase="forward") == 18
+    assert total(m, "trama_step_duration_seconds_bucket", definition="ok", node="a", le="+Inf") == 4
+    assert total(m, "trama_executions_active", status="RUNNING") == 0
+    assert total(m, "trama_queue_depth") == 0
+    assert total(m, "trama_metrics_db_up") == 1
     # Every step row the workers wrote is on /metrics, label for label.
-    rows = Step.objects.values("node_type", "phase", "status").annotate(n=Count("id"))
+    rows = Step.objects.values("execution__definition__name", "node_id", "phase", "status").annotate(n=Count("id"))
     for r in rows:
-        labels = {"node_type": r["node_type"], "phase": r["phase"], "outcome": r["status"]}
-        assert value(m, "trama_steps_total", **labels) == r["n"]
+        labels = {"definition": r["execution__definition__name"], "node": r["node_id"], "outcome": r["status"]}
+        assert total(m, "trama_steps_total", phase=r["phase"], **labels) == r["n"]
     assert any(k[0].startswith("django_http_requests") for k in m)  # django-prometheus is still there
 
 
