@@ -64,8 +64,8 @@ def snapshot() -> dict:
     return {"steps": steps, "executions": executions, "active": _active_counts(), "watermark": watermark}
 
 
-def fold() -> None:
-    """Add the settled rows after the watermark (at most FOLD_CHUNK steps) to the totals (PostgreSQL only)."""
+def fold(chunk: int = FOLD_CHUNK) -> None:
+    """Add the settled rows after the watermark (at most ``chunk`` steps) to the totals (PostgreSQL only)."""
     if connection.vendor != "postgresql":
         return  # SQLite (one machine, small history): every scrape reads all rows after the null watermark
     with transaction.atomic(), connection.cursor() as cursor:
@@ -73,7 +73,7 @@ def fold() -> None:
         if not cursor.fetchone()[0]:
             return  # another web process is folding; this scrape reads the totals as they are
         tallies, watermark = _read_tallies()
-        upto = _fold_limit(watermark)
+        upto = _fold_limit(watermark, chunk)
         if upto is None:
             return
         window = {"finished_at__lte": upto}
@@ -86,13 +86,13 @@ def fold() -> None:
         _save(tallies, {(family, key) for family, key, _values in added}, upto)
 
 
-def _fold_limit(watermark: datetime | None) -> datetime | None:
-    """How far this fold goes: the settle limit, or sooner if FOLD_CHUNK steps come first."""
+def _fold_limit(watermark: datetime | None, chunk: int) -> datetime | None:
+    """How far this fold goes: the settle limit, or sooner if ``chunk`` steps come first."""
     limit = _db_now() - timedelta(seconds=settings.TRAMA_METRICS_SETTLE_SECONDS)
     chunk_end = (
         _after(Step.objects, watermark)
         .order_by("finished_at")
-        .values_list("finished_at", flat=True)[FOLD_CHUNK : FOLD_CHUNK + 1]
+        .values_list("finished_at", flat=True)[chunk : chunk + 1]
     )
     upto = min([limit, *chunk_end])
     return upto if watermark is None or upto > watermark else None
@@ -144,23 +144,22 @@ def _definition_label(prefix: str = ""):
     )
 
 
-_CALL_FAILURES = ["network", "timeout", "egress"]  # dispatch.Outcome.failure: no response came back
+# dispatch/perform's failure of a call that got no usable answer: ``error.failure`` of its step.
+_CALL_FAILURES = ["network", "timeout", "egress", "template"]
 
 
 def _failure_kind():
-    """Why a step failed: what the call returned or raised, or what the engine decided."""
+    """Why a step failed (FAILURE_KINDS in docs/metrics.md): what the call got, or what the engine decided."""
     failed = Q(status="failed")
     return Case(
-        When(status="timed_out", then=Value("timeout")),
-        When(
-            failed & Q(error__failure__in=["network", "timeout", "egress"]), then=KeyTextTransform("failure", "error")
-        ),
+        When(status="timed_out", then=Value("deadline")),
+        When(failed & Q(error__failure__in=_CALL_FAILURES), then=KeyTextTransform("failure", "error")),
         When(failed & Q(response_status__gte=500), then=Value("http_5xx")),
         When(failed & Q(response_status__gte=400), then=Value("http_4xx")),
         When(failed & Q(response_status__isnull=False), then=Value("http_other")),
         When(failed & Q(detail__has_key="callback"), then=Value("callback")),
         When(failed & Q(node_type="fail"), then=Value("fail_node")),
-        When(failed, then=Value("template")),
+        When(failed, then=Value("expression")),
         default=Value(""),
         output_field=TextField(),
     )
