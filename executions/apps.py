@@ -8,9 +8,9 @@ class ExecutionsConfig(AppConfig):
     name = "executions"
 
     def ready(self) -> None:
-        from executions import telemetry, tracing
+        from executions import metrics, tracing
 
-        telemetry.install()  # the trama_* /metrics collector
+        metrics.install()  # the trama_* /metrics collector
         tracing.configure_from_env()  # the OpenTelemetry SDK, from OTEL_* (executions/tracing.py)
         os.register_at_fork(after_in_child=forget_inherited_connections)
 

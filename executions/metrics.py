@@ -8,8 +8,11 @@ The history is read through running totals (executions/tallies.py), so a
 scrape costs the recent rows, not all of them; the queries are bounded by a
 statement timeout and cached for TRAMA_METRICS_CACHE_SECONDS.
 
-Models are imported inside the functions: this module is imported from
-AppConfig.ready() and must not touch the ORM before the apps are loaded.
+Worker processes and timer loops report their health through the database as
+well (executions/heartbeat.py), one series per live process.
+
+This module is imported from AppConfig.ready(), once the models are loaded; it
+queries nothing before a scrape.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from executions import tallies
+from executions import tallies, telemetry
 
 _log = logging.getLogger("trama.telemetry")
 
@@ -78,6 +81,17 @@ def database_collector() -> DatabaseCollector:
     return _collector
 
 
+_installed = False
+
+
+def install() -> None:
+    """Register the /metrics collector on the default registry (AppConfig.ready, once per process)."""
+    global _installed
+    if not _installed:
+        REGISTRY.register(database_collector())
+        _installed = True
+
+
 def export(request: HttpRequest) -> HttpResponse:
     """GET /metrics: this process's registry, or under gunicorn every worker's.
 
@@ -101,6 +115,7 @@ def query_snapshot() -> dict:
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL statement_timeout = {_QUERY_TIMEOUT_MS}")
         snap = {"totals": tallies.snapshot(), "timers": _timer_counts(), "queue": _queue_depth()}
+        snap["processes"] = _process_health()
     return snap | {"seconds": time.monotonic() - began}
 
 
@@ -119,6 +134,21 @@ def _timer_counts() -> dict:
     return {"pending": {r["status"]: r["n"] for r in pending}, "due": due["n"], "lateness": lateness.total_seconds()}
 
 
+def _process_health() -> list[tuple[str, str, dict]]:
+    """(process, role, values) of every worker process and timer loop that reported lately (executions/heartbeat.py).
+
+    A process silent for three intervals is gone (its series end); rows a day old are deleted.
+    """
+    from django.db.models.functions import Now
+
+    from executions.models import WorkerHeartbeat
+
+    interval = timedelta(seconds=settings.TRAMA_HEARTBEAT_SECONDS)
+    WorkerHeartbeat.objects.filter(updated_at__lt=Now() - timedelta(days=1)).delete()
+    live = WorkerHeartbeat.objects.filter(updated_at__gte=Now() - 3 * interval).order_by("process")
+    return list(live.values_list("process", "role", "values"))
+
+
 def _queue_depth() -> int:
     from django_q.brokers import get_broker
 
@@ -132,6 +162,7 @@ def _families(snap: dict | None, up: bool, age: float) -> list:
     fams += _execution_families(totals["executions"], totals["active"], branches=True)
     fams += _step_families(totals["steps"])
     fams += _timer_families(snap["timers"] if snap else None, snap["queue"] if snap else 0)
+    fams += _process_families(snap["processes"] if snap else [])
     fams.append(GaugeMetricFamily("trama_metrics_db_up", "1 if the last metrics query succeeded.", value=int(up)))
     fams.append(
         GaugeMetricFamily(
@@ -218,6 +249,48 @@ def _step_families(rows: dict) -> list:
     for labels, hist in sorted(merged.items()):
         latency.add_metric(list(labels), _buckets(tallies.STEP_BUCKETS, hist), sum_value=hist["sum"])
     return [steps, failures, retries, compensations, callbacks, latency]
+
+
+# Worker-health families: (name, help, where in a heartbeat's values, type).
+_PROCESS_SERIES = (
+    ("trama_worker_executions_in_flight", "Executions a worker process is advancing.", ("gauges", "in_flight")),
+    ("trama_worker_capacity", "Executions a worker process may advance at once.", ("gauges", "capacity")),
+    ("trama_fence_conflicts", "Writes lost to a newer claim of the execution.", ("counts", "fence_conflicts")),
+    ("trama_db_write_retries", "Engine writes retried after a database error.", ("counts", "db_write_retries")),
+    ("trama_leases_lapsed", "Executions found with a lapsed lease, taken over.", ("counts", "leases_lapsed")),
+    ("trama_timer_enqueued", "Executions the timer loop enqueued.", ("counts", "timer_enqueued")),
+    (
+        "trama_timer_lag_seconds",
+        "How late the oldest row of the timer loop's last pass was.",
+        ("gauges", "timer_lag_seconds"),
+    ),
+)
+
+
+def _process_families(rows: list[tuple[str, str, dict]]) -> list:
+    """One series per live process (label ``process`` = host:pid), and how many of each role report."""
+    families = []
+    for name, doc, (section, key) in _PROCESS_SERIES:
+        family = (GaugeMetricFamily if section == "gauges" else CounterMetricFamily)(
+            name, doc, labels=["process", "role"]
+        )
+        for process, role, values in rows:
+            if key in values.get(section, {}):
+                family.add_metric([process, role], values[section][key])
+        families.append(family)
+    schedule = HistogramMetricFamily(
+        "trama_schedule_to_start_seconds", "Enqueued to claimed by a worker.", labels=["process", "role"]
+    )
+    reporting = GaugeMetricFamily("trama_processes_reporting", "Processes whose heartbeat is recent.", labels=["role"])
+    roles: dict[str, int] = {"worker": 0, "timer": 0}
+    for process, role, values in rows:
+        roles[role] = roles.get(role, 0) + 1
+        if role == "worker":
+            hist = values["schedule"]
+            schedule.add_metric([process, role], _buckets(telemetry.SCHEDULE_BUCKETS, hist), sum_value=hist["sum"])
+    for role, n in sorted(roles.items()):
+        reporting.add_metric([role], n)
+    return [*families, schedule, reporting]
 
 
 def _buckets(bounds: tuple[float, ...], values: dict) -> list[tuple[str, float]]:

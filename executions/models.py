@@ -164,3 +164,20 @@ class MetricTally(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class WorkerHeartbeat(models.Model):
+    """The health a worker process or timer loop last reported (executions/heartbeat.py).
+
+    ``values`` holds its counters, gauges and schedule-to-start histogram as
+    executions.telemetry.ProcessStats snapshots them; /metrics shows the rows
+    written within three heartbeat intervals, one series per process.
+    """
+
+    process = models.CharField(max_length=200, primary_key=True, help_text="host:pid")
+    role = models.CharField(max_length=20)
+    values = models.JSONField(default=dict)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.process}"

@@ -90,9 +90,7 @@ def _fold_limit(watermark: datetime | None, chunk: int) -> datetime | None:
     """How far this fold goes: the settle limit, or sooner if ``chunk`` steps come first."""
     limit = _db_now() - timedelta(seconds=settings.TRAMA_METRICS_SETTLE_SECONDS)
     chunk_end = (
-        _after(Step.objects, watermark)
-        .order_by("finished_at")
-        .values_list("finished_at", flat=True)[chunk : chunk + 1]
+        _after(Step.objects, watermark).order_by("finished_at").values_list("finished_at", flat=True)[chunk : chunk + 1]
     )
     upto = min([limit, *chunk_end])
     return upto if watermark is None or upto > watermark else None

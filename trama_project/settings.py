@@ -244,6 +244,8 @@ TRAMA_CALLBACK_GRACE_SECONDS = env_int("TRAMA_CALLBACK_GRACE_SECONDS", 3600, min
 TRAMA_METRICS_CACHE_SECONDS = env_float("TRAMA_METRICS_CACHE_SECONDS", 5.0, minimum=0.0)
 # Finished rows older than this are folded into /metrics' running totals (executions/tallies.py): longer
 # than a write can take to commit after its step closed; the newer rows are read on every scrape.
+# Worker processes and timer loops write their health (executions/heartbeat.py) this often.
+TRAMA_HEARTBEAT_SECONDS = env_float("TRAMA_HEARTBEAT_SECONDS", 5.0, minimum=0.05)
 TRAMA_METRICS_SETTLE_SECONDS = env_float("TRAMA_METRICS_SETTLE_SECONDS", 60.0, minimum=0.0)
 
 # --- Production hardening (manage.py check --deploy) ----------------------------
