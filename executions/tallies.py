@@ -45,6 +45,7 @@ STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 EXECUTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0)
 INLINE = "(inline)"
 FOLD_CHUNK = 250_000  # steps per fold: ~0.3 s of aggregation, whatever the backlog
+FOLD_EVERY = timedelta(seconds=10)  # a scrape between two folds only reads the totals and the recent rows
 _WATERMARK = json.dumps(["watermark"])
 _FOLD_LOCK = 0x7472616D61  # "trama": one folder at a time across web processes
 
@@ -64,8 +65,11 @@ def snapshot() -> dict:
     return {"steps": steps, "executions": executions, "active": _active_counts(), "watermark": watermark}
 
 
-def fold(chunk: int = FOLD_CHUNK) -> None:
-    """Add the settled rows after the watermark (at most ``chunk`` steps) to the totals (PostgreSQL only)."""
+def fold(chunk: int = FOLD_CHUNK, every: timedelta = FOLD_EVERY) -> None:
+    """Add the settled rows after the watermark (at most ``chunk`` steps) to the totals (PostgreSQL only).
+
+    Nothing is done when the last fold reached within ``every`` of the settle limit.
+    """
     if connection.vendor != "postgresql":
         return  # SQLite (one machine, small history): every scrape reads all rows after the null watermark
     with transaction.atomic(), connection.cursor() as cursor:
@@ -73,7 +77,7 @@ def fold(chunk: int = FOLD_CHUNK) -> None:
         if not cursor.fetchone()[0]:
             return  # another web process is folding; this scrape reads the totals as they are
         tallies, watermark = _read_tallies()
-        upto = _fold_limit(watermark, chunk)
+        upto = _fold_limit(watermark, chunk, every)
         if upto is None:
             return
         window = {"finished_at__lte": upto}
@@ -86,9 +90,11 @@ def fold(chunk: int = FOLD_CHUNK) -> None:
         _save(tallies, {(family, key) for family, key, _values in added}, upto)
 
 
-def _fold_limit(watermark: datetime | None, chunk: int) -> datetime | None:
+def _fold_limit(watermark: datetime | None, chunk: int, every: timedelta) -> datetime | None:
     """How far this fold goes: the settle limit, or sooner if ``chunk`` steps come first."""
     limit = _db_now() - timedelta(seconds=settings.TRAMA_METRICS_SETTLE_SECONDS)
+    if watermark is not None and limit - watermark < every:
+        return None  # folded a moment ago: leave the few rows since to the scrape's read of the recent rows
     chunk_end = (
         _after(Step.objects, watermark).order_by("finished_at").values_list("finished_at", flat=True)[chunk : chunk + 1]
     )
@@ -100,6 +106,11 @@ def _db_now() -> datetime:
     with connection.cursor() as cursor:
         cursor.execute("SELECT CURRENT_TIMESTAMP")
         return cursor.fetchone()[0]
+
+
+def snapshot_watermark() -> datetime | None:
+    """Up to which ``finished_at`` the running totals go (None: nothing folded yet)."""
+    return _read_tallies()[1]
 
 
 def _read_tallies() -> tuple[dict, datetime | None]:

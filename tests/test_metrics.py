@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Max
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -224,10 +224,14 @@ def test_settled_rows_are_folded_in_without_changing_a_counter_and_pruning_lower
     # Three more, folded two steps at a time by successive scrapes: the counters never move meanwhile.
     ids += [drive(start_execution(definition, {})[0]).pk for _ in range(3)]
     expected = scrape()
+    watermarks = [tallies.snapshot_watermark()]
     for _ in range(4):
         with transaction.atomic():
-            tallies.fold(chunk=2)
+            tallies.fold(chunk=2, every=timedelta(0))
+        watermarks.append(tallies.snapshot_watermark())
         assert _trama_counters(scrape()) == _trama_counters(expected)
+    assert len(set(watermarks)) >= 3  # two steps at a time: the 6 new steps took several folds
+    assert watermarks[-1] >= Step.objects.aggregate(last=Max("finished_at"))["last"]
     assert total(expected, "trama_steps_total", definition="folded") == 12
     assert total(before, "trama_steps_total", definition="folded") == 6
     # Pruning the history takes rows away, not counts.
