@@ -26,13 +26,20 @@ from tests.test_web_process import samples, start_web
 pytestmark = pytest.mark.workers
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
+METRICS_DOC = DASHBOARD.parent / "metrics.md"
 # Words of PromQL that are not metric names (functions and aggregations are told by the "(" after them).
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless"}
+KEYWORDS |= {"inf", "nan"}
 
 
 def expressions() -> list[tuple[str, str]]:
+    """(where, PromQL) of every dashboard target and every alert docs/metrics.md proposes."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+    exprs = [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+    alerts = METRICS_DOC.read_text().split("## Alerts to start from", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in alerts.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) >= 5, "the alert table of docs/metrics.md"
+    return exprs + [(f"alert {row[0][2:]}", row[1].split("`")[1]) for row in rows]
 
 
 def parse(expr: str) -> tuple[set[str], set[str]]:
