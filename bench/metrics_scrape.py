@@ -21,6 +21,7 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,7 +44,7 @@ def fill(executions: int) -> None:
         spec = {"name": name, "kind": "graph", "start": "n1", "nodes": nodes}
         stored = Definition.objects.create(name=name, version=1, kind="graph", source=spec, spec=spec, digest=name)
         ids.append(stored.pk)
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, without_secondary_indexes(cursor):
         cursor.execute(
             """
             INSERT INTO executions_execution (id, definition_id, branch, status, input, state, fence,
@@ -68,7 +69,27 @@ def fill(executions: int) -> None:
             """,
             {"k": STEPS_PER_EXECUTION},
         )
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE executions_execution; ANALYZE executions_step")
+
+
+@contextmanager
+def without_secondary_indexes(cursor):
+    """A bulk load: no foreign-key checks, and the plain indexes built once at the end, not row by row."""
+    tables = ("executions_execution", "executions_step")
+    cursor.execute(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+        [list(tables)],
+    )
+    indexes = cursor.fetchall()
+    for name, _ in indexes:
+        cursor.execute(f'DROP INDEX "{name}"')
+    cursor.execute("SET session_replication_role = replica")  # skips the foreign-key triggers (superuser)
+    yield
+    cursor.execute("SET session_replication_role = DEFAULT")
+    for _, definition in indexes:
+        cursor.execute(definition)
 
 
 def fresh_rows(steps: int) -> None:
