@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, fresh_database, loadavg, machine_line, setup_django
+from bench.common import PG, emit, fresh_database, loadavg, machine_line, setup_django
 
 STEPS_PER_EXECUTION = 4
 DEFINITIONS = ("orders", "refunds", "signup", "billing", "shipping")
@@ -123,12 +123,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000_000)
     parser.add_argument("--fresh", type=int, default=48_000, help="steps finished within the settle window")
     parser.add_argument("--database", default="trama_bench_metrics")
+    parser.add_argument("--reuse", action="store_true", help="keep the rows of an earlier run, fold them again")
     args = parser.parse_args()
-    setup_django(fresh_database(args.database), TRAMA_METRICS_CACHE_SECONDS="0")
+    url = f"{PG}/{args.database}" if args.reuse else fresh_database(args.database)
+    setup_django(url, TRAMA_METRICS_CACHE_SECONDS="0")
     print(machine_line(), flush=True)
 
+    from executions.models import MetricTally, Step
+
     began = time.monotonic()
-    fill(args.steps // STEPS_PER_EXECUTION)
+    if args.reuse:
+        MetricTally.objects.all().delete()
+        Step.objects.filter(seq__gt=100).delete()  # an earlier run's fresh rows
+    else:
+        fill(args.steps // STEPS_PER_EXECUTION)
     print(f"filled {args.steps} steps in {time.monotonic() - began:.0f} s (load {loadavg():.1f})", flush=True)
 
     catch_up = [timed_scrape()]

@@ -110,6 +110,7 @@ def export(request: HttpRequest) -> HttpResponse:
 def query_snapshot() -> dict:
     """Every database-derived value, in one transaction (statement timeout on PostgreSQL)."""
     began = time.monotonic()
+    tallies.catch_up()  # its own transactions: what it folds stays folded whatever happens below
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -172,6 +173,14 @@ def _families(snap: dict | None, up: bool, age: float) -> list:
         )
     )
     fams.append(GaugeMetricFamily("trama_metrics_age_seconds", "Age of the values served (cache).", value=age))
+    backlog = totals.get("backlog", 0.0)
+    fams.append(
+        GaugeMetricFamily(
+            "trama_metrics_backlog_seconds",
+            "History not folded into the totals yet, in seconds of finish times (after an upgrade).",
+            value=backlog,
+        )
+    )
     return fams
 
 

@@ -29,10 +29,12 @@ definitions' nodes, never with executions or inline definitions.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, Q, Sum, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform
 
@@ -46,60 +48,93 @@ EXECUTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.
 INLINE = "(inline)"
 FOLD_CHUNK = 250_000  # steps per fold: ~0.3 s of aggregation, whatever the backlog
 FOLD_EVERY = timedelta(seconds=10)  # a scrape between two folds only reads the totals and the recent rows
+FOLD_BUDGET_S = 2.0  # a scrape folds chunks for up to this long: a backlog of minutes is gone in one scrape
+FOLD_TIMEOUT_MS = 20_000  # one chunk's statements, even on a loaded database
+# Totals further behind than this (beyond the settle window) are served without the rows after them.
+CATCHING_UP = timedelta(minutes=10)
 _WATERMARK = json.dumps(["watermark"])
+_log = logging.getLogger("trama.telemetry")
 _FOLD_LOCK = 0x7472616D61  # "trama": one folder at a time across web processes
 
 
 def snapshot() -> dict:
     """Totals plus the rows after the watermark: ``{"steps": {key: values}, "executions": {...}, "active": ...}``.
 
-    Call inside a transaction (metrics.query_snapshot sets its statement timeout).
+    Call inside a transaction (metrics.query_snapshot sets its statement timeout), after ``catch_up``.
+    While the totals are far behind (the first scrapes after an upgrade), the rows after the
+    watermark are too many to read on every scrape: the totals alone are served, lower than the
+    truth but never decreasing, and ``backlog`` says how far behind they are.
     """
-    fold()
     tallies, watermark = _read_tallies()
     steps, executions = tallies.get("step", {}), tallies.get("execution", {})
-    for key, values in _step_rows(_after(Step.objects, watermark)):
-        merge(steps, key, values)
-    for key, values in _execution_rows(_after(Execution.objects, watermark)):
-        merge(executions, key, values)
-    return {"steps": steps, "executions": executions, "active": _active_counts(), "watermark": watermark}
+    backlog = _backlog(watermark)
+    if backlog <= CATCHING_UP.total_seconds():
+        for key, values in _step_rows(_after(Step.objects, watermark)):
+            merge(steps, key, values)
+        for key, values in _execution_rows(_after(Execution.objects, watermark)):
+            merge(executions, key, values)
+    active = _active_counts()
+    return {"steps": steps, "executions": executions, "active": active, "backlog": backlog}
 
 
-def fold(chunk: int = FOLD_CHUNK, every: timedelta = FOLD_EVERY) -> None:
+def _backlog(watermark: datetime | None) -> float:
+    """Seconds of settled rows not folded in yet (0 on SQLite, which reads every row)."""
+    if connection.vendor != "postgresql":
+        return 0.0
+    if watermark is None:
+        return float("inf")
+    settled = _db_now() - timedelta(seconds=settings.TRAMA_METRICS_SETTLE_SECONDS)
+    return max((settled - watermark).total_seconds(), 0.0)
+
+
+def catch_up(budget_s: float = FOLD_BUDGET_S) -> None:
+    """Fold chunk after chunk for up to ``budget_s``; each fold commits on its own, so progress is kept
+    whatever happens to the scrape after. A fold that fails is logged, and the next scrape retries it."""
+    deadline = time.monotonic() + budget_s
+    try:
+        while fold() and time.monotonic() < deadline:
+            pass
+    except DatabaseError as exc:
+        _log.warning("metrics: folding the history into the totals failed: %s", exc)
+
+
+def fold(chunk: int = FOLD_CHUNK, every: timedelta = FOLD_EVERY) -> bool:
     """Add the settled rows after the watermark (at most ``chunk`` steps) to the totals (PostgreSQL only).
 
-    Nothing is done when the last fold reached within ``every`` of the settle limit.
+    Nothing is done when the last fold reached within ``every`` of the settle limit. True if the
+    chunk ran out before the settle limit: there is more to fold.
     """
     if connection.vendor != "postgresql":
-        return  # SQLite (one machine, small history): every scrape reads all rows after the null watermark
+        return False  # SQLite (one machine, small history): every scrape reads all rows after the null watermark
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL statement_timeout = {FOLD_TIMEOUT_MS}")
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_FOLD_LOCK])
         if not cursor.fetchone()[0]:
-            return  # another web process is folding; this scrape reads the totals as they are
+            return False  # another web process is folding; this scrape reads the totals as they are
         tallies, watermark = _read_tallies()
-        upto = _fold_limit(watermark, chunk, every)
+        upto, more = _fold_limit(watermark, chunk, every)
         if upto is None:
-            return
-        window = {"finished_at__lte": upto}
-        added = [("step", k, v) for k, v in _step_rows(_after(Step.objects, watermark).filter(**window))]
-        added += [
-            ("execution", k, v) for k, v in _execution_rows(_after(Execution.objects, watermark).filter(**window))
-        ]
+            return False
+        steps = _after(Step.objects, watermark).filter(finished_at__lte=upto)
+        executions = _after(Execution.objects, watermark).filter(finished_at__lte=upto)
+        added = [("step", k, v) for k, v in _step_rows(steps)]
+        added += [("execution", k, v) for k, v in _execution_rows(executions)]
         for family, key, values in added:
             merge(tallies.setdefault(family, {}), key, values)
         _save(tallies, {(family, key) for family, key, _values in added}, upto)
+        return more
 
 
-def _fold_limit(watermark: datetime | None, chunk: int, every: timedelta) -> datetime | None:
-    """How far this fold goes: the settle limit, or sooner if ``chunk`` steps come first."""
+def _fold_limit(watermark: datetime | None, chunk: int, every: timedelta) -> tuple[datetime | None, bool]:
+    """How far this fold goes: the settle limit, or sooner (more to fold) if ``chunk`` steps come first."""
     limit = _db_now() - timedelta(seconds=settings.TRAMA_METRICS_SETTLE_SECONDS)
     if watermark is not None and limit - watermark < every:
-        return None  # folded a moment ago: leave the few rows since to the scrape's read of the recent rows
+        return None, False  # folded a moment ago: leave the few rows since to the scrape's read of the recent rows
     chunk_end = (
         _after(Step.objects, watermark).order_by("finished_at").values_list("finished_at", flat=True)[chunk : chunk + 1]
     )
     upto = min([limit, *chunk_end])
-    return upto if watermark is None or upto > watermark else None
+    return (upto if watermark is None or upto > watermark else None), upto < limit
 
 
 def _db_now() -> datetime:
