@@ -84,7 +84,7 @@ def definitions(url: str) -> dict:
 def script(service) -> None:
     from tests.support.service import Callback, Reply
 
-    service.default("POST", "/flaky", Reply(503))  # scripts below make most attempts succeed
+    service.default("POST", "/flaky", Reply(200))  # record() scripts some 503s and 404s
     service.default("POST", "/slow", Reply(200, delay_s=0.3))
     service.default("POST", "/pay", Reply(202, callback=Callback({"status": "succeeded"}, delay_s=1.0)))
 
@@ -102,8 +102,8 @@ def record(url: str, minutes: float, every: float, service, defs: dict) -> list[
         burst = 1 + int(3 * (1 + math.sin((now - began) / 40)))  # a slow wave of load
         for _ in range(burst):
             name = random.choices(list(weights), list(weights.values()))[0]
-            if random.random() < 0.7:
-                service.script("POST", "/flaky", Reply(200))
+            if name in ("orders", "fanout") and random.random() < 0.4:
+                service.script("POST", "/flaky", Reply(random.choice([503, 503, 404])))
             start_execution(defs[name], {})
         if random.random() < 0.1:
             urlopen_quiet(f"{url}/api/v1/callbacks/forged.token/")  # a rejected callback now and then
