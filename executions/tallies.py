@@ -203,6 +203,7 @@ def _failure_kind():
         When(failed & Q(response_status__isnull=False), then=Value("http_other")),
         When(failed & Q(detail__has_key="callback"), then=Value("callback")),
         When(failed & Q(node_type="fail"), then=Value("fail_node")),
+        When(failed & Q(node_type="parallel"), then=Value("branch")),
         When(failed, then=Value("expression")),
         default=Value(""),
         output_field=TextField(),
