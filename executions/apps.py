@@ -8,6 +8,7 @@ class ExecutionsConfig(AppConfig):
     name = "executions"
 
     def ready(self) -> None:
+        import executions.tasks  # noqa: F401  (its post_spawn receiver: a worker process reports from its start)
         from executions import metrics, tracing
 
         metrics.install()  # the trama_* /metrics collector
