@@ -8,9 +8,10 @@ class ExecutionsConfig(AppConfig):
     name = "executions"
 
     def ready(self) -> None:
-        from executions import telemetry, tracing
+        import executions.tasks  # noqa: F401  (its post_spawn receiver: a worker process reports from its start)
+        from executions import metrics, tracing
 
-        telemetry.install()  # the trama_* /metrics collector
+        metrics.install()  # the trama_* /metrics collector
         tracing.configure_from_env()  # the OpenTelemetry SDK, from OTEL_* (executions/tracing.py)
         os.register_at_fork(after_in_child=forget_inherited_connections)
 

@@ -37,6 +37,7 @@ from multiprocessing import util as multiprocessing_util
 from django.conf import settings
 from django.db import connections
 
+from executions import heartbeat
 from executions.services import advance_execution
 
 logger = logging.getLogger("trama.executions")
@@ -76,7 +77,7 @@ class InFlight:
         self._executor.shutdown(wait=True)
 
 
-DRAIN_PRIORITY = 20  # above executions.tracing.FLUSH_PRIORITY
+DRAIN_PRIORITY = 20  # above executions.tracing.FLUSH_PRIORITY (and the last heartbeat, DRAIN_PRIORITY - 1)
 _pool: InFlight | None = None
 _pool_pid: int | None = None
 _pool_lock = threading.Lock()
@@ -91,4 +92,15 @@ def in_flight() -> InFlight:
             # A django-q worker process ends with os._exit(), after multiprocessing's finalizers
             # (highest priority first) and before any atexit hook: drain there, then spans are flushed.
             multiprocessing_util.Finalize(_pool, _pool.drain, exitpriority=DRAIN_PRIORITY)
+            _report_health(_pool)
         return _pool
+
+
+def _report_health(pool: InFlight) -> None:
+    """This process's health on /metrics (executions/heartbeat.py), written last once the pool has drained."""
+
+    def gauges() -> dict:
+        return {"in_flight": pool.running, "capacity": pool.size}
+
+    heartbeat.start("worker", gauges)
+    multiprocessing_util.Finalize(pool, heartbeat.stop, args=("worker", gauges), exitpriority=DRAIN_PRIORITY - 1)

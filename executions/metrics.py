@@ -4,11 +4,15 @@ Executions, steps, retries, compensations, accepted callbacks, timers and the
 queue are read from the tables every worker writes, so the numbers add up
 across any number of worker processes and machines without a shared
 directory, survive restarts, and cannot drift from the history the API shows.
-The price is a few aggregate queries per scrape, bounded by a statement
-timeout and cached for TRAMA_METRICS_CACHE_SECONDS.
+The history is read through running totals (executions/tallies.py), so a
+scrape costs the recent rows, not all of them; the queries are bounded by a
+statement timeout and cached for TRAMA_METRICS_CACHE_SECONDS.
 
-Models are imported inside the functions: this module is imported from
-AppConfig.ready() and must not touch the ORM before the apps are loaded.
+Worker processes and timer loops report their health through the database as
+well (executions/heartbeat.py), one series per live process.
+
+This module is imported from AppConfig.ready(), once the models are loaded; it
+queries nothing before a scrape.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from executions import tallies, telemetry
+
 _log = logging.getLogger("trama.telemetry")
 
 
-# Step latency buckets (seconds): HTTP calls at the low end, async waits and sleeps at the top.
-STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 # A scrape must never hold the database: each query is cut off after this long (PostgreSQL).
 _QUERY_TIMEOUT_MS = 5000
 
@@ -50,7 +54,7 @@ class DatabaseCollector(Collector):
 
     def describe(self):
         # Called at registration: must not touch the database (it may not exist yet).
-        return _families(None, up=True, seconds=0.0)
+        return _families(None, up=True, age=0.0)
 
     def collect(self):
         with self._lock:
@@ -62,7 +66,8 @@ class DatabaseCollector(Collector):
                 except Exception as exc:  # a scrape must still show the HTTP metrics; the failure is a metric
                     _log.warning("metrics: database query failed: %s", exc)
                     up = False
-            return _families(self._snapshot, up=up, seconds=time.monotonic() - started)
+            age = time.monotonic() - self._taken_at if self._snapshot is not None else 0.0
+            return _families(self._snapshot, up=up, age=age)
 
 
 _collector: DatabaseCollector | None = None
@@ -74,6 +79,17 @@ def database_collector() -> DatabaseCollector:
     if _collector is None:
         _collector = DatabaseCollector()
     return _collector
+
+
+_installed = False
+
+
+def install() -> None:
+    """Register the /metrics collector on the default registry (AppConfig.ready, once per process)."""
+    global _installed
+    if not _installed:
+        REGISTRY.register(database_collector())
+        _installed = True
 
 
 def export(request: HttpRequest) -> HttpResponse:
@@ -93,48 +109,15 @@ def export(request: HttpRequest) -> HttpResponse:
 
 def query_snapshot() -> dict:
     """Every database-derived value, in one transaction (statement timeout on PostgreSQL)."""
+    began = time.monotonic()
+    tallies.catch_up()  # its own transactions: what it folds stays folded whatever happens below
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL statement_timeout = {_QUERY_TIMEOUT_MS}")
-        return {
-            "executions": _execution_counts(),
-            "steps": _step_counts(),
-            "timers": _timer_counts(),
-            "queue": _queue_depth(),
-        }
-
-
-def _execution_counts() -> list[dict]:
-    from django.db.models import Count
-
-    from executions.models import Execution
-
-    rows = Execution.objects.order_by().values("definition__name", "status").annotate(n=Count("id"))
-    return list(rows)
-
-
-def _step_counts() -> list[dict]:
-    """One pass over finished steps: counts, retries, accepted callbacks and latency buckets."""
-    from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
-
-    from executions.models import Step
-
-    buckets = {f"le{i}": Count("id", filter=Q(took__lte=timedelta(seconds=b))) for i, b in enumerate(STEP_BUCKETS)}
-    rows = (
-        Step.objects.filter(finished_at__isnull=False)
-        .alias(took=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
-        .order_by()
-        .values("node_type", "phase", "status")
-        .annotate(
-            n=Count("id"),
-            retries=Count("id", filter=Q(attempt__gt=1)),
-            callbacks=Count("id", filter=Q(detail__has_key="callback")),
-            took_sum=Sum("took"),
-            **buckets,
-        )
-    )
-    return list(rows)
+        snap = {"totals": tallies.snapshot(), "timers": _timer_counts(), "queue": _queue_depth()}
+        snap["processes"] = _process_health()
+    return snap | {"seconds": time.monotonic() - began}
 
 
 def _timer_counts() -> dict:
@@ -152,83 +135,179 @@ def _timer_counts() -> dict:
     return {"pending": {r["status"]: r["n"] for r in pending}, "due": due["n"], "lateness": lateness.total_seconds()}
 
 
+def _process_health() -> list[tuple[str, str, dict]]:
+    """(process, role, values) of every worker process and timer loop that reported lately (executions/heartbeat.py).
+
+    A process silent for three intervals is gone (its series end); rows a day old are deleted.
+    """
+    from django.db.models.functions import Now
+
+    from executions.models import WorkerHeartbeat
+
+    interval = timedelta(seconds=settings.TRAMA_HEARTBEAT_SECONDS)
+    WorkerHeartbeat.objects.filter(updated_at__lt=Now() - timedelta(days=1)).delete()
+    live = WorkerHeartbeat.objects.filter(updated_at__gte=Now() - 3 * interval).order_by("process")
+    return list(live.values_list("process", "role", "values"))
+
+
 def _queue_depth() -> int:
     from django_q.brokers import get_broker
 
     return get_broker().queue_size() or 0
 
 
-def _families(snap: dict | None, up: bool, seconds: float) -> list:
+def _families(snap: dict | None, up: bool, age: float) -> list:
     """Build every trama_* family from a snapshot (None: the empty families, for ``describe``)."""
-    fams = _execution_families(snap["executions"] if snap else [])
-    fams += _step_families(snap["steps"] if snap else [])
+    totals = snap["totals"] if snap else {"steps": {}, "executions": {}, "active": []}
+    fams = _execution_families(totals["executions"], totals["active"], branches=False)
+    fams += _execution_families(totals["executions"], totals["active"], branches=True)
+    fams += _step_families(totals["steps"])
     fams += _timer_families(snap["timers"] if snap else None, snap["queue"] if snap else 0)
+    fams += _process_families(snap["processes"] if snap else [])
     fams.append(GaugeMetricFamily("trama_metrics_db_up", "1 if the last metrics query succeeded.", value=int(up)))
-    fams.append(GaugeMetricFamily("trama_metrics_query_seconds", "Time spent collecting trama_*.", value=seconds))
+    fams.append(
+        GaugeMetricFamily(
+            "trama_metrics_query_seconds",
+            "How long the queries behind the values served took (not this scrape, which may be cached).",
+            value=snap["seconds"] if snap else 0.0,
+        )
+    )
+    fams.append(GaugeMetricFamily("trama_metrics_age_seconds", "Age of the values served (cache).", value=age))
+    backlog = totals.get("backlog", 0.0)
+    fams.append(
+        GaugeMetricFamily(
+            "trama_metrics_backlog_seconds",
+            "History not folded into the totals yet, in seconds of finish times (after an upgrade).",
+            value=backlog,
+        )
+    )
     return fams
 
 
-def _execution_families(rows: list[dict]) -> list:
-    from executions.models import ACTIVE_STATUSES, FINAL_STATUSES
+def _execution_families(finished_rows: dict, active_rows: list, branches: bool) -> list:
+    """Executions started on their own (``trama_executions_*``) or as parallel branches (``trama_branches_*``)."""
+    from executions.models import ACTIVE_STATUSES
 
-    started = CounterMetricFamily("trama_executions_started", "Executions started.", labels=["definition"])
+    what = "branches" if branches else "executions"
+    started = CounterMetricFamily(f"trama_{what}_started", f"{what.capitalize()} started.", labels=["definition"])
     finished = CounterMetricFamily(
-        "trama_executions_finished", "Executions that reached a final status.", labels=["definition", "status"]
+        f"trama_{what}_finished", f"{what.capitalize()} that reached a final status.", labels=["definition", "status"]
     )
-    active = GaugeMetricFamily("trama_executions_active", "Executions not final, by status.", labels=["status"])
+    active = GaugeMetricFamily(f"trama_{what}_active", f"{what.capitalize()} not final, by status.", labels=["status"])
     per_definition: dict[str, int] = {}
     per_active = dict.fromkeys(sorted(ACTIVE_STATUSES), 0)
-    for row in rows:
-        name, status, n = row["definition__name"], row["status"], row["n"]
-        per_definition[name] = per_definition.get(name, 0) + n
-        if status in FINAL_STATUSES:
-            finished.add_metric([name, status], n)
-        else:
+    for (name, status, is_branch), values in sorted(finished_rows.items()):
+        if is_branch == branches:
+            finished.add_metric([name, status], values["n"])
+            per_definition[name] = per_definition.get(name, 0) + values["n"]
+    for name, status, is_branch, n in active_rows:
+        if is_branch == branches:
+            per_definition[name] = per_definition.get(name, 0) + n
             per_active[status] = per_active.get(status, 0) + n
     for name, n in sorted(per_definition.items()):
         started.add_metric([name], n)
     for status, n in per_active.items():
         active.add_metric([status], n)
-    return [started, finished, active]
+    families = [started, finished, active]
+    if not branches:
+        families.append(_execution_latency(finished_rows))
+    return families
 
 
-def _step_families(rows: list[dict]) -> list:
-    steps = CounterMetricFamily("trama_steps", "Finished step attempts.", labels=["node_type", "phase", "outcome"])
-    retries = CounterMetricFamily("trama_retries", "Step attempts after the first.", labels=["node_type", "phase"])
+def _execution_latency(finished_rows: dict) -> HistogramMetricFamily:
+    latency = HistogramMetricFamily(
+        "trama_execution_duration_seconds",
+        "Created to final status, executions started on their own.",
+        labels=["definition", "status"],
+    )
+    for (name, status, is_branch), values in sorted(finished_rows.items()):
+        if not is_branch:
+            latency.add_metric([name, status], _buckets(tallies.EXECUTION_BUCKETS, values), sum_value=values["sum"])
+    return latency
+
+
+_NODE = ["definition", "node", "node_type", "phase"]
+
+
+def _step_families(rows: dict) -> list:
+    steps = CounterMetricFamily("trama_steps", "Finished step attempts.", labels=[*_NODE, "outcome"])
+    failures = CounterMetricFamily("trama_step_failures", "Failed step attempts, by kind.", labels=[*_NODE, "kind"])
+    retries = CounterMetricFamily("trama_retries", "Step attempts after the first.", labels=_NODE)
     compensations = CounterMetricFamily("trama_compensations", "Compensation attempts.", labels=["outcome"])
     callbacks = CounterMetricFamily("trama_callbacks_accepted", "Callbacks applied to a step.", labels=["outcome"])
-    latency = HistogramMetricFamily(
-        "trama_step_duration_seconds", "Step attempt duration.", labels=["node_type", "phase"]
-    )
+    latency = HistogramMetricFamily("trama_step_duration_seconds", "Step attempt duration.", labels=_NODE)
+    sums: dict[str, dict] = {"steps": {}, "failures": {}, "retries": {}, "compensations": {}, "callbacks": {}}
     merged: dict[tuple, dict] = {}
-    sums: dict[tuple, dict] = {"retries": {}, "compensations": {}, "callbacks": {}}
-    for row in rows:
-        kind, phase, outcome = row["node_type"], row["phase"], row["status"]
-        steps.add_metric([kind, phase, outcome], row["n"])
-        _add(sums["retries"], (kind, phase), row["retries"])
+    for (definition, node, kind, phase, outcome, failure), values in rows.items():
+        where = (definition, node, kind, phase)
+        _add(sums["steps"], (*where, outcome), values["n"])
+        if failure:
+            _add(sums["failures"], (*where, failure), values["n"])
+        _add(sums["retries"], where, values["retries"])
         if phase == "compensation":
-            _add(sums["compensations"], (outcome,), row["n"])
-        if row["callbacks"]:
-            _add(sums["callbacks"], (outcome,), row["callbacks"])
-        hist = merged.setdefault((kind, phase), {"n": 0, "sum": 0.0, "le": [0] * len(STEP_BUCKETS)})
-        hist["n"] += row["n"]
-        hist["sum"] += row["took_sum"].total_seconds() if row["took_sum"] else 0.0
-        hist["le"] = [a + row[f"le{i}"] for i, a in enumerate(hist["le"])]
-    for family, key in ((retries, "retries"), (compensations, "compensations"), (callbacks, "callbacks")):
+            _add(sums["compensations"], (outcome,), values["n"])
+        if values["callbacks"]:
+            _add(sums["callbacks"], (outcome,), values["callbacks"])
+        tallies.merge(merged, where, {k: values[k] for k in ("n", "sum", "le")})
+    for family, key in ((steps, "steps"), (failures, "failures"), (retries, "retries")):
         for labels, n in sorted(sums[key].items()):
             family.add_metric(list(labels), n)
-    for (kind, phase), hist in sorted(merged.items()):
-        buckets = [(_le(b), n) for b, n in zip(STEP_BUCKETS, hist["le"], strict=True)] + [("+Inf", hist["n"])]
-        latency.add_metric([kind, phase], buckets, sum_value=hist["sum"])
-    return [steps, retries, compensations, callbacks, latency]
+    for family, key in ((compensations, "compensations"), (callbacks, "callbacks")):
+        for labels, n in sorted(sums[key].items()):
+            family.add_metric(list(labels), n)
+    for labels, hist in sorted(merged.items()):
+        latency.add_metric(list(labels), _buckets(tallies.STEP_BUCKETS, hist), sum_value=hist["sum"])
+    return [steps, failures, retries, compensations, callbacks, latency]
+
+
+# Worker-health families: (name, help, where in a heartbeat's values, type).
+_PROCESS_SERIES = (
+    ("trama_worker_executions_in_flight", "Executions a worker process is advancing.", ("gauges", "in_flight")),
+    ("trama_worker_capacity", "Executions a worker process may advance at once.", ("gauges", "capacity")),
+    ("trama_fence_conflicts", "Writes lost to a newer claim of the execution.", ("counts", "fence_conflicts")),
+    ("trama_db_write_retries", "Engine writes retried after a database error.", ("counts", "db_write_retries")),
+    ("trama_leases_lapsed", "Executions found with a lapsed lease, taken over.", ("counts", "leases_lapsed")),
+    ("trama_timer_enqueued", "Executions the timer loop enqueued.", ("counts", "timer_enqueued")),
+    (
+        "trama_timer_lag_seconds",
+        "How late the oldest row of the timer loop's last pass was.",
+        ("gauges", "timer_lag_seconds"),
+    ),
+)
+
+
+def _process_families(rows: list[tuple[str, str, dict]]) -> list:
+    """One series per live process (label ``process`` = host:pid), and how many of each role report."""
+    families = []
+    for name, doc, (section, key) in _PROCESS_SERIES:
+        family = (GaugeMetricFamily if section == "gauges" else CounterMetricFamily)(
+            name, doc, labels=["process", "role"]
+        )
+        for process, role, values in rows:
+            if key in values.get(section, {}):
+                family.add_metric([process, role], values[section][key])
+        families.append(family)
+    schedule = HistogramMetricFamily(
+        "trama_schedule_to_start_seconds", "Enqueued to claimed by a worker.", labels=["process", "role"]
+    )
+    reporting = GaugeMetricFamily("trama_processes_reporting", "Processes whose heartbeat is recent.", labels=["role"])
+    roles: dict[str, int] = {"worker": 0, "timer": 0}
+    for process, role, values in rows:
+        roles[role] = roles.get(role, 0) + 1
+        if role == "worker":
+            hist = values["schedule"]
+            schedule.add_metric([process, role], _buckets(telemetry.SCHEDULE_BUCKETS, hist), sum_value=hist["sum"])
+    for role, n in sorted(roles.items()):
+        reporting.add_metric([role], n)
+    return [*families, schedule, reporting]
+
+
+def _buckets(bounds: tuple[float, ...], values: dict) -> list[tuple[str, float]]:
+    return [(repr(float(b)), n) for b, n in zip(bounds, values["le"], strict=True)] + [("+Inf", values["n"])]
 
 
 def _add(totals: dict, key: tuple, n: int) -> None:
     totals[key] = totals.get(key, 0) + n
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
 
 
 def _timer_families(timers: dict | None, queue: int) -> list:

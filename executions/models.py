@@ -106,7 +106,9 @@ class Execution(models.Model):
             models.Index(
                 fields=["-created_at", "-id"], condition=Q(parent__isnull=True), name="execution_root_created"
             ),
-            # (A GIN index on input, PostgreSQL only, comes from migration 0006: SQLite has no GIN.)
+            # (A GIN index on input, PostgreSQL only, comes from migration 0007: SQLite has no GIN.)
+            # /metrics reads only the executions finished since its last fold (executions/tallies.py).
+            models.Index(fields=["finished_at"], condition=Q(finished_at__isnull=False), name="execution_finished"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -151,6 +153,8 @@ class Step(models.Model):
     class Meta:
         ordering = ["execution", "seq"]
         constraints = [models.UniqueConstraint(fields=["execution", "seq"], name="step_execution_seq_unique")]
+        # /metrics reads only the steps finished since its last fold (executions/tallies.py).
+        indexes = [models.Index(fields=["finished_at"], condition=Q(finished_at__isnull=False), name="step_finished")]
 
     def __str__(self) -> str:
         return f"{self.node_id}#{self.attempt} {self.phase} {self.status}"
@@ -187,3 +191,37 @@ class OperatorAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} by {self.actor} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class MetricTally(models.Model):
+    """Running totals behind the ``trama_*`` counters and histograms, folded in by /metrics.
+
+    ``key`` is a JSON list: the family and its labels, or ``["watermark"]``,
+    whose ``values`` say up to which ``finished_at`` steps and executions have
+    been added. A scrape adds the rows finished after the watermark to these
+    totals, so its cost follows the recent rows, not the whole history, and
+    pruning old rows no longer lowers the counters (executions/tallies.py).
+    """
+
+    key = models.CharField(max_length=400, primary_key=True)
+    values = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class WorkerHeartbeat(models.Model):
+    """The health a worker process or timer loop last reported (executions/heartbeat.py).
+
+    ``values`` holds its counters, gauges and schedule-to-start histogram as
+    executions.telemetry.ProcessStats snapshots them; /metrics shows the rows
+    written within three heartbeat intervals, one series per process.
+    """
+
+    process = models.CharField(max_length=200, primary_key=True, help_text="host:pid")
+    role = models.CharField(max_length=20)
+    values = models.JSONField(default=dict)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.process}"

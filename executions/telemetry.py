@@ -7,8 +7,10 @@ is off. Three parts:
 
 * Metrics: the ``trama_*`` families on ``/metrics`` are counted from the
   database at scrape time (executions/metrics.py), so every worker process on
-  every machine adds up; only rejected callbacks, which leave no row, are
-  counted here in the web process that answered them.
+  every machine adds up. What leaves no row is counted here: rejected
+  callbacks in the web process that answered them, and each worker's and
+  timer loop's health (``stats``), which executions/heartbeat.py writes to
+  the database every few seconds.
 * Spans: one trace per execution; each worker joins it through a remote parent
   derived from the execution's row: its UUID (the trace id) and ``trace_parent``,
   stored when the row is created (a caller's span, a branch's parent execution).
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 import uuid
 from contextvars import ContextVar
 from datetime import datetime
@@ -34,7 +38,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import Counter
 
 from executions import statelog
 
@@ -56,17 +60,65 @@ _REJECT_REASONS = {
     200: "duplicate",
 }
 
-_installed = False
+# --- Worker health (per process) ---------------------------------------------------------------
+# What a worker or the timer loop sees and no row records: how long an execution waited in the
+# queue, writes lost to a newer claim or retried after a database error, leases found lapsed.
+# executions/heartbeat.py writes these counts to the database every few seconds, so /metrics
+# shows every process on every machine (docs/metrics.md, "Worker health").
+
+# Enqueued -> claimed (seconds): a backlog-free queue answers in milliseconds.
+SCHEDULE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+WORKER_EVENTS = ("fence_conflicts", "db_write_retries", "leases_lapsed", "timer_enqueued")
 
 
-def install() -> None:
-    """Register the /metrics collector on the default registry (AppConfig.ready, once per process)."""
-    global _installed
-    if not _installed:
-        from executions.metrics import database_collector
+class ProcessStats:
+    """This process's worker-health counters, gauges and the schedule-to-start histogram."""
 
-        REGISTRY.register(database_collector())
-        _installed = True
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts = dict.fromkeys(WORKER_EVENTS, 0)
+        self.gauges: dict[str, float] = {}
+        self.schedule = {"n": 0, "sum": 0.0, "le": [0] * len(SCHEDULE_BUCKETS)}
+
+    def count(self, event: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[event] += n
+
+    def observe_schedule(self, seconds: float) -> None:
+        with self._lock:
+            self.schedule["n"] += 1
+            self.schedule["sum"] += seconds
+            self.schedule["le"] = [
+                c + (seconds <= b) for c, b in zip(self.schedule["le"], SCHEDULE_BUCKETS, strict=True)
+            ]
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"counts": dict(self.counts), "gauges": dict(self.gauges), "schedule": dict(self.schedule)}
+
+
+stats = ProcessStats()
+
+
+def _fresh_stats_after_fork() -> None:
+    global stats
+    stats = ProcessStats()  # a forked process starts from zero: its parent's counts are the parent's
+
+
+os.register_at_fork(after_in_child=_fresh_stats_after_fork)
+
+
+def worker_event(event: str, n: int = 1) -> None:
+    """Count a worker-health event (WORKER_EVENTS) in this process."""
+    stats.count(event, n)
+
+
+def timer_pass(enqueued: int, lapsed: int, lag_seconds: float) -> None:
+    """One timer-loop pass enqueued ``enqueued`` executions, ``lapsed`` of them held by a lease that ran out
+    (their worker died or stalled: another takes them over); the oldest had been due ``lag_seconds``."""
+    stats.count("timer_enqueued", enqueued)
+    stats.count("leases_lapsed", lapsed)
+    stats.gauges["timer_lag_seconds"] = lag_seconds
 
 
 # --- Traces -----------------------------------------------------------------------------------
@@ -345,8 +397,11 @@ def _ns(moment: datetime) -> int:
 def claimed(execution) -> None:
     """A worker claimed a PENDING execution (the claim's own UPDATE made it RUNNING, already committed).
 
-    No decision is written with it, so ``committed`` never sees this change.
+    No decision is written with it, so ``committed`` never sees this change. Every claim also
+    counts how long the execution waited since it was enqueued (both database clock).
     """
+    if execution.nudged_at is not None:
+        stats.observe_schedule(max((execution.db_now - execution.nudged_at).total_seconds(), 0.0))
     if (execution.state or {}).get("status") != "PENDING" or not statelog.logger.isEnabledFor(logging.INFO):
         return
     try:

@@ -95,7 +95,10 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int
 # takes one around each write and never holds one while its call is in flight, so connections stay
 # bounded (processes x TRAMA_DB_POOL_SIZE) whatever TRAMA_WORKER_CONCURRENCY is.
 TRAMA_DB_POOL_SIZE = env_int("TRAMA_DB_POOL_SIZE", 4, minimum=0)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# django-prometheus' wrapper of the same backend: django_db_* (queries, errors, new connections) on
+# /metrics. It subclasses Django's backend, so the pool and the options below apply unchanged.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace("django.db.", "django_prometheus.db.")
+if DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -249,6 +252,11 @@ TRAMA_CALLBACK_KEYS = env_list("TRAMA_CALLBACK_KEYS", []) or [SECRET_KEY]
 TRAMA_CALLBACK_GRACE_SECONDS = env_int("TRAMA_CALLBACK_GRACE_SECONDS", 3600, minimum=0)
 # /metrics counts trama_* from the database; scrapes this close to the last one reuse it (docs/metrics.md).
 TRAMA_METRICS_CACHE_SECONDS = env_float("TRAMA_METRICS_CACHE_SECONDS", 5.0, minimum=0.0)
+# Finished rows older than this are folded into /metrics' running totals (executions/tallies.py): longer
+# than a write can take to commit after its step closed; the newer rows are read on every scrape.
+# Worker processes and timer loops write their health (executions/heartbeat.py) this often.
+TRAMA_HEARTBEAT_SECONDS = env_float("TRAMA_HEARTBEAT_SECONDS", 5.0, minimum=0.05)
+TRAMA_METRICS_SETTLE_SECONDS = env_float("TRAMA_METRICS_SETTLE_SECONDS", 60.0, minimum=0.0)
 
 # --- Production hardening (manage.py check --deploy) ----------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

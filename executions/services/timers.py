@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from executions import telemetry
 from executions.models import Execution
 from executions.services.records import enqueue, queue_broker
 
@@ -26,19 +27,35 @@ def enqueue_due_executions(limit: int = 500) -> int:
     Several timer processes may run: SKIP LOCKED splits the rows.
     """
     with transaction.atomic():
-        due = Execution.objects.select_for_update(skip_locked=True).filter(due_at__lte=Now()).order_by("due_at")
-        ids = list(
-            due.filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=F("due_at"))).values_list("pk", flat=True)[:limit]
+        due = (
+            Execution.objects.select_for_update(skip_locked=True)
+            .filter(due_at__lte=Now())
+            .annotate(seen_at=Now())
+            .order_by("due_at")
         )
-        if not ids:
+        rows = list(due.filter(Q(nudged_at__isnull=True) | Q(nudged_at__lt=F("due_at"))).values_list(*_SEEN)[:limit])
+        if not rows:
             renudge = timedelta(seconds=settings.TRAMA_RENUDGE_SECONDS)
-            stale = list(due.filter(nudged_at__lt=Now() - renudge).values_list("pk", flat=True)[:limit])
-            ids = stale if stale and _queue_is_empty() else []
-        if not ids:
+            stale = list(due.filter(nudged_at__lt=Now() - renudge).values_list(*_SEEN)[:limit])
+            rows = stale if stale and _queue_is_empty() else []
+        if not rows:
+            telemetry.timer_pass(0, 0, 0.0)
             return 0
+        ids = [pk for pk, *_ in rows]
         Execution.objects.filter(pk__in=ids).update(nudged_at=Now())
         enqueue(*ids)
+    _report(rows)
     return len(ids)
+
+
+# What a pass reads of each due row: its id, and for the health metrics how late it is and whether
+# a worker's lease lapsed on it (that worker died or stalled; the next claim takes it over).
+_SEEN = ("pk", "due_at", "lease_until", "seen_at")
+
+
+def _report(rows: list[tuple]) -> None:
+    lag = max((seen_at - due_at).total_seconds() for _, due_at, _, seen_at in rows)  # database clock
+    telemetry.timer_pass(len(rows), sum(lease is not None for _, _, lease, _ in rows), max(lag, 0.0))
 
 
 def _queue_is_empty() -> bool:

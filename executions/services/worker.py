@@ -224,6 +224,7 @@ class _Run:
                     logger.error("database unreachable until the lease ended: %s", exc, extra=self._log_extra())
                     return False
                 logger.warning("database error, retrying the write: %s", exc, extra=self._log_extra())
+                telemetry.worker_event("db_write_retries")
                 connection.close()
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -252,6 +253,7 @@ class _Run:
         events = _inbox_events(*inbox[0]) if inbox else []
         if not events:
             logger.warning("lost the execution to another worker", extra=self._log_extra())
+            telemetry.worker_event("fence_conflicts")
             return False
         for event in events:
             decision = self._merge(decision, event)

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from executions import heartbeat
 from executions.services import enqueue_due_executions
 
 
@@ -25,6 +26,13 @@ class Command(BaseCommand):
         self._stopping = False
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        heartbeat.start("timer")
+        try:
+            self._loop(once)
+        finally:
+            heartbeat.stop("timer")
+
+    def _loop(self, once: bool) -> None:
         while not self._stopping:
             try:
                 count = enqueue_due_executions()

@@ -1,0 +1,78 @@
+"""Worker health on /metrics: every worker process and timer loop reports through the database."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from executions.models import Execution, WorkerHeartbeat
+from executions.services import start_execution
+from tests.engine_support import chain, sleep, store
+from tests.test_metrics import Samples, scrape, total, wait_final
+
+BEAT = 1.0  # long enough that a loaded machine does not miss three in a row
+
+
+@pytest.fixture
+def beating(settings):
+    settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]
+    settings.TRAMA_METRICS_CACHE_SECONDS = 0
+    settings.TRAMA_HEARTBEAT_SECONDS = BEAT  # /metrics counts a process live for three beats
+
+
+def scrape_until(check, timeout: float = 30.0) -> Samples:
+    """Scrape until ``check(samples)`` holds (heartbeats arrive every BEAT seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape()
+        try:
+            check(samples)
+            return samples
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(BEAT)
+
+
+@pytest.mark.workers
+def test_every_worker_process_and_the_timer_loop_report_their_health(service, worker_pool, beating):
+    env = {"TRAMA_HEARTBEAT_SECONDS": BEAT, "TRAMA_WORKER_CONCURRENCY": 4, "TRAMA_WORKERS": 1}
+    worker_pool.start_worker(**env)
+    worker_pool.start_worker(**env)
+    worker_pool.start_timers(TRAMA_HEARTBEAT_SECONDS=BEAT)
+    ids = [start_execution(store(chain(service.url, "a", "b"), "a", name="healthy"), {})[0].pk for _ in range(6)]
+    wait_final(ids)
+    # A worker that died holding an execution: its lease lapsed; the timer loop hands it to another.
+    napping = start_execution(store({"nap": sleep(600)}, "nap", name="nap"), {})[0]
+    scrape_until(lambda m: _is(Execution.objects.get(pk=napping.pk).status == "SLEEPING"))
+    past = timezone.now() - timedelta(seconds=1)
+    Execution.objects.filter(pk=napping.pk).update(lease_until=past, due_at=past, nudged_at=None)
+
+    def reported(m: Samples) -> None:
+        assert total(m, "trama_processes_reporting", role="worker") == 2
+        assert total(m, "trama_processes_reporting", role="timer") == 1
+        assert total(m, "trama_worker_capacity", role="worker") == 8
+        assert total(m, "trama_leases_lapsed_total", role="timer") == 1
+        # Every execution was claimed at least once, by one process or the other.
+        assert total(m, "trama_schedule_to_start_seconds_count", role="worker") >= len(ids) + 1
+
+    m = scrape_until(reported)
+    workers = {dict(k[1:])["process"] for k in m if k[0] == "trama_worker_capacity"}
+    assert len(workers) == 2 and workers <= set(WorkerHeartbeat.objects.values_list("process", flat=True))
+    assert total(m, "trama_worker_executions_in_flight", role="worker") >= 0
+    assert total(m, "trama_fence_conflicts_total", role="worker") == 0
+    assert total(m, "trama_db_write_retries_total", role="worker") == 0
+    assert total(m, "trama_timer_enqueued_total", role="timer") >= 1
+    assert 0 <= total(m, "trama_timer_lag_seconds", role="timer") < 60
+    inf = total(m, "trama_schedule_to_start_seconds_bucket", role="worker", le="+Inf")
+    assert inf == total(m, "trama_schedule_to_start_seconds_count", role="worker")
+
+    worker_pool.stop_all()  # a process that stops writes its last beat; after three beats it is gone
+    time.sleep(4 * BEAT)
+    gone = scrape()
+    assert total(gone, "trama_processes_reporting", role="worker") == 0
+
+
+def _is(condition: bool) -> None:
+    assert condition
