@@ -230,7 +230,7 @@ class _Simulation:
             return event  # a failed send is retried or fails the node; a timeout waits for the deadline
         self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
         body = mock.get("callback", {"status": "succeeded"})
-        outcome = callback_outcome(self.spec["nodes"][call.node], body)
+        outcome = callback_outcome(self.spec, call.node, body, self.payload)
         return machine.CallbackArrived(call.node, call.attempt, outcome, body)
 
     def _send(self, call: AnyCall, rendered: Rendered) -> Outcome:

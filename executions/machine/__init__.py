@@ -47,8 +47,10 @@ from executions.machine.model import (
     branch_state,
     copy_json,
     new_state,
+    render,
     template_data,
 )
+from executions.machine.original import callback_rule_data
 from executions.machine.queries import answer_pending, branch_finished, wait_deadline, waits_for
 
 __all__ = [
@@ -85,9 +87,11 @@ __all__ = [
     "backoff_seconds",
     "branch_finished",
     "branch_state",
+    "callback_rule_data",
     "copy_json",
     "decide",
     "new_state",
+    "render",
     "template_data",
     "wait_deadline",
     "waits_for",
