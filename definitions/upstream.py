@@ -64,6 +64,11 @@ RETRY_ON_EVERYTHING = ["network", "timeout", "1xx", "2xx", "3xx", "4xx", "5xx", 
 REQUEST_TIMEOUT_S = 30
 MAX_RETRIES = 99  # Trama's max_attempts (calls, 1-100) is the original's maxAttempts (retries) + 1
 NOT_SUPPORTED = "is not supported yet"
+# The data the original's rules read: switch cases (SwitchNodeHandler.kt), callback rules (CallbackReceiver.kt).
+# `input` reads nothing at run time either, but its dry run (cli/DryRunSimulator.kt) aliases it to the payload
+# and the definitions it ships use it: accepted.
+SWITCH_RULE_ROOTS = ("payload", "nodes", "step", "prev", "input")
+CALLBACK_RULE_ROOTS = ("input", "callback")
 MAX_DEPTH = 64  # as definitions.validation.MAX_DEPTH
 
 
@@ -428,6 +433,7 @@ def _callback(value: Any, node: dict, native: str, path: str, conv: Conversion) 
     rules = {}
     for key, native_key in (("successWhen", "success_when"), ("failureWhen", "failure_when")):
         if value.get(key) is not None:
+            _rule_roots(value[key], f"{path}.{key}", conv, CALLBACK_RULE_ROOTS, "CallbackReceiver.kt")
             rules[native_key] = value[key]  # read over {input, callback: {body}}, as CallbackReceiver.kt does
             conv.paths[f"{native}.callback.{native_key}"] = f"{path}.{key}"
     if rules:
@@ -467,6 +473,7 @@ def _case(case: Any, native: str, path: str, conv: Conversion) -> Any:
         if rule is _NOT_JSON:
             conv.add(f"{path}.when", "when must be a JSON Logic rule (an object, or a string holding one as JSON)")
             return converted
+    _rule_roots(rule, f"{path}.when", conv, SWITCH_RULE_ROOTS, "SwitchNodeHandler.kt")
     converted["when"] = rule  # read over the data SwitchNodeHandler.kt gives it (the spec's dialect says so)
     return converted
 
@@ -586,3 +593,23 @@ def _json_text(text: str) -> Any:
     except (ValueError, RecursionError):
         return _NOT_JSON
     return _NOT_JSON if nesting_depth(value, MAX_DEPTH) > MAX_DEPTH else value
+
+
+# --- JSON Logic rules: a variable outside the data the original gives them reads nothing there ----
+
+
+def _rule_roots(rule: Any, path: str, conv: Conversion, roots: tuple[str, ...], source: str) -> None:
+    """Refuse every ``{"var": name}`` of ``rule`` whose root the original's data lacks (it is always null
+    there, so the rule can only be a mistake)."""
+    if isinstance(rule, list):
+        for index, item in enumerate(rule):
+            _rule_roots(item, f"{path}[{index}]", conv, roots, source)
+    elif isinstance(rule, dict) and len(rule) == 1 and "var" in rule:
+        args = rule["var"]
+        name = args[0] if isinstance(args, list) and args else args
+        if isinstance(name, str) and name and name.split(".")[0] not in roots:
+            conv.add(f"{path}.var", f"rule variable {name!r} reads nothing in the original ({source} gives "
+                     f"its rules {', '.join(roots)})")  # fmt: skip
+    elif isinstance(rule, dict):
+        for key, item in rule.items():
+            _rule_roots(item, f"{path}.{key}", conv, roots, source)
