@@ -284,7 +284,8 @@ def test_body_must_name_exactly_one_definition_and_unknown_names_are_404(api):
     assert missing == "Definition 'orders' has no version 7; the latest is 1."
 
 
-def test_upstream_style_definitions_simulate_like_their_native_twin(api):
+def test_upstream_style_definitions_simulate_with_the_originals_templates(api):
+    """The body is the original's text, rendered by its rules (TemplateRenderer.kt): every value is text."""
     down = {"verb": "DELETE", "url": "http://svc.local/r"}
     upstream = {  # the original's v1 model (SagaDefinition.kt); see tests/test_upstream.py
         "name": "orders",
@@ -300,7 +301,7 @@ def test_upstream_style_definitions_simulate_like_their_native_twin(api):
         ],
     }
     answer = run(api, {"definition": upstream, "input": {"o": 5}})
-    assert answer["path"] == ["reserve", "ship"] and answer["steps"][0]["request"]["body"] == {"o": 5}
+    assert answer["path"] == ["reserve", "ship"] and answer["steps"][0]["request"]["body"] == '{"o":"5"}'
 
 
 def test_simulate_is_pure_and_deterministic_for_the_same_clock():
