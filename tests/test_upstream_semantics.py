@@ -12,6 +12,7 @@ import pytest
 
 from definitions.services import store_definition
 from executions.callbacks.services import receive_callback
+from executions.machine import original
 from executions.models import Execution
 from executions.services import TransitionRefused, retry_execution, start_execution
 from tests.engine_support import drive, history
@@ -191,12 +192,29 @@ def test_saga_identity_step_name_and_phase(service):
         {"name": "b", "up": call(f"{service.url}/b", text), "down": call(f"{service.url}/b-undo", text)},
     ]
     source = saga(name="ids") | {"version": "2024.1", "steps": steps}
+    source["onFailureCallback"] = call(f"{service.url}/failed", text)  # WorkflowExecutor.kt, executeCompensating
     execution = run(source)
     assert execution.status == "COMPENSATED"
+    assert bodies(service, "/failed") == [f"{execution.pk}|ids|2024.1|onFailureCallback|DOWN"]
     assert bodies(service, "/a") == [f"{execution.pk}|ids|2024.1|a|UP"]
     assert bodies(service, "/b") == [f"{execution.pk}|ids|2024.1|b|UP"]
     assert bodies(service, "/a-undo") == [f"{execution.pk}|ids|2024.1|a|DOWN"]
     assert bodies(service, "/b-undo") == []  # b never succeeded: nothing to undo
+
+
+def test_a_switch_shares_its_index_with_the_task_after_it():
+    """WorkflowExecutor.kt numbers a step by the tasks completed before it (completedNodes.size), so step.<index>
+    names the task that came after a switch, while steps lists both (TemplateContextBuilder.build)."""
+    state = {
+        "trail": ["a", "route", "b"],
+        "results": {"a": {"response": {"body": 1}}, "route": {"switch": {"target": "b"}}, "b": {"response": {}}},
+        "node": "c",
+        "phase": "forward",
+    }
+    context = original.template_context({"version": "v1"}, {}, {"id": "x", "definition": "d"}, state)
+    assert [(entry["index"], entry["name"]) for entry in context["steps"]] == [(0, "a"), (1, "route"), (1, "b")]
+    assert context["step"]["1"]["name"] == "b" and context["step"]["route"]["body"] == {"target": "b"}
+    assert context["prev"] == {"body": None} and (context["stepName"], context["phase"]) == ("c", "UP")
 
 
 # --- Switch: SwitchNodeHandler.kt ----------------------------------------------------------------
