@@ -238,3 +238,20 @@ def evaluate(rule: Any, data: Any) -> Any:
         raise RuleError(f"rule raised {type(exc).__name__}: {exc}") from exc
     finally:
         _METER.reset(token)
+
+
+def holds_as_original(rule: Any, data: Any) -> bool:
+    """A rule's truth as the original runtime judges it (JsonLogicEvaluator.evaluateBool in
+    saga/workflow/JsonLogicEvaluator.kt, for definitions in its format): a rule that raises is false,
+    a number is true unless 0, a string unless empty, null is false, and any list or object is true."""
+    try:
+        result = evaluate(rule, data)
+    except RuleError:
+        return False
+    if isinstance(result, bool):
+        return result
+    if isinstance(result, int | float):
+        return result != 0
+    if isinstance(result, str):
+        return result != ""
+    return result is not None

@@ -57,17 +57,19 @@ SUCCESS_BY_VERB = {
 }
 # TaskNodeHandler.kt: an async call is accepted with acceptedStatusCodes ?: setOf(202).
 ASYNC_ACCEPTED = [202]
-# WorkflowExecutor.kt retries every failed call (any status not in the success codes, or no answer).
-RETRY_ON_EVERYTHING = ["network", "timeout", "4xx", "5xx"]
+# WorkflowExecutor.kt retries every failed call (any status not in the success codes, or no answer),
+# and an async call whose callback never came (executeWaitingCallback).
+RETRY_ON_EVERYTHING = ["network", "timeout", "1xx", "2xx", "3xx", "4xx", "5xx", "callback_timeout"]
 # application.yaml, httpClient.requestTimeoutMillis: one timeout for every call.
 REQUEST_TIMEOUT_S = 30
 MAX_RETRIES = 99  # Trama's max_attempts (calls, 1-100) is the original's maxAttempts (retries) + 1
 NOT_SUPPORTED = "is not supported yet"
+# The data the original's rules read: switch cases (SwitchNodeHandler.kt), callback rules (CallbackReceiver.kt).
+# `input` reads nothing at run time either, but its dry run (cli/DryRunSimulator.kt) aliases it to the payload
+# and the definitions it ships use it: accepted.
+SWITCH_RULE_ROOTS = ("payload", "nodes", "step", "prev", "input")
+CALLBACK_RULE_ROOTS = ("input", "callback")
 MAX_DEPTH = 64  # as definitions.validation.MAX_DEPTH
-
-# Mustache tags: {{{x}}}, {{&x}}, {{#x}}, {{^x}}, {{/x}}, {{!x}}, {{>x}}, {{=x=}}, {{x}}.
-_MUSTACHE = re.compile(r"\{\{\{([^{}]*)\}\}\}|\{\{([&#^/!>=]?)([^{}]*)\}\}")
-_PATH = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 
 
 def is_upstream(source: Any) -> bool:
@@ -104,7 +106,6 @@ class Conversion:
     version: str = "v1"
     problems: list[dict] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
-    step_names: list[Any] = field(default_factory=list)
 
     def add(self, path: str, message: str) -> None:
         self.problems.append({"path": path, "message": message})
@@ -200,6 +201,9 @@ def convert(source: dict) -> Conversion:
     v2 = "nodes" in source or "entrypoint" in source
     conv = Conversion({"kind": "graph" if v2 else "saga"}, version="v2" if v2 else "v1")
     conv.source["defaults"] = {"request": {"timeout_s": REQUEST_TIMEOUT_S}}
+    # Its templates, switch and callback rules keep the original's meaning (docs/upstream.md).
+    version = source.get("version")
+    conv.source["dialect"] = {"name": f"trama-{conv.version}", "version": version if isinstance(version, str) else ""}
     conv.unknown_keys(source, "", V2_FIELDS if v2 else V1_FIELDS)
     conv.paths |= {"": "", "name": "name"}
     if "name" in source:
@@ -280,7 +284,6 @@ def _steps(source: dict, conv: Conversion) -> None:
     if not isinstance(steps, list):
         conv.add("steps", f"steps must be a list, got {type_name(steps)}")
         return
-    conv.step_names = [s.get("name") if isinstance(s, dict) else None for s in steps]
     conv.source["steps"] = [_step(step, f"steps[{i}]", conv) for i, step in enumerate(steps)]
 
 
@@ -430,7 +433,8 @@ def _callback(value: Any, node: dict, native: str, path: str, conv: Conversion) 
     rules = {}
     for key, native_key in (("successWhen", "success_when"), ("failureWhen", "failure_when")):
         if value.get(key) is not None:
-            rules[native_key] = _callback_rule(value[key], f"{path}.{key}", conv)
+            _rule_roots(value[key], f"{path}.{key}", conv, CALLBACK_RULE_ROOTS, "CallbackReceiver.kt")
+            rules[native_key] = value[key]  # read over {input, callback: {body}}, as CallbackReceiver.kt does
             conv.paths[f"{native}.callback.{native_key}"] = f"{path}.{key}"
     if rules:
         node["callback"] = rules
@@ -459,7 +463,7 @@ def _case(case: Any, native: str, path: str, conv: Conversion) -> Any:
     name = case.get("name")
     if name is not None and not isinstance(name, str):
         conv.add(f"{path}.name", f"name must be a string, got {type_name(name)}")
-    converted: dict[str, Any] = {}
+    converted: dict[str, Any] = {"name": name} if isinstance(name, str) else {}
     if not conv.required(case, path, "when", "target"):
         return converted
     converted["next"] = case["target"]
@@ -469,7 +473,8 @@ def _case(case: Any, native: str, path: str, conv: Conversion) -> Any:
         if rule is _NOT_JSON:
             conv.add(f"{path}.when", "when must be a JSON Logic rule (an object, or a string holding one as JSON)")
             return converted
-    converted["when"] = _rule_vars(rule, path + ".when", conv, _switch_var)
+    _rule_roots(rule, f"{path}.when", conv, SWITCH_RULE_ROOTS, "SwitchNodeHandler.kt")
+    converted["when"] = rule  # read over the data SwitchNodeHandler.kt gives it (the spec's dialect says so)
     return converted
 
 
@@ -505,7 +510,10 @@ def _template_text(value: Any) -> str:
 
 
 def _http_call(raw: Any, native: str, path: str, conv: Conversion) -> Any:
-    """An ``HttpCall`` (``up``, ``down``, ``action.request``, ``compensation``, completion callbacks)."""
+    """An ``HttpCall`` (``up``, ``down``, ``action.request``, ``compensation``, completion callbacks).
+
+    Its templates are kept as the author wrote them: the spec's ``dialect`` renders them as the original does.
+    """
     conv.paths[native] = path
     if _object(raw, path, conv) is None:
         return None
@@ -517,7 +525,7 @@ def _http_call(raw: Any, native: str, path: str, conv: Conversion) -> Any:
         url = _template_text(raw["url"])
         if not url.strip():
             conv.add(f"{path}.url", "url must not be blank")
-        request["url"] = _templates(url, f"{path}.url", conv)
+        request["url"] = url
     verb = raw.get("verb")
     if verb is None:
         conv.add(f"{path}.verb", "verb is required")
@@ -526,7 +534,7 @@ def _http_call(raw: Any, native: str, path: str, conv: Conversion) -> Any:
     else:
         request["method"] = verb
     conv.paths[f"{native}.method"] = f"{path}.verb"
-    _headers(raw, request, native, path, conv)
+    _headers(raw, request, path, conv)
     if raw.get("body") is not None:
         _body(raw["body"], request, native, path, conv)
     codes = raw.get("successStatusCodes")
@@ -550,7 +558,7 @@ def _status_codes(codes: Any, path: str, conv: Conversion) -> None:
             conv.add(f"{path}[{index}]", f"{_last_key(path)} contains invalid code: {code!r}")
 
 
-def _headers(raw: dict, request: dict, native: str, path: str, conv: Conversion) -> None:
+def _headers(raw: dict, request: dict, path: str, conv: Conversion) -> None:
     headers = raw.get("headers")
     if headers is None:
         return
@@ -562,26 +570,17 @@ def _headers(raw: dict, request: dict, native: str, path: str, conv: Conversion)
         text = _template_text(value)
         if conv.version == "v1" and (not key.strip() or not text.strip()):  # SagaDefinitionValidator.kt
             conv.add(f"{where}.{key}", "a header's name and value must not be blank")
-        request["headers"][key] = _templates(text, f"{where}.{key}", conv)
+        request["headers"][key] = text
 
 
 def _body(body: Any, request: dict, native: str, path: str, conv: Conversion) -> None:
-    """The body, as JSON. The original renders it as text; text that is JSON (or one reference) converts."""
-    where = f"{path}.body"
-    if isinstance(body, dict) and isinstance(body.get("value"), str):  # TemplateStringSerializer reads only it
-        body = body["value"]
-    if isinstance(body, str):
-        if not body.strip():
-            conv.add(where, "body must not be blank when provided")
-            return
-        if _whole_reference(body):
-            request["body"] = _templates(body, where, conv)
-            return
-        body = _json_text(body)
-        if body is _NOT_JSON:
-            conv.add(where, f"a body that is not JSON (text with templates, sent raw) {NOT_SUPPORTED}")
-            return
-    request["body"] = _templates(body, where, conv)
+    """The body as the original sends it: its text, rendered, sent raw (WorkflowExecutor.kt, TaskNodeHandler.kt)."""
+    text = _template_text(body)
+    if not text.strip():
+        conv.add(f"{path}.body", "body must not be blank when provided")
+        return
+    request["body"], request["body_format"] = text, "text"
+    conv.paths[f"{native}.body"] = f"{path}.body"
 
 
 _NOT_JSON = object()
@@ -596,128 +595,21 @@ def _json_text(text: str) -> Any:
     return _NOT_JSON if nesting_depth(value, MAX_DEPTH) > MAX_DEPTH else value
 
 
-def _whole_reference(text: str) -> bool:
-    match = _MUSTACHE.fullmatch(text.strip())
-    return match is not None and match.group(2) in (None, "", "&")
+# --- JSON Logic rules: a variable outside the data the original gives them reads nothing there ----
 
 
-# --- Templates: the original's Mustache references in Trama's terms ------------------------------
-
-
-def _templates(value: Any, path: str, conv: Conversion) -> Any:
-    """Rewrite the Mustache references in every string of ``value`` (see :func:`reference`)."""
-    if isinstance(value, dict):
-        return {key: _templates(item, f"{path}.{key}", conv) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_templates(item, f"{path}[{i}]", conv) for i, item in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def rewrite(match: re.Match) -> str:
-        if match.group(1) is None and match.group(2) not in ("", "&"):
-            conv.add(path, f"Mustache tag '{match.group(0)}' {NOT_SUPPORTED} (only {{{{name}}}} references are)")
-            return match.group(0)
-        name = (match.group(1) if match.group(1) is not None else match.group(3)).strip()
-        native, problem = reference(name, conv.step_names if conv.version == "v1" else None)
-        if problem:
-            conv.add(path, problem)
-            return match.group(0)
-        return "{{" + native + "}}"
-
-    return _MUSTACHE.sub(rewrite, value)
-
-
-def reference(name: str, step_names: list | None = None) -> tuple[str, str | None]:
-    """One Mustache reference of the original (TemplateRenderer.kt, TemplateContextBuilder; TaskNodeHandler.kt
-    adds ``runtime.callback``) as a Trama template path; ``(path, None)`` or ``(name, why not)``."""
-    if not _PATH.fullmatch(name):
-        return name, f"template reference {name!r} is not a dotted name"
-    parts = name.split(".")
-    root, rest = parts[0], parts[1:]
-    if root == "payload" or (root == "nodes" and len(parts) >= 4 and parts[2:4] == ["response", "body"]):
-        return name, None
-    if name == "sagaId":
-        return "execution.id", None
-    if name == "sagaName":
-        return "execution.definition", None
-    if name in ("runtime.callback.url", "runtime.callback.token"):
-        return "callback." + parts[-1], None
-    if root == "step" and len(rest) >= 2:
-        step, section = _step_name(rest[0], step_names), rest[1:]
-        if section[0] == "up" and len(section) >= 2 and section[1] == "body":
-            section = section[1:]
-        if step is not None and section[0] == "body":
-            return ".".join(["nodes", step, "response", *section]), None
-    if root == "nodes":
-        return (
-            name,
-            f"template reference {name!r} renders as empty text in the original (it has nodes.<id>.response.body)",
-        )
-    if root in ("sagaVersion", "stepName", "phase", "prev", "steps", "step", "runtime"):
-        return name, f"template reference {name!r} {NOT_SUPPORTED} (no Trama template reads the same value)"
-    return name, (
-        f"template reference {name!r} is not in the original's template context (it renders as empty text there); "
-        "references start with payload, nodes, step, sagaId or sagaName"
-    )
-
-
-def _step_name(key: str, step_names: list | None) -> str | None:
-    """``step.<index|name>``: a v1 index is the step at that position; in a graph only names are static."""
-    if key.isdigit():
-        if (
-            step_names is None
-            or len(key) > 6
-            or int(key) >= len(step_names)
-            or not isinstance(step_names[int(key)], str)
-        ):
-            return None
-        return step_names[int(key)]
-    return key
-
-
-# --- JSON Logic rules: the data the original gives them ------------------------------------------
-
-
-def _rule_vars(rule: Any, path: str, conv: Conversion, rename: Callable[[str], tuple[str, str | None]]) -> Any:
-    """``rule`` with every ``{"var": path}`` renamed; ``rename`` answers (new path, problem)."""
+def _rule_roots(rule: Any, path: str, conv: Conversion, roots: tuple[str, ...], source: str) -> None:
+    """Refuse every ``{"var": name}`` of ``rule`` whose root the original's data lacks (it is always null
+    there, so the rule can only be a mistake)."""
     if isinstance(rule, list):
-        return [_rule_vars(item, f"{path}[{i}]", conv, rename) for i, item in enumerate(rule)]
-    if not isinstance(rule, dict):
-        return rule
-    if len(rule) == 1 and "var" in rule:
+        for index, item in enumerate(rule):
+            _rule_roots(item, f"{path}[{index}]", conv, roots, source)
+    elif isinstance(rule, dict) and len(rule) == 1 and "var" in rule:
         args = rule["var"]
         name = args[0] if isinstance(args, list) and args else args
-        if isinstance(name, str):
-            native, problem = rename(name)
-            if problem:
-                conv.add(f"{path}.var", problem)
-            return {"var": [native, *args[1:]] if isinstance(args, list) else native}
-        return rule
-    return {key: _rule_vars(item, f"{path}.{key}", conv, rename) for key, item in rule.items()}
-
-
-def _switch_var(name: str) -> tuple[str, str | None]:
-    """SwitchNodeHandler.kt evaluates over {payload, nodes, step, prev}."""
-    root = name.split(".")[0]
-    if root == "step":
-        parts = name.split(".")
-        if len(parts) >= 3 and not parts[1].isdigit() and parts[2] == "body":
-            return ".".join(["nodes", parts[1], "response", *parts[2:]]), None
-    if root in ("step", "prev"):
-        return name, f"rule variable {name!r} {NOT_SUPPORTED} (use nodes.<id>.response.body)"
-    return name, None
-
-
-def _callback_var(name: str) -> tuple[str, str | None]:
-    """CallbackReceiver.kt evaluates successWhen / failureWhen over {input, callback: {body}}; Trama over the body."""
-    if name == "callback.body":
-        return "", None
-    if name.startswith("callback.body."):
-        return name[len("callback.body.") :], None
-    if name.split(".")[0] == "input":
-        return name, f"rule variable {name!r} {NOT_SUPPORTED} in callback rules (they read callback.body)"
-    return name, f"rule variable {name!r} reads nothing in the original (its callback rules see callback.body)"
-
-
-def _callback_rule(rule: Any, path: str, conv: Conversion) -> Any:
-    return _rule_vars(rule, path, conv, _callback_var)
+        if isinstance(name, str) and name and name.split(".")[0] not in roots:
+            conv.add(f"{path}.var", f"rule variable {name!r} reads nothing in the original ({source} gives "
+                     f"its rules {', '.join(roots)})")  # fmt: skip
+    elif isinstance(rule, dict):
+        for key, item in rule.items():
+            _rule_roots(item, f"{path}.{key}", conv, roots, source)

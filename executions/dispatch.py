@@ -232,16 +232,25 @@ def _wire(request: dict, trama_headers: dict[str, str]) -> _Wire:
     headers.update(telemetry.trace_headers())
     if url.auth:  # user:password@ in the URL is Basic authentication, as a browser or curl would send it
         headers["Authorization"] = "Basic " + b64encode(_latin1(unquote(url.auth), "the url's user:password")).decode()
-    body = None
-    if request.get("body") is not None:
-        try:
-            body = json.dumps(request["body"], allow_nan=False).encode()
-        except ValueError:
-            raise _Invalid("the body holds a number JSON cannot carry (NaN or Infinity)") from None
-        headers.setdefault("Content-Type", "application/json")
+    body = _body(request, headers)
     query = "&".join(part for part in (url.query, _encoded_query(request.get("query"))) if part)
     path = (url.path or "/") + (f"?{query}" if query else "")
     return _Wire(url.scheme or "", url.url, url.port, method, path, headers, body)
+
+
+def _body(request: dict, headers: HTTPHeaderDict) -> bytes | None:
+    """The rendered body as JSON, or (``body_format: "text"``) as the raw text it rendered to."""
+    if request.get("body") is None:
+        return None
+    if request.get("body_format") == "text":
+        # The original (Ktor's setBody(String)) sends text/plain unless the author set a Content-Type.
+        headers.setdefault("Content-Type", "text/plain; charset=UTF-8")
+        return str(request["body"]).encode()
+    headers.setdefault("Content-Type", "application/json")
+    try:
+        return json.dumps(request["body"], allow_nan=False).encode()
+    except ValueError:
+        raise _Invalid("the body holds a number JSON cannot carry (NaN or Infinity)") from None
 
 
 def _encoded_query(query: dict | None) -> str:

@@ -48,11 +48,11 @@ def render_call(
     A dry run passes ``machine.MASKED`` as ``secrets``: nothing it holds may carry a secret.
     """
     try:
-        wire = templating.render(call.request, machine.template_data(env, state, secrets, callback))
+        wire = machine.render(env, state, call.request, secrets, callback)
         if secrets is machine.MASKED:
             recorded = dict(wire)  # the same text: render once
         else:
-            recorded = templating.render(call.request, machine.template_data(env, state, machine.MASKED, callback))
+            recorded = machine.render(env, state, call.request, machine.MASKED, callback)
     except templating.TemplateError as exc:
         return machine.CallFailed(call.seq, "template", str(exc))
     recorded.pop("retry", None)

@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from definitions import templating
 from definitions.templating import references
 from executions import machine
 from executions.callback_tokens import callback_context
@@ -137,11 +138,11 @@ def mock_problems(spec: dict, mocks: Any) -> list[dict]:
         elif node["type"] not in CALL_TYPES:
             problems.append({"path": path, "message": f"node '{node_id}' is a {node['type']} node: it makes no call"})
         else:
-            problems += _one_mock_problems(mock, path, node, MOCK_FIELDS)
+            problems += _one_mock_problems(mock, path, node, MOCK_FIELDS, templating.is_original(spec.get("dialect")))
     return problems
 
 
-def _one_mock_problems(mock: Any, path: str, node: dict, allowed: set[str]) -> list[dict]:
+def _one_mock_problems(mock: Any, path: str, node: dict, allowed: set[str], original: bool = False) -> list[dict]:
     if not isinstance(mock, dict):
         return [{"path": path, "message": "a mock must be an object"}]
     problems = [{"path": f"{path}.{key}", "message": f"unknown field '{key}'"} for key in mock if key not in allowed]
@@ -155,7 +156,7 @@ def _one_mock_problems(mock: Any, path: str, node: dict, allowed: set[str]) -> l
     if "headers" in mock and not isinstance(mock["headers"], dict):
         problems.append({"path": f"{path}.headers", "message": "headers must be an object"})
     problems += _body_problems(mock, path)
-    problems += _callback_problems(mock, path, node)
+    problems += _callback_problems(mock, path, node, original)
     if "compensation" in mock:
         if not node.get("compensation"):
             problems.append({"path": f"{path}.compensation", "message": "the node has no compensation"})
@@ -181,7 +182,8 @@ def json_bytes(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
-def _callback_problems(mock: dict, path: str, node: dict) -> list[dict]:
+def _callback_problems(mock: dict, path: str, node: dict, original: bool) -> list[dict]:
+    """A callback body the receiver would refuse (``original``: the original's format, which takes any body)."""
     if "callback" not in mock:
         return []
     where, body = f"{path}.callback", mock["callback"]
@@ -189,6 +191,8 @@ def _callback_problems(mock: dict, path: str, node: dict) -> list[dict]:
         return [{"path": where, "message": "only async_task nodes receive callbacks"}]
     if not isinstance(body, dict):
         return [{"path": where, "message": "callback must be an object (the callback body)"}]
+    if original:
+        return []
     if body.get("status") == "running":
         return [{"path": where, "message": "a heartbeat ({'status': 'running'}) is not an outcome"}]
     problem = status_problem(node, body)
@@ -325,7 +329,7 @@ class _Simulation:
             return event  # a failed send is retried or fails the node; a timeout waits for the deadline
         self._apply(event)  # the service accepted: WAITING, acknowledged; the callback comes at once
         body = mock.get("callback", {**self.defaults.get((call.node, "callback"), {}), "status": "succeeded"})
-        outcome = callback_outcome(self.spec["nodes"][call.node], body)
+        outcome = callback_outcome(self.spec, call.node, body, self.payload)
         return machine.CallbackArrived(call.node, call.attempt, outcome, body)
 
     def _send(self, call: AnyCall, rendered: Rendered) -> Outcome:

@@ -299,7 +299,8 @@ def test_body_must_name_exactly_one_definition_and_unknown_names_are_404(api):
     assert missing == "Definition 'orders' has no version 7; the latest is 1."
 
 
-def test_upstream_style_definitions_simulate_like_their_native_twin(api):
+def test_upstream_style_definitions_simulate_with_the_originals_templates(api):
+    """The body is the original's text, rendered by its rules (TemplateRenderer.kt): every value is text."""
     down = {"verb": "DELETE", "url": "http://svc.local/r"}
     upstream = {  # the original's v1 model (SagaDefinition.kt); see tests/test_upstream.py
         "name": "orders",
@@ -315,7 +316,18 @@ def test_upstream_style_definitions_simulate_like_their_native_twin(api):
         ],
     }
     answer = run(api, {"definition": upstream, "input": {"o": 5}})
-    assert answer["path"] == ["reserve", "ship"] and answer["steps"][0]["request"]["body"] == {"o": 5}
+    assert answer["path"] == ["reserve", "ship"] and answer["steps"][0]["request"]["body"] == '{"o":"5"}'
+
+
+def test_an_upstream_style_callback_mock_may_say_anything(api):
+    """CallbackReceiver.kt: without rules every callback succeeds, so any mocked body is a valid outcome."""
+    node = {"kind": "task", "id": "pay", "action": {"mode": "async", "callback": {"timeoutMillis": 1000},
+            "request": {"verb": "POST", "url": "http://svc.local/pay"}}}  # fmt: skip
+    upstream = {"name": "pay", "version": "v1", "entrypoint": "pay", "nodes": [node],
+                "failureHandling": {"type": "retry", "maxAttempts": 0, "delayMillis": 0}}  # fmt: skip
+    mocks = {"pay": {"status": 202, "callback": {"status": "approved"}}}
+    answer = run(api, {"definition": upstream, "input": {}, "mocks": mocks})
+    assert answer["path"] == ["pay"] and answer["status"] == "SUCCEEDED"
 
 
 def test_simulate_is_pure_and_deterministic_for_the_same_clock():

@@ -8,6 +8,7 @@ the original's file whose behaviour it states.
 """
 
 import copy
+import json
 
 import pytest
 
@@ -304,11 +305,12 @@ RETRY_ONCE = {
     "backoff_s": 0.2,
     "multiplier": 1.0,
     "max_backoff_s": 0.2,
-    "retry_on": ["network", "timeout", "4xx", "5xx"],
+    "retry_on": ["network", "timeout", "1xx", "2xx", "3xx", "4xx", "5xx", "callback_timeout"],
 }
 
 
 def request(method, url, body=None, status=(200, 201, 202), headers=JSON, **extra):
+    """A converted request: a body is the original's text (its JSON text for an object), sent raw."""
     native = {
         "method": method,
         "url": url,
@@ -317,11 +319,14 @@ def request(method, url, body=None, status=(200, 201, 202), headers=JSON, **extr
         "timeout_s": 30.0,  # application.yaml, requestTimeoutMillis
         "success_status": list(status),
     }
-    return native | ({"body": body} if body is not None else {}) | extra
+    if body is not None:
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        native |= {"body": text, "body_format": "text"}
+    return native | extra
 
 
 def test_a_v1_saga_converts_to_this_spec():
-    """run_saga.py's shape: maxAttempts 1 is one retry (RetryPolicy.kt), step.0.up.body reads the first step."""
+    """run_saga.py's shape: maxAttempts 1 is one retry (RetryPolicy.kt); templates are kept as written."""
     source = saga_demo()
     for step in source["steps"]:
         for phase in ("up", "down"):
@@ -352,14 +357,14 @@ def test_a_v1_saga_converts_to_this_spec():
                 "next": None,
                 "request": request(
                     "POST",
-                    f"{SVC}/step/charge?phase=up&from={{{{nodes.reserve.response.body.step}}}}",
-                    {"prevStep": "{{nodes.reserve.response.body.step}}"},
+                    f"{SVC}/step/charge?phase=up&from={{{{step.0.up.body.step}}}}",
+                    {"prevStep": "{{step.0.up.body.step}}"},
                     headers=headers,
                 ),
                 "retry": RETRY_ONCE,
                 "compensation": request(
                     "POST",
-                    f"{SVC}/step/charge?phase=down&from={{{{nodes.reserve.response.body.step}}}}",
+                    f"{SVC}/step/charge?phase=down&from={{{{step.0.up.body.step}}}}",
                     {"compensate": "charge"},
                     headers=headers,
                     retry=RETRY_ONCE,
@@ -375,6 +380,7 @@ def test_a_v1_saga_converts_to_this_spec():
                 "POST", f"{SVC}/callback/failure", {"status": "failed"}, retry={**RETRY_ONCE, "max_attempts": 1}
             ),
         },
+        "dialect": {"name": "trama-v1", "version": "v1"},
     }
 
 
@@ -426,14 +432,14 @@ def test_a_v2_graph_converts_to_this_spec():
         "retry_on": RETRY_ONCE["retry_on"],
     }
     spec = validate_definition(source).spec
-    assert spec["nodes"]["route"]["cases"] == [
-        {"when": {"==": [{"var": "nodes.pay.response.body.ok"}, True]}, "next": "wait"}
-    ]
+    assert spec["nodes"]["route"]["cases"] == [{"when": {"==": [{"var": "step.pay.body.ok"}, True]}, "next": "wait"}]
     assert spec["nodes"]["route"]["default"] == "pay"
     pay = spec["nodes"]["pay"]
     assert pay["type"] == "async_task" and pay["timeout_s"] == 90.0 and pay["next"] == "wait"
-    assert pay["request"] == request("PUT", f"{SVC}/pay", {"cb": "{{callback.url}}"}, status=[202], headers={})
-    assert pay["callback"] == {"success_when": {"==": [{"var": "status"}, "ok"]}, "failure_when": None}
+    assert pay["request"] == request(
+        "PUT", f"{SVC}/pay", {"cb": "{{{runtime.callback.url}}}"}, status=[202], headers={}
+    )
+    assert pay["callback"] == {"success_when": {"==": [{"var": "callback.body.status"}, "ok"]}, "failure_when": None}
     assert pay["retry"] == retry
     compensation = request(
         "DELETE", f"{SVC}/pay/{{{{nodes.pay.response.body.id}}}}", status=[200, 202, 204], headers={}
@@ -442,6 +448,7 @@ def test_a_v2_graph_converts_to_this_spec():
     assert spec["nodes"]["wait"] == {"type": "sleep", "next": "read", "duration_s": 1.5, "until": None}
     assert spec["nodes"]["read"]["request"] == request("GET", f"{SVC}/read", status=[200, 404], headers={})
     assert spec["start"] == "route" and "notify" not in spec
+    assert spec["dialect"] == {"name": "trama-v2", "version": "7"}
 
 
 def errors(source):
@@ -511,12 +518,9 @@ def test_values_are_checked_by_the_normal_validation_and_reported_at_the_origina
 @pytest.mark.parametrize(
     ("change", "path", "message"),
     [
-        (lambda s: s["steps"][0]["up"].update(body="plain {{payload.x}} text"), "steps[0].up.body", "not JSON"),
-        (lambda s: s["steps"][0]["up"].update(body={"p": "{{prev.body.x}}"}), "steps[0].up.body.p", "'prev.body.x'"),
-        (lambda s: s["steps"][0]["up"].update(url=SVC + "/{{sagaVersion}}"), "steps[0].up.url", "'sagaVersion'"),
         (lambda s: s["steps"][0]["up"].update(url=SVC + "/{{#payload.a}}x{{/payload.a}}"), "steps[0].up.url", "tag"),
-        (lambda s: s["steps"][0]["up"].update(url=SVC + "/{{step.0.down.body.x}}"), "steps[0].up.url", "step.0.down"),
         (lambda s: s["steps"][0]["up"].update(url=SVC + "/{{secrets.KEY}}"), "steps[0].up.url", "renders as empty"),
+        (lambda s: s["steps"][0]["up"].update(body={"p": "{{input.x}}"}), "steps[0].up.body", "renders as empty"),
         (
             lambda s: s["steps"][0]["up"].update(url=SVC + "/{{nodes.reserve.response.status}}"),
             "steps[0].up.url",
@@ -530,6 +534,19 @@ def test_what_has_no_native_counterpart_yet_is_refused_by_name(change, path, mes
     found = errors(source)
     assert message in found.get(path, ""), found
     assert "not supported yet" in found[path] or "renders as empty" in found[path]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain {{payload.x}} text", '{"p": "{{prev.body.x}}"}', "{{sagaVersion}}/{{stepName}}/{{phase}}",
+     "{{steps.0.name}}", "{{step.0.down.body.x}}", "{{{runtime.callback.token}}} {{& sagaName}} {{! a comment}}"],
+)  # fmt: skip
+def test_every_root_of_the_originals_template_context_is_accepted(text):
+    """TemplateContextBuilder.build (TemplateRenderer.kt): the body is kept as the text the original renders."""
+    source = saga_demo()
+    source["steps"][0]["up"]["body"] = text
+    request = validate_definition(source).spec["nodes"]["reserve"]["request"]
+    assert request["body"] == text and request["body_format"] == "text"
 
 
 def test_success_codes_default_per_verb_as_in_the_original():
@@ -548,16 +565,17 @@ def test_bodies_and_template_strings():
     """TemplateStringSerializer: a string, {"value": string} or other JSON; run_square_chain.py: one-reference body."""
     spec = validate_definition(square_chain(2)).spec
     assert spec["nodes"]["square-1"]["request"]["body"] == "{{payload.initial_value}}"
-    assert spec["nodes"]["square-2"]["request"]["body"] == "{{nodes.square-1.response.body.result}}"
-    assert spec["notify"]["succeeded"]["body"]["sagaId"] == "{{execution.id}}"
+    assert spec["nodes"]["square-2"]["request"]["body"] == "{{step.0.up.body.result}}"
+    assert json.loads(spec["notify"]["succeeded"]["body"])["sagaId"] == "{{sagaId}}"
     spec = validate_definition(async_demo()).spec
-    assert spec["notify"]["succeeded"]["body"] == {"status": "ok", "orderId": "{{payload.orderId}}"}
+    assert spec["notify"]["succeeded"]["body"] == '{"status":"ok","orderId":"{{payload.orderId}}"}'
+    assert spec["notify"]["succeeded"]["body_format"] == "text"
     source = saga_demo()
     source["steps"][0]["up"]["url"] = {"value": SVC + "/wrapped"}
     source["steps"][0]["up"]["body"] = {"value": '{"n": "{{payload.n}}"}', "ignored": 1}  # only "value" is read
     spec = validate_definition(source).spec
     assert spec["nodes"]["reserve"]["request"]["url"] == SVC + "/wrapped"
-    assert spec["nodes"]["reserve"]["request"]["body"] == {"n": "{{payload.n}}"}
+    assert spec["nodes"]["reserve"]["request"]["body"] == '{"n": "{{payload.n}}"}'
 
 
 def test_detection():
@@ -636,8 +654,8 @@ def test_saga_definition_validator_test_valid_definition_passes():
     """SagaDefinitionValidatorTest `valid definition passes`."""
     spec = validate_definition(kotlin_v1()).spec
     request = spec["nodes"]["reserve"]["request"]
-    assert request["url"] == "http://service/reserve/{{execution.id}}"
-    assert request["headers"] == {"X-Req": "{{execution.id}}"} and request["body"] == {"id": "{{execution.id}}"}
+    assert request["url"] == "http://service/reserve/{{sagaId}}"
+    assert request["headers"] == {"X-Req": "{{sagaId}}"} and request["body"] == '{"id":"{{sagaId}}"}'
     assert spec["nodes"]["reserve"]["compensation"]["success_status"] == [200, 202, 204]
 
 

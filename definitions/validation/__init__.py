@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from definitions import upstream
+from definitions.templating import DIALECTS
 from definitions.validation.graph import check_node_references, check_structure
 from definitions.validation.nodes import Context, validate_node
 from definitions.validation.problems import Problems, check_keys, read_string, type_name
@@ -21,7 +22,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 # Names that would collide with fixed API paths under definitions/.
 RESERVED_NAMES = {"validate", "simulate"}
 KINDS = {"saga": ({"steps"}, saga_layout), "graph": ({"start", "nodes"}, graph_layout)}
-COMMON_FIELDS = {"name", "kind", "description", "defaults", "notify"}
+COMMON_FIELDS = {"name", "kind", "description", "defaults", "notify", "dialect"}
 # Deeper JSON is refused before any recursive check walks it (no real definition comes close).
 MAX_DEPTH = 64
 
@@ -55,6 +56,7 @@ def validate_definition(source: Any) -> ValidationResult:
     check_keys(source, "", COMMON_FIELDS | kind_fields, problems)
     _description(source, problems)
     defaults = read_defaults(source.get("defaults"), problems)
+    defaults.dialect = _dialect(source, problems)
     layout = KINDS[kind][1](source, problems) if kind else None
     notify = read_notify(source["notify"], problems, defaults) if "notify" in source else None
     if layout is None:
@@ -65,6 +67,8 @@ def validate_definition(source: Any) -> ValidationResult:
     spec = {"name": name, "kind": kind, "start": layout.start, "nodes": nodes}
     if notify is not None:
         spec["notify"] = notify
+    if defaults.dialect is not None:
+        spec["dialect"] = defaults.dialect
     return ValidationResult(spec, [])
 
 
@@ -76,7 +80,7 @@ def _nodes(layout: Layout, ctx: Context) -> dict[str, dict]:
         if node is not None:
             nodes[node_id], paths[node_id] = node, path
         if isinstance(raw, dict):
-            check_node_references(raw, path, ctx.node_ids, ctx.problems)
+            check_node_references(raw, path, ctx.node_ids, ctx.problems, ctx.defaults.dialect)
     if layout.start is not None:
         check_structure(layout.start, nodes, paths, ctx.problems)
     return nodes
@@ -110,3 +114,20 @@ def _description(source: dict, problems: Problems) -> None:
     description = source.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > 2000):
         problems.add("description", "description must be a string of at most 2000 characters")
+
+
+def _dialect(source: dict, problems: Problems) -> dict | None:
+    """``{"name": "trama-v1" | "trama-v2", "version": "..."}``: the definition was written for the original
+    runtime, whose template and callback rules it runs with (docs/upstream.md); definitions/upstream.py
+    writes it when it converts one. Absent: Trama's own rules."""
+    dialect = source.get("dialect")
+    if dialect is None:
+        return None
+    if not isinstance(dialect, dict) or dialect.get("name") not in DIALECTS:
+        problems.add("dialect", f"dialect must be an object whose name is one of {', '.join(DIALECTS)}")
+        return None
+    check_keys(dialect, "dialect", {"name", "version"}, problems)
+    if not isinstance(dialect.get("version", ""), str):
+        problems.add("dialect.version", f"version must be a string, got {type_name(dialect['version'])}")
+        return None
+    return {"name": dialect["name"], "version": dialect.get("version", "")}

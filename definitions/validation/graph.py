@@ -90,11 +90,11 @@ def _reachable(roots: list[str], neighbours) -> set[str]:
     return seen
 
 
-def check_node_references(raw: dict, path: str, node_ids: set[str], problems: Problems) -> None:
+def check_node_references(raw: dict, path: str, node_ids: set[str], problems: Problems, dialect=None) -> None:
     """Report ``{{nodes.<id>...}}`` templates and ``{"var": "nodes.<id>..."}`` rules naming no node."""
     for key in TEMPLATE_FIELDS:
         if key in raw:
-            _check_templates(raw[key], join(path, key), node_ids, problems)
+            _check_templates(raw[key], join(path, key), node_ids, problems, dialect)
     cases = raw.get("cases")
     for index, case in enumerate(cases if isinstance(cases, list) else []):
         if isinstance(case, dict):
@@ -111,15 +111,15 @@ def _unknown_node(reference: str, node_ids: set[str]) -> str | None:
     return None
 
 
-def _check_templates(value: Any, path: str, node_ids: set[str], problems: Problems) -> None:
+def _check_templates(value: Any, path: str, node_ids: set[str], problems: Problems, dialect=None) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_templates(item, join(path, key), node_ids, problems)
+            _check_templates(item, join(path, key), node_ids, problems, dialect)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_templates(item, f"{path}[{index}]", node_ids, problems)
+            _check_templates(item, f"{path}[{index}]", node_ids, problems, dialect)
     elif isinstance(value, str):
-        for reference in references(value):
+        for reference in references(value, dialect):
             if unknown := _unknown_node(reference, node_ids):
                 problems.add(path, f"template '{{{{{reference}}}}}' refers to unknown node '{unknown}'")
 

@@ -133,11 +133,16 @@ def _switch(node: dict, path: str, ctx: Context) -> dict:
 def _case(case: Any, path: str, ctx: Context) -> dict | None:
     if expect_object(case, path, ctx.problems) is None:
         return None
-    check_keys(case, path, {"when", "next"}, ctx.problems, required=("when",))
+    check_keys(case, path, {"when", "next", "name"}, ctx.problems, required=("when",))
     ctx.problems.extend(rule_problems(case.get("when"), join(path, "when")))
     if "next" not in case:
         ctx.problems.add(join(path, "next"), "next is required")
-    return {"when": case.get("when"), "next": _target(case, "next", path, ctx)}
+    converted = {"when": case.get("when"), "next": _target(case, "next", path, ctx)}
+    if case.get("name") is not None:  # a label: the step's detail names the case that matched
+        if not isinstance(case["name"], str) or len(case["name"]) > 200:
+            ctx.problems.add(join(path, "name"), "name must be a string of at most 200 characters")
+        converted["name"] = case["name"]
+    return converted
 
 
 def _sleep(node: dict, path: str, ctx: Context) -> dict:

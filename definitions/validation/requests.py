@@ -26,10 +26,13 @@ from definitions.validation.problems import (
 
 DAY = 86_400.0
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-REQUEST_FIELDS = {"method", "url", "headers", "query", "body", "timeout_s", "success_status"}
+REQUEST_FIELDS = {"method", "url", "headers", "query", "body", "body_format", "timeout_s", "success_status"}
+# "json" (the default) sends the rendered body as JSON; "text" sends a string body as the raw text it renders to.
+BODY_FORMATS = ("json", "text")
 DEFAULT_REQUEST_FIELDS = {"headers", "query", "timeout_s"}
 RETRY_FIELDS = {"max_attempts", "backoff_s", "multiplier", "max_backoff_s", "retry_on"}
-RETRY_ON_WORDS = ("network", "timeout", "4xx", "5xx")
+# "callback_timeout": an async call whose callback never came is sent again (as the original does).
+RETRY_ON_WORDS = ("network", "timeout", "1xx", "2xx", "3xx", "4xx", "5xx", "callback_timeout")
 REQUEST_TIMEOUT = (0.0, 300.0, False)
 ASYNC_TIMEOUT = (0.0, 30 * DAY, False)
 ASYNC_DEFAULT_TIMEOUT_S = 3600.0
@@ -55,6 +58,7 @@ class Defaults:
     request_timeout_s: float = 10.0
     retry: dict = field(default_factory=lambda: copy.deepcopy(BUILTIN_RETRY))
     async_timeout_s: float = ASYNC_DEFAULT_TIMEOUT_S
+    dialect: dict | None = None  # the definition's top-level ``dialect``: whose template language it is written in
 
 
 def read_defaults(value: Any, problems: Problems) -> Defaults:
@@ -103,10 +107,24 @@ def read_request(value: Any, path: str, problems: Problems, defaults: Defaults, 
     }
     if "body" in value:
         request["body"] = value["body"]
+    if "body_format" in value:
+        request["body_format"] = _body_format(value, path, problems)
     if carries_retry:
         request["retry"] = read_retry(value.get("retry"), join(path, "retry"), problems, retry or defaults.retry)
-    problems.extend(template_problems({k: value[k] for k in ("url", "headers", "query", "body") if k in value}, path))
+    templated = {k: value[k] for k in ("url", "headers", "query", "body") if k in value}
+    problems.extend(template_problems(templated, path, defaults.dialect))
     return request
+
+
+def _body_format(request: dict, path: str, problems: Problems) -> str | None:
+    body_format = request["body_format"]
+    if body_format not in BODY_FORMATS:
+        allowed = ", ".join(BODY_FORMATS)
+        problems.add(join(path, "body_format"), f"body_format must be one of {allowed}, got {body_format!r}")
+        return None
+    if body_format == "text" and not isinstance(request.get("body"), str | None):
+        problems.add(join(path, "body"), f"a text body must be a string, got {type_name(request['body'])}")
+    return body_format
 
 
 def _method(request: dict, path: str, problems: Problems) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from definitions import rules
+from definitions import rules, templating
 from executions import machine, services
 from executions.callback_tokens import CallbackClaims, TokenExpired, TokenInvalid, read_callback_token
 from executions.models import Execution, ExecutionStatus, Step, StepPhase
@@ -60,20 +60,35 @@ def receive_callback(token: str, body: Any) -> Answer:
 
 
 def _apply(claims: CallbackClaims, body: dict) -> Answer:
-    if body.get("status") == "running":
+    if body.get("status") == "running" and not _written_for_original(claims.execution_id):
         services.record_heartbeat(claims.execution_id, claims.node_id, claims.attempt)
         return Answer(202, "heartbeat recorded; deadline extended", claims.execution_id)
     services.deliver_callback(
-        claims.execution_id, claims.node_id, claims.attempt, body, lambda node: callback_outcome(node, body)
+        claims.execution_id,
+        claims.node_id,
+        claims.attempt,
+        body,
+        lambda spec, payload: callback_outcome(spec, claims.node_id, body, payload),
     )
     return Answer(202, "callback accepted", claims.execution_id)
 
 
-def callback_outcome(node: dict, body: dict) -> str:
+def _written_for_original(execution_id: Any) -> bool:
+    """The execution's definition is in the original's format, which knows no heartbeat: there
+    ``{"status": "running"}`` is a callback like any other (asked only of such bodies)."""
+    spec = Execution.objects.filter(pk=execution_id).values_list("definition__spec", flat=True).first()
+    return templating.is_original((spec or {}).get("dialect"))
+
+
+def callback_outcome(spec: dict, node_id: str, body: dict, payload: Any) -> str:
     """ "succeeded" or "failed": the node's rules decide when set, else the body's ``status``.
 
-    Raises UnknownStatus for a ``status`` that ``status_problem`` refuses.
+    Raises UnknownStatus for a ``status`` that ``status_problem`` refuses. A definition in the
+    original's format is judged as the original does (:func:`_original_outcome`).
     """
+    node = spec["nodes"].get(node_id) or {}
+    if templating.is_original(spec.get("dialect")):
+        return _original_outcome(node, body, payload)
     problem = status_problem(node, body)
     if problem:
         raise UnknownStatus(problem)
@@ -86,6 +101,19 @@ def callback_outcome(node: dict, body: dict) -> str:
     except rules.RuleError:
         return "failed"  # a rule that cannot judge this body does not count as success
     return "failed" if body.get("status") == "failed" else "succeeded"
+
+
+def _original_outcome(node: dict, body: dict, payload: Any) -> str:
+    """CallbackReceiver.kt (saga/callback/): the rules read ``{input, callback: {body}}``; a failureWhen that
+    holds fails, else successWhen decides, else (no rules) every callback succeeds, whatever it says.
+    A rule that raises is false there (JsonLogicEvaluator.kt)."""
+    rules_set = node.get("callback") or {}
+    data = machine.callback_rule_data(payload, body)
+    if rules_set.get("failure_when") is not None and rules.holds_as_original(rules_set["failure_when"], data):
+        return "failed"
+    if rules_set.get("success_when") is not None and not rules.holds_as_original(rules_set["success_when"], data):
+        return "failed"
+    return "succeeded"
 
 
 def status_problem(node: dict, body: dict) -> str | None:

@@ -47,8 +47,10 @@ from executions.machine.model import (
     branch_state,
     copy_json,
     new_state,
+    render,
     template_data,
 )
+from executions.machine.original import callback_rule_data
 from executions.machine.queries import (
     answer_pending,
     awaited_callback,
@@ -93,10 +95,12 @@ __all__ = [
     "backoff_seconds",
     "branch_finished",
     "branch_state",
+    "callback_rule_data",
     "copy_json",
     "decide",
     "failed_in_compensation",
     "new_state",
+    "render",
     "template_data",
     "wait_deadline",
     "waits_for",

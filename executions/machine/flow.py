@@ -23,8 +23,11 @@ from executions.machine.model import (
     SendAsync,
     State,
     node_at,
+    note_completed,
     present,
-    template_data,
+    render,
+    rule_data,
+    rule_holds,
 )
 from executions.machine.steps import close_open_step, close_step, open_step
 
@@ -133,9 +136,9 @@ def send_async(env: Env, d: Decision, resend: bool = False) -> Decision:
 
 def _enter_switch(env: Env, d: Decision, node: dict) -> None:
     st = d.state
-    data = template_data(env, st, secrets=MASKED)
+    data = rule_data(env, st)
     try:
-        target, matched = _pick_case(node, data)
+        target, matched = _pick_case(env, node, data)
     except rules.RuleError as exc:
         open_step(env, d)
         close_step(env, d, StepStatus.FAILED, error={"message": str(exc)})
@@ -143,12 +146,15 @@ def _enter_switch(env: Env, d: Decision, node: dict) -> None:
         return
     open_step(env, d)
     close_step(env, d, StepStatus.SUCCEEDED, detail={"matched_case": matched, "next": target})
+    name = node["cases"][matched].get("name") if matched is not None else None
+    # What the original records for a switch (WorkflowExecutor.kt, buildSwitchTraceJson).
+    note_completed(env, st, node_at(st), {"target": target, "matchedCase": name, "usedDefault": matched is None})
     st["node"], st["attempt"] = target, 1
 
 
-def _pick_case(node: dict, data: dict) -> tuple[str, int | None]:
+def _pick_case(env: Env, node: dict, data: dict) -> tuple[str, int | None]:
     for index, case in enumerate(node["cases"]):
-        if rules.evaluate(case["when"], data):
+        if rule_holds(env, case["when"], data):
             return case["next"], index
     return node["default"], None
 
@@ -177,7 +183,7 @@ def _enter_sleep(env: Env, d: Decision, node: dict) -> None:
 def _sleep_until(env: Env, st: State, node: dict) -> datetime:
     if node.get("duration_s") is not None:
         return env.now + timedelta(seconds=node["duration_s"])
-    raw = templating.render(node["until"], template_data(env, st, secrets=MASKED))
+    raw = render(env, st, node["until"], secrets=MASKED)
     try:
         return parse_instant(str(raw))  # validation checked a literal; a rendered template is checked here
     except InstantError as exc:
@@ -210,7 +216,7 @@ def _enter_fail(env: Env, d: Decision, node: dict) -> None:
 
 
 def _render_value(env: Env, st: State, value: Any) -> Any:
-    return templating.render(value, template_data(env, st, secrets=MASKED)) if value is not None else None
+    return render(env, st, value, secrets=MASKED) if value is not None else None
 
 
 def retry_policy(env: Env, st: State) -> dict:
@@ -280,6 +286,10 @@ def wait_timed_out(env: Env, d: Decision) -> Decision:
     st = d.state
     node = env.node(node_at(st))
     close_step(env, d, StepStatus.TIMED_OUT, error={"message": f"no callback within {node['timeout_s']}s"})
+    policy = node["retry"]
+    if "callback_timeout" in policy["retry_on"] and st["attempt"] < policy["max_attempts"]:
+        st["wait"] = None  # the request is sent again; its compensation joins once an attempt succeeds
+        return back_off(env, d, policy)
     abandon_wait(env, st)
     st["status"] = ExecutionStatus.RUNNING
     error = {"node": st["node"], "attempt": st["attempt"], "failure": "timeout", "message": "callback timed out"}

@@ -43,7 +43,10 @@ from executions.machine.model import (
     State,
     Wake,
     copy_json,
+    dialect,
+    new_state,
     node_at,
+    note_completed,
     present,
 )
 from executions.machine.steps import (
@@ -62,15 +65,15 @@ REPORTED_ERROR_CHARS = 500
 def decide(env: Env, state: State, event: Event) -> Decision:
     """Apply ``event`` to ``state``; the input state is not modified."""
     st = copy_json(state)
-    if st["status"] in FINAL_STATUSES and not _applies_when_final(st, event):
+    if st["status"] in FINAL_STATUSES and not _applies_when_final(env, st, event):
         raise EventRejected(f"execution is {st['status']}")
     handler = _HANDLERS[type(event)]
     return handler(env, st, event)
 
 
-def _applies_when_final(st: State, event: Event) -> bool:
+def _applies_when_final(env: Env, st: State, event: Event) -> bool:
     if isinstance(event, Retry):
-        return st["status"] == ExecutionStatus.FAILED
+        return st["status"] == ExecutionStatus.FAILED or _restarts_when_retried(env, st)
     return isinstance(event, Cancel) and event.overrule_success and st["status"] == ExecutionStatus.SUCCEEDED
 
 
@@ -141,6 +144,7 @@ def _on_call_succeeded(env: Env, st: State, event: CallSucceeded) -> Decision:
         return walk(env, d)
     st["results"][node_id] = {"response": event.response}
     st["last_call"] = node_id
+    note_completed(env, st, node_id)
     if env.node(node_id).get("compensation"):
         st["done"].append(node_id)
     return goto(env, d, env.node(node_id).get("next"))
@@ -182,6 +186,7 @@ def _on_callback(env: Env, st: State, event: CallbackArrived) -> Decision:
     if event.outcome == "succeeded":
         close_step(env, d, StepStatus.SUCCEEDED, detail={"callback": event.body})
         st["last_call"] = event.node
+        note_completed(env, st, event.node)
         if env.node(event.node).get("compensation"):
             st["done"].append(event.node)
         return goto(env, d, env.node(event.node).get("next"), run=False)
@@ -248,8 +253,27 @@ def _on_wake(env: Env, st: State, event: Wake) -> Decision:
     return d
 
 
+def _restarts_when_retried(env: Env, st: State) -> bool:
+    """A compensated saga in the original's v1 format is retried from its first step, as the original's
+    ``POST /workflows/{id}/retry`` does (app/Application.kt: it never records a failed step index, so it
+    starts over at step 0); the original refuses to retry a v2 workflow."""
+    return st["status"] == ExecutionStatus.COMPENSATED and (dialect(env) or {}).get("name") == "trama-v1"
+
+
+def _restart(env: Env, st: State) -> Decision:
+    """Start the execution over at its first node; the history so far is kept (step numbers go on)."""
+    fresh = new_state()
+    fresh["seq"], fresh["node"], fresh["attempt"] = st["seq"], env.spec["start"], 1
+    fresh["status"] = ExecutionStatus.RUNNING
+    d = Decision(fresh)
+    d.due_at = env.now
+    return d
+
+
 def _on_retry(env: Env, st: State, event: Retry) -> Decision:
     """Resume a FAILED execution from the node, or compensation, that failed."""
+    if _restarts_when_retried(env, st) and not event.skip:
+        return _restart(env, st)
     if st["status"] != ExecutionStatus.FAILED:
         raise EventRejected("only a FAILED execution can be retried")
     d = Decision(st)

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar
 
+from definitions import rules, templating
 from executions.choices import ExecutionStatus, Phase
+from executions.machine import original
 
 # Which ``notify`` request an outcome sends (CANCELLED sends none: somebody asked for it).
 NOTIFY_ON: dict[str, str] = {
@@ -247,6 +249,7 @@ class State(TypedDict):
     branch: str | None  # a branch execution's head node
     branch_failed_for_good: bool  # a branch ended FAILED: so does this execution, after compensating
     last_call: str | None  # node whose response body is the default output
+    trail: list[str]  # forward nodes in the order they completed: kept only for the original's dialect (original.py)
     output: Any
     error: Any
 
@@ -272,6 +275,7 @@ def new_state() -> State:
         "branch": None,
         "branch_failed_for_good": False,
         "last_call": None,
+        "trail": [],
         "output": None,
         "error": None,
     }
@@ -324,8 +328,16 @@ class Env:
         return self.spec["nodes"][node_id]
 
 
+def dialect(env: Env) -> dict | None:
+    """The original runtime's dialect the definition is written in (docs/upstream.md), or None: Trama's own."""
+    value = env.spec.get("dialect")
+    return value if templating.is_original(value) else None
+
+
 def template_data(env: Env, state: State, secrets: dict | None = None, callback: dict | None = None) -> dict:
-    """The data templates and switch rules read (SPEC 2.3)."""
+    """The data templates read (SPEC 2.3), or what the original gives them for a definition in its dialect."""
+    if (written_for := dialect(env)) is not None:
+        return original.template_context(written_for, env.payload, env.execution, dict(state), callback)
     data = {
         "payload": env.payload,
         "nodes": state["results"],
@@ -335,6 +347,39 @@ def template_data(env: Env, state: State, secrets: dict | None = None, callback:
     if callback is not None:
         data["callback"] = callback
     return data
+
+
+def render(env: Env, state: State, value: Any, secrets: dict | None = None, callback: dict | None = None) -> Any:
+    """``value`` with its templates rendered by the definition's rules (raises templating.TemplateError)."""
+    return templating.render(value, template_data(env, state, secrets, callback), dialect(env))
+
+
+def rule_data(env: Env, state: State) -> dict:
+    """The data switch rules read: the templates' (secrets masked), or the original's switch data."""
+    if dialect(env) is not None:
+        return original.switch_data(env.payload, dict(state))
+    return template_data(env, state, secrets=MASKED)
+
+
+def rule_holds(env: Env, rule: Any, data: Any) -> bool:
+    """Whether a switch or callback rule holds; raises rules.RuleError for a rule that cannot be judged.
+
+    In the original's dialect a rule that raises is false and any list or object is true, as its
+    JsonLogicEvaluator.evaluateBool (saga/workflow/JsonLogicEvaluator.kt) has it.
+    """
+    if dialect(env) is not None:
+        return rules.holds_as_original(rule, data)
+    return bool(rules.evaluate(rule, data))
+
+
+def note_completed(env: Env, state: State, node_id: str, switch: dict | None = None) -> None:
+    """Remember that a forward node completed (a switch with the choice it made), where the original's
+    templates read the order nodes completed in (``prev``, ``steps``, ``step.<index>``)."""
+    if dialect(env) is None:
+        return
+    state.setdefault("trail", []).append(node_id)
+    if switch is not None:
+        state["results"][node_id] = {"switch": switch}
 
 
 class Masked(dict):

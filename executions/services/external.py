@@ -174,8 +174,8 @@ def complete_callback(execution_id, outcome: str, body: dict, by: str) -> Execut
     return execution
 
 
-def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Callable[[dict], str]) -> None:
-    """Apply an async node's callback; ``judge(node_spec)`` says "succeeded" or "failed".
+def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Callable[[dict, Any], str]) -> None:
+    """Apply an async node's callback; ``judge(spec, input)`` says "succeeded" or "failed".
 
     If the worker is still sending the request (it holds the lease and has not
     seen the answer), the callback is parked in ``pending_callback`` for that
@@ -185,7 +185,7 @@ def deliver_callback(execution_id, node: str, attempt: int, body: Any, judge: Ca
     """
     with transaction.atomic():
         execution = _lock(execution_id)
-        outcome = judge(execution.definition.spec["nodes"].get(node) or {})
+        outcome = judge(execution.definition.spec, execution.input)
         telemetry.callback_received(execution, node, attempt, outcome)
         if not _sending(execution, node, attempt):
             _apply_locked(execution, machine.CallbackArrived(node, attempt, outcome, body))
