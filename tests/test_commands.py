@@ -23,8 +23,8 @@ from definitions.models import Definition
 from definitions.services import store_definition
 from executions.models import Execution, Step
 from executions.services import start_execution
-from tests.engine_support import drive
 from tests.support import Reply
+from tests.support.engine import drive
 from tests.support.workers import REPO_ROOT, database_url
 from trama_project.models import ApiToken
 

@@ -12,8 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from executions import metrics as db_metrics
 from executions.models import FINAL_STATUSES, Execution, Step
 from executions.services import start_execution
-from tests.engine_support import chain, drive, req, retry, sleep, store, task
+from tests.support.definitions import store
+from tests.support.engine import drive
 from tests.support.service import Reply
+from tests.support.specs import chain, req, retry, sleep, task
 
 
 class Samples(dict):
