@@ -34,7 +34,7 @@ def start_web(worker_pool, **env):
             raise AssertionError(f"gunicorn exited with {proc.returncode}:\n{worker_pool.logs()}")
         try:
             return requests.get(f"{base}/healthz", timeout=5).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still booting on a loaded machine
             return False
 
     wait_until(up, timeout=60, interval=0.1, message="gunicorn answers /healthz")
