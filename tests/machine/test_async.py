@@ -7,23 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from executions.choices import Phase
-from executions.machine import (
-    AsyncAccepted,
-    CallbackArrived,
-    Cancel,
-    EventRejected,
-    Heartbeat,
-    Resume,
-    SendAsync,
-)
-from tests.support.machine import (
-    T0,
-    Run,
-    async_graph,
-    comp,
-    response,
-    waiting_run,
-)
+from executions.machine import AsyncAccepted, CallbackArrived, Cancel, EventRejected, Heartbeat, Resume, SendAsync
+from tests.support.machine import T0, Run, async_graph, comp, response, waiting_run
 from tests.support.specs import req, retry, task
 
 # --- Async tasks ------------------------------------------------------------------------------------

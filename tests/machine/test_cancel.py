@@ -5,22 +5,9 @@ from __future__ import annotations
 import pytest
 
 from executions.choices import Phase
-from executions.machine import (
-    CallbackArrived,
-    Cancel,
-    EventRejected,
-    Resume,
-)
-from tests.support.machine import (
-    SVC,
-    T0,
-    Run,
-    sleeping_run,
-    waiting_run,
-)
+from executions.machine import CallbackArrived, Cancel, EventRejected, Resume
+from tests.support.machine import SVC, T0, Run, sleeping_run, waiting_run
 from tests.support.specs import chain
-
-# --- Cancel -----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("compensate", [True, False])

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 from executions.choices import Phase
-from tests.support.machine import (
-    SVC,
-    Run,
-    comp,
-    compensated_chain,
-    failed_compensation_run,
-)
+from tests.support.machine import SVC, Run, comp, compensated_chain, failed_compensation_run
 from tests.support.specs import chain, req, retry, task
-
-# --- Compensation and failure policies --------------------------------------------------------------
 
 
 def test_compensation_runs_in_reverse_order_of_succeeded_steps_that_have_one():

@@ -6,15 +6,8 @@ from datetime import timedelta
 
 from executions.choices import Phase
 from executions.machine import Call, Resume, decide, new_state
-from tests.support.machine import (
-    SVC,
-    T0,
-    Run,
-    comp,
-)
+from tests.support.machine import SVC, T0, Run, comp
 from tests.support.specs import chain, req, retry, task
-
-# --- Forward path -----------------------------------------------------------------------------------
 
 
 def test_start_enters_the_start_node_and_emits_its_call():

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from executions.machine import (
-    Resume,
-)
-from tests.support.machine import (
-    SVC,
-    Run,
-    comp,
-)
+from executions.machine import Resume
+from tests.support.machine import SVC, Run, comp
 from tests.support.specs import chain, req, retry
-
-# --- Notify -----------------------------------------------------------------------------------------
 
 
 def _notifying(**notify) -> Run:

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 from executions.choices import Phase
-from executions.machine import (
-    BranchFinished,
-    Cancel,
-    Fork,
-    Resume,
-)
-from tests.support.machine import (
-    SVC,
-    Run,
-    comp,
-)
+from executions.machine import BranchFinished, Cancel, Fork, Resume
+from tests.support.machine import SVC, Run, comp
 from tests.support.specs import chain, retry
-
-# --- Parallel join ----------------------------------------------------------------------------------
 
 
 def forked_run() -> Run:

@@ -5,19 +5,9 @@ from __future__ import annotations
 import pytest
 
 from executions.choices import Phase
-from executions.machine import (
-    Resume,
-    backoff_seconds,
-)
-from tests.support.machine import (
-    SVC,
-    T0,
-    Run,
-    comp,
-)
+from executions.machine import Resume, backoff_seconds
+from tests.support.machine import SVC, T0, Run, comp
 from tests.support.specs import chain, retry
-
-# --- Retries ----------------------------------------------------------------------------------------
 
 
 def test_retryable_failure_with_attempts_left_backs_off_then_calls_attempt_two():

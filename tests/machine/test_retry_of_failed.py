@@ -17,15 +17,8 @@ from executions.machine import (
     Retry,
     Wake,
 )
-from tests.support.machine import (
-    SVC,
-    Run,
-    failed_compensation_run,
-    response,
-)
+from tests.support.machine import SVC, Run, failed_compensation_run, response
 from tests.support.specs import chain
-
-# --- Retry of a FAILED execution --------------------------------------------------------------------
 
 
 def test_retry_of_a_failed_forward_node_calls_it_again_with_the_next_attempt():

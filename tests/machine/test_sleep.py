@@ -6,20 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from executions.machine import (
-    EventRejected,
-    Resume,
-    Wake,
-)
-from tests.support.machine import (
-    SVC,
-    T0,
-    Run,
-    sleeping_run,
-)
+from executions.machine import EventRejected, Resume, Wake
+from tests.support.machine import SVC, T0, Run, sleeping_run
 from tests.support.specs import chain
-
-# --- Sleep ------------------------------------------------------------------------------------------
 
 
 def test_sleep_with_duration_pauses_sleeping_until_due():
