@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The suite runs on PostgreSQL; pytest-django creates and drops test_<name>.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/trama
 
-.PHONY: run test lint format venv clean chromium bench
+.PHONY: run test lint format venv clean chromium js-test bench
 
 venv: $(VENV)/.dev
 
@@ -40,10 +40,18 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv lint chromium
+test: venv lint js-test chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) TRAMA_DB_POOL_SIZE=0 $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) TRAMA_DB_POOL_SIZE=0 $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+# The pure functions of the page scripts (layout, timeline, the model edits) under node's own test
+# runner: no browser, no npm packages (package.json only says the scripts are ES modules). .ci/run
+# installs node when it is missing; elsewhere these tests are skipped without it (failed when CI is set).
+js-test:
+	@if command -v node >/dev/null 2>&1; then node --test tests/js/*.test.js; \
+	elif [ "$(CI)" = "true" ]; then echo "node is missing: the JavaScript tests cannot run" >&2; exit 1; \
+	else echo "node is missing: the JavaScript tests are skipped (apt-get install nodejs)" >&2; fi
 
 # The browser tests (tests/test_ui_browser.py) drive Debian's chromium through Playwright (never
 # `playwright install`). Installed with apt when missing; without it (not root) those tests skip,

@@ -1,7 +1,7 @@
 """Trama under faults, long version: every chaos scenario on its own fresh database, one table.
 
 For each scenario: gunicorn (the API and the callback receiver), three qclusters
-and a timer loop (tests/chaos_support.py), ``--executions`` executions of the
+and a timer loop (tests/support/chaos.py), ``--executions`` executions of the
 mixed workload started through the API at ``--rate`` per second, the fault
 repeated while they start, then the check. Prints a Markdown table (the one in
 docs/reliability.md).
@@ -78,8 +78,7 @@ def main() -> None:
     from django.db import connection
 
     from definitions.services import store_definition
-    from tests import chaos_support as chaos
-    from tests.support import TestService
+    from tests.support import TestService, chaos
     from trama_project.models import ApiToken
 
     service = TestService().start()

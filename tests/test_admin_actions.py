@@ -17,8 +17,10 @@ from django.utils import timezone
 
 from executions.models import Execution, OperatorAction
 from executions.services import start_execution
-from tests.engine_support import chain, drive, history, req, sleep, store, task
 from tests.support import Reply
+from tests.support.definitions import store
+from tests.support.engine import drive, history
+from tests.support.specs import chain, req, sleep, task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

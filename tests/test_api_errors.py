@@ -11,7 +11,7 @@ import uuid
 import pytest
 from django.test import Client
 
-from tests.factories import DefinitionFactory
+from tests.support.definitions import DefinitionFactory
 
 pytestmark = pytest.mark.django_db
 

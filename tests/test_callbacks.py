@@ -13,8 +13,8 @@ from definitions.services import store_definition
 from executions.callback_tokens import callback_url, mint_callback_token
 from executions.models import Execution
 from executions.services import advance_execution, start_execution
-from tests.engine_support import drive
 from tests.support import wait_until
+from tests.support.engine import drive
 from tests.support.service import Callback, Recorded, Reply
 from trama_project.models import ApiToken
 

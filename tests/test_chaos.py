@@ -1,6 +1,6 @@
 """Trama keeps its promises under faults: the short chaos suite (issue #7).
 
-Each test runs the mixed workload of tests/chaos_support.py (task chains, a
+Each test runs the mixed workload of tests/support/chaos.py (task chains, a
 switch, a 1 s sleep, async callbacks, a share that fails and compensates; node
 retries off) on three real qclusters and a timer loop, fires one fault, and
 asserts the bar: no start rejected, no execution lost, stuck or with the wrong
@@ -15,8 +15,7 @@ import pytest
 from django.db import connection
 
 from definitions.services import store_definition
-from tests import chaos_support as chaos
-from tests.support import wait_until
+from tests.support import chaos, wait_until
 from trama_project.models import ApiToken
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]

@@ -18,8 +18,9 @@ import requests
 
 from definitions.services import store_definition
 from executions.services import start_execution
-from tests.engine_support import chain, req, retry, sleep, store, task
+from tests.support.definitions import store
 from tests.support.service import Callback, Reply
+from tests.support.specs import chain, req, retry, sleep, task
 from tests.test_metrics import wait_final
 from tests.test_web_process import samples, start_web
 

@@ -5,8 +5,10 @@ import pytest
 from django.db import connection
 
 from executions.services import advance_execution, start_execution
-from tests.engine_support import history, req, store, task
+from tests.support.definitions import store
+from tests.support.engine import history
 from tests.support.service import Reply
+from tests.support.specs import req, task
 from tests.support.workers import database_url
 
 

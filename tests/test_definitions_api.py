@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from definitions.models import Definition
-from tests.factories import DefinitionFactory, saga_source
+from tests.support.definitions import DefinitionFactory, saga_source
 
 pytestmark = pytest.mark.django_db
 

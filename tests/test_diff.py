@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from definitions.diff import diff_specs, diff_values
-from tests.factories import DefinitionFactory
+from tests.support.definitions import DefinitionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,10 @@ import pytest
 from executions import dispatch
 from executions.models import Execution
 from executions.services import start_execution
-from tests.engine_support import history, req, retry, store, task
 from tests.support import Reply, wait_until
+from tests.support.definitions import store
+from tests.support.engine import history
+from tests.support.specs import req, retry, task
 from tests.test_egress import make_certificate
 
 HEAD_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

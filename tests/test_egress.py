@@ -19,8 +19,10 @@ import pytest
 from executions import dispatch
 from executions.egress import EgressDenied, resolve
 from executions.services import start_execution
-from tests.engine_support import drive, history, req, retry, store, task
 from tests.support import Reply
+from tests.support.definitions import store
+from tests.support.engine import drive, history
+from tests.support.specs import req, retry, task
 
 ALWAYS_REFUSED = [
     ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),

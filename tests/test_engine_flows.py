@@ -20,8 +20,10 @@ from executions.services import (
     start_execution,
     wake_execution,
 )
-from tests.engine_support import chain, drive, history, idempotency_keys, req, retry, sleep, store, switch, task
 from tests.support import Reply
+from tests.support.definitions import store
+from tests.support.engine import drive, history, idempotency_keys
+from tests.support.specs import chain, req, retry, sleep, switch, task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

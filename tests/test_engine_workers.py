@@ -13,8 +13,10 @@ from django.db.models.functions import Now
 
 from executions.models import Execution
 from executions.services import start_execution
-from tests.engine_support import chain, history, idempotency_keys, req, sleep, store, task
 from tests.support import Reply, wait_until
+from tests.support.definitions import store
+from tests.support.engine import history, idempotency_keys
+from tests.support.specs import chain, req, sleep, task
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 

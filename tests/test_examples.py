@@ -15,7 +15,7 @@ import pytest
 
 from definitions.validation import validate_definition
 from executions.models import Execution
-from tests.engine_support import drive, history
+from tests.support.engine import drive, history
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_FILES = ["order-flow.json", "order-saga.json"]

@@ -2,7 +2,7 @@
 
 Each demo service (examples/finance_service.py, examples/pipeline_service.py) is started as
 its own process on a free port; the definition is stored with its URLs pointed there and
-executions are driven in-process by the real worker code (tests.engine_support.drive).
+executions are driven in-process by the real worker code (tests.support.engine.drive).
 """
 
 import json
@@ -19,7 +19,7 @@ from definitions.services import store_definition
 from definitions.validation import validate_definition
 from executions.models import Execution
 from executions.services import start_execution
-from tests.engine_support import drive, history
+from tests.support.engine import drive, history
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FINANCE_ADDRESS, PIPELINE_ADDRESS = "127.0.0.1:8002", "127.0.0.1:8003"

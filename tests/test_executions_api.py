@@ -11,7 +11,7 @@ from definitions.models import Definition
 from definitions.services import store_definition
 from executions.models import Execution
 from executions.services import advance_execution
-from tests.engine_support import drive
+from tests.support.engine import drive
 from tests.support.service import Reply
 
 URL = "/api/v1/executions/"

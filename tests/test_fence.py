@@ -16,7 +16,9 @@ from django.utils import timezone
 from executions.models import Execution
 from executions.services import worker
 from executions.services.worker import advance_execution, claim_execution
-from tests.engine_support import chain, history, idempotency_keys, store
+from tests.support.definitions import store
+from tests.support.engine import history, idempotency_keys
+from tests.support.specs import chain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

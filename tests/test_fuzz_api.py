@@ -26,7 +26,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.engine_support import req, store, task
+from tests.support.definitions import store
+from tests.support.specs import req, task
 from trama_project.models import ApiToken
 from trama_project.wsgi import application
 

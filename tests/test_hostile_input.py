@@ -16,8 +16,10 @@ import requests
 from definitions.models import Definition
 from executions.models import Execution, Step
 from executions.services import start_execution
-from tests.engine_support import drive, history, req, store, switch, task
 from tests.support import Reply
+from tests.support.definitions import DefinitionFactory, store
+from tests.support.engine import drive, history
+from tests.support.specs import req, switch, task
 
 WRITE_ENDPOINTS = [
     "/api/v1/definitions/",
@@ -84,9 +86,7 @@ def test_nesting_too_deep_for_the_parser_is_a_400(api, path, depth):
     ],
 )
 def test_deep_but_parsable_nesting_in_a_start_is_never_a_500(api, field, depth):
-    Definition.objects.create(
-        name="hostile", version=1, kind="graph", source=VALID_DEFINITION, spec=VALID_DEFINITION, digest="1"
-    )
+    DefinitionFactory(name="hostile", source=VALID_DEFINITION, spec=VALID_DEFINITION)
     body = '{"definition": "hostile", "input": ' + nested(depth) + "}"
     if field == "spec":
         body = '{"spec": ' + nested(depth) + ', "input": {}}'
@@ -139,9 +139,7 @@ START_WRONG_TYPES = [
 
 @pytest.mark.parametrize(("field", "value"), START_WRONG_TYPES)
 def test_a_start_with_a_wrongly_typed_field_is_a_400_naming_it(api, field, value):
-    Definition.objects.create(
-        name="hostile", version=1, kind="graph", source=VALID_DEFINITION, spec=VALID_DEFINITION, digest="1"
-    )
+    DefinitionFactory(name="hostile", source=VALID_DEFINITION, spec=VALID_DEFINITION)
     body = {"definition": "hostile", "input": {}} | {field: value}
     if field == "spec":
         body = {"spec": value, "input": {}}

@@ -16,8 +16,10 @@ from executions import tallies
 from executions.models import FINAL_STATUSES, Execution, MetricTally, Step
 from executions.services import advance_execution, start_execution
 from tests.conftest import free_port
-from tests.engine_support import chain, drive, req, retry, sleep, store, task
+from tests.support.definitions import store
+from tests.support.engine import drive
 from tests.support.service import Reply
+from tests.support.specs import chain, req, retry, sleep, task
 
 
 class Samples(dict):
@@ -43,10 +45,17 @@ def scrape() -> Samples:
 
 
 def value(samples: Samples, name: str, **labels) -> float:
-    """A sample's value: 0.0 for labels not counted yet, but a metric /metrics does not declare fails
-    (so ``== 0`` cannot pass because a metric was renamed)."""
+    """The value of one sample; fails when /metrics has none (so ``== 0`` cannot pass because a
+    metric or a label was renamed). ``absent`` says a labelled sample is not there yet."""
+    key = (name, *sorted(labels.items()))
+    assert key in samples, f"/metrics has no sample {key}; of {name}: {[k for k in samples if k[0] == name]}"
+    return samples[key]
+
+
+def absent(samples: Samples, name: str, **labels) -> bool:
+    """True when /metrics declares ``name`` but has no sample with these labels (nothing to count)."""
     assert name in samples.names, f"/metrics declares no metric {name!r}"
-    return samples.get((name, *sorted(labels.items())), 0.0)
+    return (name, *sorted(labels.items())) not in samples
 
 
 def total(samples: Samples, name: str, **labels) -> float:
@@ -126,7 +135,7 @@ def test_timers_pending_and_lateness_of_the_oldest_due(fresh):
 
     Execution.objects.filter(pk=ex.pk).update(due_at=timezone.now() - timedelta(seconds=30))
     m = scrape()
-    assert value(m, "trama_timers_pending", status="SLEEPING") == 0
+    assert absent(m, "trama_timers_pending", status="SLEEPING")
     assert value(m, "trama_timers_due") == 1
     assert 29 <= value(m, "trama_timer_oldest_due_lateness_seconds") < 60
 

@@ -4,7 +4,7 @@ import pytest
 
 from definitions.services import store_definition
 from executions.services import start_execution
-from tests.engine_support import drive, history
+from tests.support.engine import drive, history
 from tests.support.service import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,7 +1,7 @@
 """Operator actions (cancel, retry, retry skipping, wake, re-run, complete a callback by hand): the API, the
 execution page's forms, their OperatorAction trace, and the event history built from what is recorded.
 
-Executions are driven by the real worker code (tests.engine_support.drive) against a real HTTP service.
+Executions are driven by the real worker code (tests.support.engine.drive) against a real HTTP service.
 """
 
 import time
@@ -16,7 +16,7 @@ from django.utils import timezone
 from definitions.services import definition_by_id, store_definition
 from executions.models import Execution, OperatorAction
 from executions.services import advance_execution, start_execution
-from tests.engine_support import drive
+from tests.support.engine import drive
 from tests.support.service import Reply
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ import pytest
 from definitions.services import store_definition
 from executions.models import FINAL_STATUSES, Execution
 from executions.services import cancel_execution, start_execution, wake_execution
-from tests.engine_support import drive, history
+from tests.support.engine import drive, history
 from tests.support.service import Callback, Reply
 from tests.support.waiting import wait_until
 

@@ -10,7 +10,9 @@ import pytest
 
 from definitions.rules import RuleError, RuleLimitExceeded, evaluate
 from executions.services import start_execution
-from tests.engine_support import drive, sleep, store, switch
+from tests.support.definitions import store
+from tests.support.engine import drive
+from tests.support.specs import sleep, switch
 
 pytestmark = pytest.mark.django_db
 

@@ -22,8 +22,8 @@ import requests
 from definitions.services import store_definition
 from executions.models import Execution, Step
 from executions.services import start_execution
-from tests.engine_support import drive
 from tests.support import Reply
+from tests.support.engine import drive
 from tests.support.service import Callback
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -31,8 +31,10 @@ from executions.callback_tokens import mint_callback_token
 from executions.models import Execution, Step
 from executions.secrets import configured_secrets, reset_configured_secrets, scrub_secrets
 from executions.services import start_execution
-from tests.engine_support import drive, req, store, task
 from tests.support import Reply
+from tests.support.definitions import store
+from tests.support.engine import drive
+from tests.support.specs import req, task
 from trama_project.models import ApiToken
 
 SECRET = "Tr4ma-s3cret-7c1e5b9a"

@@ -13,7 +13,7 @@ from definitions.validation import validate_definition
 from executions.machine import backoff_seconds
 from executions.models import Execution, Step
 from executions.simulation import simulate
-from tests.factories import DefinitionFactory
+from tests.support.definitions import DefinitionFactory
 
 pytestmark = pytest.mark.django_db
 

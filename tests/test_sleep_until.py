@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from executions.services import start_execution
-from tests.engine_support import drive, history, req, store, task
+from tests.support.definitions import store
+from tests.support.engine import drive, history
+from tests.support.specs import req, task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,9 +9,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from executions.models import Execution
 from executions.services import start_execution, wake_execution
-from tests.engine_support import chain, drive, req, retry, sleep, store, task
 from tests.support import wait_until
+from tests.support.definitions import store
+from tests.support.engine import drive
 from tests.support.service import Reply
+from tests.support.specs import chain, req, retry, sleep, task
 from trama_project.logging import JsonFormatter, PlainFormatter, formatter_from_env
 
 

@@ -13,8 +13,10 @@ from opentelemetry import trace
 from executions import telemetry, tracing
 from executions.models import Execution
 from executions.services import start_execution
-from tests.engine_support import chain, drive, req, retry, sleep, store, task
+from tests.support.definitions import store
+from tests.support.engine import drive
 from tests.support.service import Callback, Reply
+from tests.support.specs import chain, req, retry, sleep, task
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 
@@ -127,7 +129,6 @@ def test_exporters_come_from_otel_traces_exporter(monkeypatch):
 def test_spans_of_a_worker_process_reach_the_collector_when_qcluster_stops(service, worker_pool, otlp, settings):
     """Stopped right after its executions finish, qcluster's worker processes export what they still buffer."""
     from executions.models import FINAL_STATUSES, Execution
-    from tests.engine_support import chain
     from tests.support import wait_until
 
     settings.TRAMA_EGRESS_ALLOW = ["127.0.0.1"]

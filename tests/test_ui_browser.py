@@ -21,7 +21,7 @@ from definitions.models import Definition
 from definitions.services import store_definition
 from executions.models import Execution, Step
 from executions.services import start_execution
-from tests.engine_support import drive
+from tests.support.engine import drive
 from tests.support.service import Callback, Reply
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls made between page

@@ -11,7 +11,7 @@ from django.http import QueryDict
 
 from executions.models import Execution
 from graph_editor import listing
-from tests.factories import DefinitionFactory
+from tests.support.definitions import DefinitionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from executions.models import Execution
 from graph_editor import listing
-from tests.factories import DefinitionFactory
+from tests.support.definitions import DefinitionFactory
 from trama_project import urls as project_urls
 from trama_project.views import server_error
 

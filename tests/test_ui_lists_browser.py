@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from executions.models import Execution
-from tests.factories import DefinitionFactory
+from tests.support.definitions import DefinitionFactory
 from tests.test_ui_browser import browser, open_page, page, shot, staff_context  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

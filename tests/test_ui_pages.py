@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from executions.models import Execution, Step
-from tests.factories import DefinitionFactory
+from tests.support.definitions import DefinitionFactory
 
 pytestmark = pytest.mark.django_db
 

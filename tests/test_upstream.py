@@ -17,8 +17,8 @@ from definitions.upstream import is_upstream
 from definitions.validation import validate_definition
 from executions.models import Execution
 from executions.services import start_execution
-from tests.engine_support import drive
 from tests.support import Reply
+from tests.support.engine import drive
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@
 The original is github.com/thiagoribeiro/trama; each test names the Kotlin test (under its
 ``app/test/kotlin/``) whose outcome it reproduces, or the source file whose behaviour it states.
 Definitions are our own, in the original's format; they run through the real worker code
-(tests.engine_support.drive) against a real HTTP service on 127.0.0.1.
+(tests.support.engine.drive) against a real HTTP service on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from executions.callbacks.services import receive_callback
 from executions.machine import original
 from executions.models import Execution
 from executions.services import TransitionRefused, retry_execution, start_execution
-from tests.engine_support import drive, history
 from tests.support import Reply
+from tests.support.engine import drive, history
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,8 +15,10 @@ from django.db import connection
 from executions.inflight import InFlight
 from executions.models import Execution
 from executions.services import start_execution
-from tests.engine_support import chain, idempotency_keys, store
 from tests.support import Reply, wait_until
+from tests.support.definitions import store
+from tests.support.engine import idempotency_keys
+from tests.support.specs import chain
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from executions.models import Execution, WorkerHeartbeat
 from executions.services import start_execution
-from tests.engine_support import chain, sleep, store
+from tests.support.definitions import store
+from tests.support.specs import chain, sleep
 from tests.test_metrics import Samples, scrape, total, wait_final
 
 BEAT = 1.0  # long enough that a loaded machine does not miss three in a row

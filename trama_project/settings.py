@@ -4,10 +4,14 @@ The variables are documented in docs/configuration.md. Read settings through
 ``django.conf.settings`` at the point of use so tests can override them.
 """
 
+import functools
+import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
+from django.utils.functional import lazy
 
 from trama_project.env import env_bool, env_float, env_int, env_list, env_str
 from trama_project.logging import formatter_from_env
@@ -17,19 +21,38 @@ VAR_DIR = Path(env_str("TRAMA_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
+@functools.cache
 def _secret_key() -> str:
-    """The server secret: from TRAMA_SECRET_KEY, else generated once into var/ (never committed)."""
+    """The server secret: TRAMA_SECRET_KEY, else the key in var/secret_key (never committed).
+
+    Called on first use, not at import (SECRET_KEY below is a lazy string): importing the
+    settings writes nothing. The first process of a checkout that needs a key generates the
+    file; every later one, and every restart, reads the same key.
+    """
     explicit = env_str("TRAMA_SECRET_KEY", "")
     if explicit:
         return explicit
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        _create_once(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
-SECRET_KEY = _secret_key()
+def _create_once(path: Path, content: str) -> None:
+    """Create ``path`` (mode 600) holding ``content`` unless it exists, atomically: processes that
+    start together (make run starts web, workers and timers at once) all end up reading one key."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.link(tmp, path)  # fails if another process created it first: its key wins
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
+SECRET_KEY = lazy(_secret_key, str)()
 DEBUG = env_bool("TRAMA_DEBUG", False)
 ALLOWED_HOSTS = env_list("TRAMA_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("TRAMA_CSRF_TRUSTED_ORIGINS", [])

@@ -1,4 +1,13 @@
-"""Test infrastructure: a scriptable HTTP service, real worker processes, polling helpers."""
+"""Test infrastructure, the one home of every helper the tests share.
+
+- ``service``: a scriptable HTTP service (the user's service Trama calls); ``workers``: real
+  qcluster / timer / gunicorn processes; ``waiting``: polling; ``otlp``: a span receiver.
+- ``specs``: builders of normalized specs (``req``, ``task``, ``retry``, ``chain``, ...);
+  ``definitions``: stored Definition rows (``DefinitionFactory``, ``store``);
+  ``engine``: drive an execution with the real worker code and read its history.
+- ``machine``: feed the pure state machine events (tests/machine/); ``commands``: run management
+  commands (tests/commands/); ``chaos``: the fault-injection workload and its checker.
+"""
 
 from tests.support.service import Callback, Recorded, Reply, TestService
 from tests.support.waiting import wait_until

@@ -79,7 +79,7 @@ class WorkerPool:
         env.update(
             {
                 "DATABASE_URL": database_url(),
-                "TRAMA_SECRET_KEY": settings.SECRET_KEY,
+                "TRAMA_SECRET_KEY": str(settings.SECRET_KEY),
                 "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "trama_project.settings"),
                 "PYTHONUNBUFFERED": "1",
             }

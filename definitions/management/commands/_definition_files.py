@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,15 @@ class Imported:
     outcome: str
     definition: Definition | None = None
     errors: list[dict] | None = None
+
+
+def import_files(files: list[Path], created_by: str, write: Callable[[str], object]) -> list[Imported]:
+    """Import each file in order, writing what happened to it (``describe``) as it goes."""
+    results = [import_file(path, created_by=created_by) for path in files]
+    for result in results:
+        for line in describe(result):
+            write(line)
+    return results
 
 
 def import_file(path: Path, created_by: str) -> Imported:

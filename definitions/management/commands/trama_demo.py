@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from definitions.management.commands._definition_files import definition_files, describe, import_file
+from definitions.management.commands._definition_files import definition_files, import_files
 
 # Each example: the demo service it calls (examples/<script>, its port) and an input to start it with.
 DEMOS = {
@@ -34,10 +34,7 @@ class Command(BaseCommand):
         files = definition_files([examples])
         if not files:
             raise CommandError(f"no *.json definitions in {examples!r}")
-        results = [import_file(path, created_by="cli:trama_demo") for path in files]
-        for result in results:
-            for line in describe(result):
-                self.stdout.write(line)
+        results = import_files(files, "cli:trama_demo", self.stdout.write)
         if any(r.outcome == "invalid" for r in results):
             raise CommandError("an example definition is invalid (see above)")
         self._print_how_to(directory, [r.definition.name for r in results])

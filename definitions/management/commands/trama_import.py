@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from definitions.management.commands._definition_files import definition_files, describe, import_file
+from definitions.management.commands._definition_files import definition_files, import_files
 
 
 class Command(BaseCommand):
@@ -18,10 +18,7 @@ class Command(BaseCommand):
         files = definition_files(paths)
         if not files:
             raise CommandError(f"no *.json definition files in {', '.join(paths)}")
-        results = [import_file(path, created_by="cli:trama_import") for path in files]
-        for result in results:
-            for line in describe(result):
-                self.stdout.write(line)
+        results = import_files(files, "cli:trama_import", self.stdout.write)
         invalid = [r for r in results if r.outcome == "invalid"]
         counts = {o: sum(r.outcome == o for r in results) for o in ("stored", "unchanged", "invalid")}
         summary = ", ".join(f"{n} {o}" for o, n in counts.items())

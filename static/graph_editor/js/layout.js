@@ -4,12 +4,13 @@
 // on_failure, on_timeout, branches}}. Linear in nodes + edges apart from a few
 // barycentre sweeps, so a 200-node graph lays out in a few milliseconds.
 
+import { POLICIES } from "./model.js";
+
 export const NODE_W = 168;
 export const NODE_H = 48;
 const GAP_X = 36;
 const GAP_Y = 58;
 const VIRTUAL_W = 16;
-const POLICIES = new Set(["compensate", "fail"]);
 
 /** Every edge out of one node: {from, to, kind, label}. */
 export function nodeEdges(id, node) {

@@ -5,7 +5,8 @@
 export const NODE_TYPES = ["task", "async_task", "switch", "sleep", "succeed", "fail", "parallel"];
 export const ID_RE = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 const NO_NEXT = new Set(["switch", "succeed", "fail"]);
-const POLICIES = new Set(["compensate", "fail"]);
+// on_failure / on_timeout values that are policies; any other string names a node to go to.
+export const POLICIES = new Set(["compensate", "fail"]);
 
 function dropNulls(obj) {
   if (!obj || typeof obj !== "object" || Array.isArray(obj)) return obj;

@@ -1,4 +1,8 @@
-"""factory-boy factories for stored rows; specs are built by the real validator."""
+"""Stored definitions for tests: one factory, and ``store`` for a normalized graph built with tests.support.specs.
+
+Tests about storing go through the real service (definitions.services.store_definition);
+every other test makes its rows here.
+"""
 
 import factory
 
@@ -13,7 +17,10 @@ def saga_source(name: str, url: str = "http://svc.local/orders") -> dict:
 
 
 class DefinitionFactory(factory.django.DjangoModelFactory):
-    """A stored definition version: DefinitionFactory(name="orders", version=2)."""
+    """A stored definition version: DefinitionFactory(name="orders", version=2).
+
+    From ``source`` (validated by the real validator), or from an already normalized ``spec``.
+    """
 
     class Meta:
         model = Definition
@@ -25,3 +32,10 @@ class DefinitionFactory(factory.django.DjangoModelFactory):
     kind = factory.LazyAttribute(lambda o: o.spec["kind"])
     digest = factory.LazyAttribute(lambda o: spec_digest(o.spec))
     created_by = "token:factory"
+
+
+def store(nodes: dict, start: str, name: str = "t") -> Definition:
+    """The next version of graph ``name``, its nodes stored as given (normalized, not validated)."""
+    spec = {"name": name, "kind": "graph", "start": start, "nodes": nodes}
+    version = Definition.objects.filter(name=name).count() + 1
+    return DefinitionFactory(name=name, version=version, source=spec, spec=spec)
