@@ -18,16 +18,19 @@ ORIGINAL_STATUSES = (IN_PROGRESS, WAITING_CALLBACK, SLEEPING, SUCCEEDED, FAILED,
 # A retry back-off is SLEEPING for us and IN_PROGRESS for the original (it re-enqueues with a delay);
 # only a sleep node is SLEEPING there. state["sleep"]["kind"] tells them apart.
 _SLEEP_NODE = Q(status=ExecutionStatus.SLEEPING, state__sleep__kind="node")
+_NOT_SLEEP_NODE = Q(status=ExecutionStatus.SLEEPING) & (Q(state__sleep__kind__isnull=True) | ~_SLEEP_NODE)
 # A FAILED execution of ours whose error arose while compensating: the original's CORRUPTED.
 _COMPENSATION_FAILED = Q(status=ExecutionStatus.FAILED, error__phase="compensation")
+# A missing key is NULL in SQL, which a bare negation would not match.
+_OTHER_FAILURE = Q(status=ExecutionStatus.FAILED) & (Q(error__phase__isnull=True) | ~_COMPENSATION_FAILED)
 _FILTERS = {
     IN_PROGRESS: Q(status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.COMPENSATING])
-    | (Q(status=ExecutionStatus.SLEEPING) & ~_SLEEP_NODE),
+    | _NOT_SLEEP_NODE,
     WAITING_CALLBACK: Q(status=ExecutionStatus.WAITING),
     SLEEPING: _SLEEP_NODE,
     SUCCEEDED: Q(status=ExecutionStatus.SUCCEEDED),
     FAILED: Q(status__in=[ExecutionStatus.COMPENSATED, ExecutionStatus.CANCELLED])
-    | (Q(status=ExecutionStatus.FAILED) & ~_COMPENSATION_FAILED),
+    | _OTHER_FAILURE,
     CORRUPTED: _COMPENSATION_FAILED,
 }
 
