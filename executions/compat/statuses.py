@@ -29,8 +29,7 @@ _FILTERS = {
     WAITING_CALLBACK: Q(status=ExecutionStatus.WAITING),
     SLEEPING: _SLEEP_NODE,
     SUCCEEDED: Q(status=ExecutionStatus.SUCCEEDED),
-    FAILED: Q(status__in=[ExecutionStatus.COMPENSATED, ExecutionStatus.CANCELLED])
-    | _OTHER_FAILURE,
+    FAILED: Q(status__in=[ExecutionStatus.COMPENSATED, ExecutionStatus.CANCELLED]) | _OTHER_FAILURE,
     CORRUPTED: _COMPENSATION_FAILED,
 }
 
