@@ -432,8 +432,9 @@ def _callback(value: Any, node: dict, native: str, path: str, conv: Conversion) 
         if value.get(key) is not None:
             rules[native_key] = _callback_rule(value[key], f"{path}.{key}", conv)
             conv.paths[f"{native}.callback.{native_key}"] = f"{path}.{key}"
-    if rules:
-        node["callback"] = rules
+    # CallbackReceiver.kt: "no conditions configured -> accept any callback as success", whatever its
+    # body says (the demos call back with {"status": "success"} or "approved"), which Trama would refuse.
+    node["callback"] = rules or {"success_when": True}
 
 
 def _switch(raw: dict, native: str, path: str, conv: Conversion) -> dict:
