@@ -14,6 +14,11 @@ from executions.models import Execution, Step, StepPhase
 STATUS_HELP = f"One of {', '.join(ORIGINAL_STATUSES)} (docs/upstream.md, 'Statuses')."
 
 
+def _instant(value) -> str:
+    """A time as the other fields of these answers write it (DRF's format: UTC with a Z)."""
+    return serializers.DateTimeField().to_representation(value)
+
+
 class OriginalErrorSerializer(serializers.Serializer):
     """``ValidationErrorResponse``: each problem as one line of text, naming the field at fault."""
 
@@ -91,7 +96,7 @@ class ExecutionSummarySerializer(serializers.Serializer):
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_startedAt(self, execution: Execution) -> str:
-        return (execution.started_at or execution.created_at).isoformat()
+        return _instant(execution.started_at or execution.created_at)
 
 
 class ExecutionStatusSerializer(ExecutionSummarySerializer):
@@ -153,12 +158,11 @@ class StepResultSerializer(serializers.Serializer):
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_startedAt(self, step: Step) -> str:
-        execution = step.execution
-        return (execution.started_at or execution.created_at).isoformat()
+        return _instant(step.execution.started_at or step.execution.created_at)
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_createdAt(self, step: Step) -> str:
-        return (step.finished_at or step.started_at).isoformat()
+        return _instant(step.finished_at or step.started_at)
 
     def get_latencyMs(self, step: Step) -> int:
         return _latency_ms(step)
@@ -197,7 +201,7 @@ class StepCallSerializer(serializers.Serializer):
 
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_createdAt(self, step: Step) -> str:
-        return (step.finished_at or step.started_at).isoformat()
+        return _instant(step.finished_at or step.started_at)
 
     def get_latencyMs(self, step: Step) -> int:
         return _latency_ms(step)
