@@ -80,26 +80,46 @@ def saga_demo_definition(svc: str, version: str) -> dict:
         prev = "&from={{step.0.up.body.step}}" if with_prev else ""
         up_body = {"prevStep": "{{step.0.up.body.step}}", "prevStatus": "{{step.0.up.body.status}}"}
         down_body = {"prevStep": "{{step.0.up.body.step}}", "compensate": name}
-        headers = {**JSON, "X-Fail-Step": "{{payload.fail_step}}", "X-Fail-Phase": "{{payload.fail_phase}}",
-                   "X-Fail-Mode": "once"}  # fmt: skip
+        headers = {
+            **JSON,
+            "X-Fail-Step": "{{payload.fail_step}}",
+            "X-Fail-Phase": "{{payload.fail_phase}}",
+            "X-Fail-Mode": "once",
+        }
         return {
             "name": name,
-            "up": {"url": f"{svc}/step/{name}?phase=up{prev}", "verb": "POST", "headers": headers,
-                   "body": up_body if with_prev else {"step": name}},
-            "down": {"url": f"{svc}/step/{name}?phase=down{prev}", "verb": "POST", "headers": headers,
-                     "body": down_body if with_prev else {"compensate": name}},
-        }  # fmt: skip
+            "up": {
+                "url": f"{svc}/step/{name}?phase=up{prev}",
+                "verb": "POST",
+                "headers": headers,
+                "body": up_body if with_prev else {"step": name},
+            },
+            "down": {
+                "url": f"{svc}/step/{name}?phase=down{prev}",
+                "verb": "POST",
+                "headers": headers,
+                "body": down_body if with_prev else {"compensate": name},
+            },
+        }
 
     return {
         "name": "demo-saga2",
         "version": version,
         "failureHandling": {"type": "retry", "maxAttempts": 1, "delayMillis": 200},
         "steps": [step("reserve"), step("charge", with_prev=True)],
-        "onSuccessCallback": {"url": f"{svc}/callback/success", "verb": "POST", "headers": JSON,
-                              "body": {"status": "ok"}},
-        "onFailureCallback": {"url": f"{svc}/callback/failure", "verb": "POST", "headers": JSON,
-                              "body": {"status": "failed"}},
-    }  # fmt: skip
+        "onSuccessCallback": {
+            "url": f"{svc}/callback/success",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {"status": "ok"},
+        },
+        "onFailureCallback": {
+            "url": f"{svc}/callback/failure",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {"status": "failed"},
+        },
+    }
 
 
 def run_saga(api: SagaApi, version: str, fail_step: str = "", fail_phase: str = "") -> tuple[dict, list[str]]:
@@ -115,21 +135,30 @@ def square_chain_definition(svc: str, version: str, count: int = 4) -> dict:
     steps = []
     for index in range(count):
         value = "{{payload.initial_value}}" if index == 0 else f"{{{{step.{index - 1}.up.body.result}}}}"
-        steps.append({
-            "name": f"square-{index + 1}",
-            "up": {"url": f"{svc}/square", "verb": "POST", "headers": JSON, "body": value},
-            "down": {"url": f"{svc}/compensate", "verb": "POST", "headers": JSON,
-                     "body": {"step": f"square-{index + 1}", "lastKnown": value}},
-        })  # fmt: skip
+        steps.append(
+            {
+                "name": f"square-{index + 1}",
+                "up": {"url": f"{svc}/square", "verb": "POST", "headers": JSON, "body": value},
+                "down": {
+                    "url": f"{svc}/compensate",
+                    "verb": "POST",
+                    "headers": JSON,
+                    "body": {"step": f"square-{index + 1}", "lastKnown": value},
+                },
+            }
+        )
     return {
         "name": "square-chain-demo",
         "version": version,
         "failureHandling": {"type": "retry", "maxAttempts": 1, "delayMillis": 200},
         "steps": steps,
-        "onSuccessCallback": {"url": f"{svc}/done_square", "verb": "POST", "headers": JSON,
-                              "body": {"status": "done", "sagaId": "{{sagaId}}",
-                                       "final": f"{{{{step.{count - 1}.up.body.result}}}}"}},
-    }  # fmt: skip
+        "onSuccessCallback": {
+            "url": f"{svc}/done_square",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {"status": "done", "sagaId": "{{sagaId}}", "final": f"{{{{step.{count - 1}.up.body.result}}}}"},
+        },
+    }
 
 
 def squared(recorded) -> dict:
@@ -177,7 +206,11 @@ def test_saga_demo_scripts_run_unmodified(trama, service):
     ]
     calls = trama.get(f"/workflows/{saga_id}/steps/calls").json()
     assert [(c["stepName"], c["attempt"], c["statusCode"]) for c in calls] == [
-        ("reserve", 1, 200), ("charge", 1, 500), ("charge", 2, 500), ("reserve", 1, 200)]  # fmt: skip
+        ("reserve", 1, 200),
+        ("charge", 1, 500),
+        ("charge", 2, 500),
+        ("reserve", 1, 200),
+    ]
 
     # run_square_chain.py run: store, run with initial_value 2.0 (argparse float); 4, 16, 256, 65536.
     service.default("POST", "/square", Reply(200, squared))
@@ -198,9 +231,13 @@ def test_saga_demo_scripts_run_unmodified(trama, service):
 def async_callback(body: dict, delay_s: float = 0.0) -> Callback:
     """The Flask servers' async steps: POST the body's callbackUrl with its callbackToken as X-Callback-Token."""
     return Callback(
-        body, delay_s=delay_s, token_in="header", token_header="X-Callback-Token",
-        url=lambda r: r.body["callbackUrl"], token=lambda r: r.body["callbackToken"],
-    )  # fmt: skip
+        body,
+        delay_s=delay_s,
+        token_in="header",
+        token_header="X-Callback-Token",
+        url=lambda r: r.body["callbackUrl"],
+        token=lambda r: r.body["callbackToken"],
+    )
 
 
 def v2_task(svc: str, node_id: str, path: str, next_node: str | None = None, body: dict | None = None) -> dict:
@@ -208,11 +245,22 @@ def v2_task(svc: str, node_id: str, path: str, next_node: str | None = None, bod
     node = {
         "kind": "task",
         "id": node_id,
-        "action": {"mode": "sync", "request": {"url": f"{svc}/step/{path}?phase=up", "verb": "POST", "headers": JSON,
-                                               "body": body or {"orderId": "{{payload.orderId}}", "node": node_id}}},
-        "compensation": {"url": f"{svc}/step/{path}?phase=down", "verb": "POST", "headers": JSON,
-                         "body": {"node": node_id, "action": "compensate"}},
-    }  # fmt: skip
+        "action": {
+            "mode": "sync",
+            "request": {
+                "url": f"{svc}/step/{path}?phase=up",
+                "verb": "POST",
+                "headers": JSON,
+                "body": body or {"orderId": "{{payload.orderId}}", "node": node_id},
+            },
+        },
+        "compensation": {
+            "url": f"{svc}/step/{path}?phase=down",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {"node": node_id, "action": "compensate"},
+        },
+    }
     return node | ({"next": next_node} if next_node else {})
 
 
@@ -221,23 +269,39 @@ def async_demo_definition(svc: str) -> dict:
     authorize = v2_task(svc, "authorize", "authorize", "capture")
     authorize["action"] = {
         "mode": "async",
-        "request": {"url": f"{svc}/async-step/authorize", "verb": "POST", "headers": JSON,
-                    "body": {"orderId": "{{payload.orderId}}", "amount": "{{payload.amount}}",
-                             "callbackUrl": "{{runtime.callback.url}}", "callbackToken": "{{runtime.callback.token}}"}},
+        "request": {
+            "url": f"{svc}/async-step/authorize",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {
+                "orderId": "{{payload.orderId}}",
+                "amount": "{{payload.amount}}",
+                "callbackUrl": "{{runtime.callback.url}}",
+                "callbackToken": "{{runtime.callback.token}}",
+            },
+        },
         "acceptedStatusCodes": [202],
         "callback": {"timeoutMillis": 30000},
-    }  # fmt: skip
+    }
     return {
         "name": "payment-async-v2",
         "version": "v1",
         "failureHandling": {"type": "retry", "maxAttempts": 2, "delayMillis": 200},
         "entrypoint": "authorize",
         "nodes": [authorize, v2_task(svc, "capture", "capture", "notify"), v2_task(svc, "notify", "notify")],
-        "onSuccessCallback": {"url": f"{svc}/callback/success", "verb": "POST", "headers": JSON,
-                              "body": '{"status":"ok","orderId":"{{payload.orderId}}"}'},
-        "onFailureCallback": {"url": f"{svc}/callback/failure", "verb": "POST", "headers": JSON,
-                              "body": '{"status":"failed","orderId":"{{payload.orderId}}"}'},
-    }  # fmt: skip
+        "onSuccessCallback": {
+            "url": f"{svc}/callback/success",
+            "verb": "POST",
+            "headers": JSON,
+            "body": '{"status":"ok","orderId":"{{payload.orderId}}"}',
+        },
+        "onFailureCallback": {
+            "url": f"{svc}/callback/failure",
+            "verb": "POST",
+            "headers": JSON,
+            "body": '{"status":"failed","orderId":"{{payload.orderId}}"}',
+        },
+    }
 
 
 def switch_demo_definition(svc: str) -> dict:
@@ -253,11 +317,18 @@ def switch_demo_definition(svc: str) -> dict:
         "version": "v1",
         "failureHandling": {"type": "retry", "maxAttempts": 2, "delayMillis": 100},
         "entrypoint": "choose-payment",
-        "nodes": [{"kind": "switch", "id": "choose-payment", "cases": cases, "default": "fallback-payment"},
-                  *payments, v2_task(svc, "notify", "notify", body=body)],
-        "onSuccessCallback": {"url": f"{svc}/callback/success", "verb": "POST", "headers": JSON,
-                              "body": '{"status":"ok","orderId":"{{payload.orderId}}"}'},
-    }  # fmt: skip
+        "nodes": [
+            {"kind": "switch", "id": "choose-payment", "cases": cases, "default": "fallback-payment"},
+            *payments,
+            v2_task(svc, "notify", "notify", body=body),
+        ],
+        "onSuccessCallback": {
+            "url": f"{svc}/callback/success",
+            "verb": "POST",
+            "headers": JSON,
+            "body": '{"status":"ok","orderId":"{{payload.orderId}}"}',
+        },
+    }
 
 
 def test_workflow_demo_scripts_run_unmodified(trama, service):
@@ -268,8 +339,10 @@ def test_workflow_demo_scripts_run_unmodified(trama, service):
     )
 
     # run_async_demo.py: POST /workflows/run; the service answers 202 and calls back a second later.
-    started = trama.post("/workflows/run", {"definition": async_demo_definition(svc),
-                                            "payload": {"orderId": "ord-async-001", "amount": "250.00"}})  # fmt: skip
+    started = trama.post(
+        "/workflows/run",
+        {"definition": async_demo_definition(svc), "payload": {"orderId": "ord-async-001", "amount": "250.00"}},
+    )
     assert started.status_code == 200
     saga_id = started.json()["id"]
     final, seen = trama.wait_final(saga_id)
@@ -287,10 +360,14 @@ def test_workflow_demo_scripts_run_unmodified(trama, service):
     definition = switch_demo_definition(svc)
     registered = trama.post("/workflows/definitions", {k: v for k, v in definition.items() if k != "onSuccessCallback"})
     assert registered.status_code in (200, 201, 409)
-    for method, order, branch in [("pix", "ord-001", "pix-payment"), ("card", "ord-002", "card-payment"),
-                                  ("boleto", "ord-003", "fallback-payment")]:  # fmt: skip
-        answer = trama.post("/workflows/run", {"definition": definition,
-                                               "payload": {"orderId": order, "paymentMethod": method}})  # fmt: skip
+    for method, order, branch in [
+        ("pix", "ord-001", "pix-payment"),
+        ("card", "ord-002", "card-payment"),
+        ("boleto", "ord-003", "fallback-payment"),
+    ]:
+        answer = trama.post(
+            "/workflows/run", {"definition": definition, "payload": {"orderId": order, "paymentMethod": method}}
+        )
         assert answer.status_code == 200
         final, _ = trama.wait_final(answer.json()["id"])
         assert final["status"] == "SUCCEEDED", method
@@ -312,23 +389,40 @@ def full_demo_definition(svc: str) -> dict:
     order = {"orderId": "{{payload.orderId}}"}
 
     def task(node_id: str, path: str, body: dict, next_node: str | None, compensate: bool = True) -> dict:
-        node = {"kind": "task", "id": node_id,
-                "action": {"mode": "sync", "request": {"url": f"{svc}{path}", "verb": "POST", "headers": JSON,
-                                                       "body": body}}}  # fmt: skip
+        node = {
+            "kind": "task",
+            "id": node_id,
+            "action": {
+                "mode": "sync",
+                "request": {"url": f"{svc}{path}", "verb": "POST", "headers": JSON, "body": body},
+            },
+        }
         if compensate:
-            node["compensation"] = {"url": f"{svc}/step/{node_id}?phase=down", "verb": "POST", "headers": JSON,
-                                    "body": order}  # fmt: skip
+            node["compensation"] = {
+                "url": f"{svc}/step/{node_id}?phase=down",
+                "verb": "POST",
+                "headers": JSON,
+                "body": order,
+            }
         return node | ({"next": next_node} if next_node else {})
 
     card = task("card-payment", "/async-step/card-payment", {}, "notify")
     card["action"] = {
         "mode": "async",
-        "request": {"url": f"{svc}/async-step/card-payment", "verb": "POST", "headers": JSON,
-                    "body": {**order, "method": "card", "callbackUrl": "{{runtime.callback.url}}",
-                             "callbackToken": "{{runtime.callback.token}}"}},
+        "request": {
+            "url": f"{svc}/async-step/card-payment",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {
+                **order,
+                "method": "card",
+                "callbackUrl": "{{runtime.callback.url}}",
+                "callbackToken": "{{runtime.callback.token}}",
+            },
+        },
         "acceptedStatusCodes": [202],
         "callback": {"timeoutMillis": 60000},
-    }  # fmt: skip
+    }
     cases = [
         {"name": m, "when": {"==": [{"var": "payload.paymentMethod"}, m]}, "target": f"{m}-payment"}
         for m in ("pix", "card")
@@ -345,11 +439,19 @@ def full_demo_definition(svc: str) -> dict:
             card,
             task("notify", "/step/notify", order, None, compensate=False),
         ],
-        "onSuccessCallback": {"url": f"{svc}/callback/success", "verb": "POST", "headers": JSON,
-                              "body": {**order, "result": "succeeded"}},
-        "onFailureCallback": {"url": f"{svc}/callback/failure", "verb": "POST", "headers": JSON,
-                              "body": {**order, "result": "failed"}},
-    }  # fmt: skip
+        "onSuccessCallback": {
+            "url": f"{svc}/callback/success",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {**order, "result": "succeeded"},
+        },
+        "onFailureCallback": {
+            "url": f"{svc}/callback/failure",
+            "verb": "POST",
+            "headers": JSON,
+            "body": {**order, "result": "failed"},
+        },
+    }
 
 
 def test_full_demo_scripts_run_unmodified(trama, service):
@@ -377,3 +479,43 @@ def test_full_demo_scripts_run_unmodified(trama, service):
             "result": "succeeded",
         }
     assert [status for status, _ in service.callback_results] == [202]
+
+
+# --- wake and retry through the original's routes -------------------------------------------------------
+
+
+def test_sleep_is_woken_and_a_corrupted_saga_retried_through_the_original_routes(trama, service):
+    svc = service.url
+    nap = {"kind": "sleep", "id": "nap", "durationMillis": 3_600_000, "next": "ship"}
+    sleepy = {
+        "name": "sleepy",
+        "version": "v1",
+        "failureHandling": {"type": "retry", "maxAttempts": 0, "delayMillis": 1},
+        "entrypoint": "nap",
+        "nodes": [nap, v2_task(svc, "ship", "ship")],
+    }
+    started = trama.post("/workflows/run", {"definition": sleepy, "payload": {"orderId": "o-1"}}).json()["id"]
+    deadline = time.time() + 30
+    while trama.get(f"/workflows/{started}").json()["status"] != "SLEEPING":
+        assert time.time() < deadline, "never SLEEPING"
+        time.sleep(0.1)
+    assert requests.post(f"{trama.base_url}/workflows/{started}/wake", timeout=10).status_code == 202
+    final, _ = trama.wait_final(started)
+    assert final["status"] == "SUCCEEDED"
+    assert requests.post(f"{trama.base_url}/workflows/{started}/wake", timeout=10).status_code == 409
+
+    # charge fails, then reserve's compensation fails for good: CORRUPTED. The service recovers; a retry
+    # resumes the compensation that failed, and the saga ends FAILED (compensated), as the original names it.
+    service.global_default = step_reply()
+    service.script("POST", "/step/charge", step_reply(500))
+    service.script("POST", "/step/reserve", step_reply(200), step_reply(500))
+    saga = saga_demo_definition(svc, "v1") | {"failureHandling": {"type": "retry", "maxAttempts": 0, "delayMillis": 1}}
+    payload = {"fail_step": "", "fail_phase": ""}
+    started = trama.post("/workflows/run", {"definition": saga, "payload": payload}).json()["id"]
+    final, _ = trama.wait_final(started)
+    assert final["status"] == "CORRUPTED"
+    retried = requests.post(f"{trama.base_url}/workflows/{started}/retry", timeout=10)
+    assert (retried.status_code, retried.json()) == (202, {"id": started, "status": "REQUEUED"})
+    final, _ = trama.wait_final(started)
+    assert final["status"] == "FAILED"
+    assert [r.query["phase"] for r in service.calls("POST", "/step/reserve")] == ["up", "down", "down"]
