@@ -229,3 +229,31 @@ def test_the_compat_api_is_in_our_openapi_schema(api):
         "receiveNodeCallback",
     }
     assert expected <= operations
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("post", "/workflows/run", [1, 2]),
+        ("post", "/workflows/run", "text"),
+        ("post", "/workflows/run", {"definition": None}),
+        ("post", "/workflows/run", {"definition": "v1", "payload": {}}),
+        ("post", "/workflows/run", {"definition": {"nodes": "x"}, "payload": {}}),
+        ("post", "/workflows/run", {"definition": {"steps": [{"up": 1}]}, "payload": None}),
+        ("post", "/workflows/definitions", [1]),
+        ("post", "/workflows/definitions", {"name": ["x"], "version": {"v": 1}, "steps": []}),
+        ("post", "/workflows/definitions", {"name": "n", "version": "v1", "nodes": [None, 1, "x"]}),
+        ("put", f"/workflows/definitions/{uuid.UUID(int=1)}", 7),
+        ("put", "/workflows/definitions/x", {}),
+        ("post", "/workflows/definitions/ñ%20x/v%00/run", {"payload": 3}),
+        ("post", "/workflows/definitions/a/b/run", [1]),
+        ("get", "/workflows?limit=-1", None),
+        ("get", "/workflows?offset=99999999999999999999", None),
+        ("post", f"/workflows/{uuid.UUID(int=1)}/node/%20/callback", {}),
+    ],
+)
+def test_malformed_input_is_a_4xx_or_the_originals_204_never_a_500(api, method, path, body):
+    answer = getattr(api, method)(path, body, format="json") if body is not None else api.get(path)
+    assert answer.status_code in (200, 204, 400, 401, 404, 409), answer.content
+    if answer.status_code == 400:
+        assert answer.json()["errors"]
