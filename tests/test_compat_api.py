@@ -159,6 +159,10 @@ def test_runs_inline_and_stored_answer_the_new_id_and_its_status(api):
     listed = api.get("/workflows", {"name": "orders", "status": "IN_PROGRESS"}).json()
     assert [row["id"] for row in listed] == [run.json()["id"], started.json()["id"]]
     assert api.get("/workflows", {"status": "DONE"}).status_code == 400
+    again = api.post("/workflows/definitions/orders/2024-01/run", {}, format="json", HTTP_IDEMPOTENCY_KEY="k" * 201)
+    assert again.json()["errors"] == ["Idempotency-Key: must be at most 200 characters"]
+    keyed = [api.post("/workflows/run", {"definition": v1()}, format="json", HTTP_IDEMPOTENCY_KEY="k1") for _ in "ab"]
+    assert keyed[0].json() == keyed[1].json()  # the same start, replayed
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,8 @@ def _execution(pk: str) -> Execution | Response:
 def _start(request, definition_or_source: Any, payload: dict) -> Response:
     """Start through the one start path; the original answers 200 ``{"id"}``."""
     key = request.headers.get("Idempotency-Key", "").strip() or None
+    if key and len(key) > 200:  # as on POST /api/v1/executions/: the column holds 200
+        return original_error(400, "Idempotency-Key: must be at most 200 characters")
     try:
         if isinstance(definition_or_source, dict):
             execution, _ = services.start_requested(
