@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -19,6 +21,10 @@ class Definition(models.Model):
     so every execution can point at the exact graph it ran.
     """
 
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False,
+        help_text="The id of the original Trama's API (/workflows/definitions/{id}); ours uses name and version.",
+    )  # fmt: skip
     name = models.CharField(max_length=200)
     version = models.PositiveIntegerField()
     kind = models.CharField(max_length=10, choices=DefinitionKind.choices)

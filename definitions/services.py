@@ -8,10 +8,11 @@ import difflib
 import functools
 import hashlib
 import json
+import uuid
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db.models import Max, OuterRef, ProtectedError, QuerySet, Subquery
 
 from definitions.models import Definition
 from definitions.validation import validate_definition
@@ -45,19 +46,21 @@ def _validated(source: Any) -> dict:
     return result.spec
 
 
-def store_definition(source: Any, created_by: str = "") -> Definition:
+def store_definition(source: Any, created_by: str = "", public_id: uuid.UUID | None = None) -> Definition:
     """Validate ``source`` and store it as the next version of its name.
 
-    Raises DefinitionInvalid (nothing stored) when it has problems.
+    ``public_id`` is the id the original Trama's API names it by (a new one when None).
+    Raises DefinitionInvalid (nothing stored) when it has problems, IntegrityError
+    when ``public_id`` is already taken.
     """
-    return _store_validated(source, _validated(source), created_by)
+    return _store_validated(source, _validated(source), created_by, public_id)
 
 
-def _store_validated(source: Any, spec: dict, created_by: str) -> Definition:
+def _store_validated(source: Any, spec: dict, created_by: str, public_id: uuid.UUID | None = None) -> Definition:
     for attempt in range(STORE_ATTEMPTS):
         try:
             with transaction.atomic():
-                return _insert_next_version(source, spec, created_by)
+                return _insert_next_version(source, spec, created_by, public_id or uuid.uuid4())
         except IntegrityError:
             if attempt == STORE_ATTEMPTS - 1:
                 raise
@@ -84,10 +87,11 @@ def _description(source: Any) -> Any:
     return source.get("description") if isinstance(source, dict) else None
 
 
-def _insert_next_version(source: Any, spec: dict, created_by: str) -> Definition:
+def _insert_next_version(source: Any, spec: dict, created_by: str, public_id: uuid.UUID) -> Definition:
     """Call inside transaction.atomic(); a concurrent insert of the same version raises IntegrityError."""
     current = Definition.objects.filter(name=spec["name"], is_inline=False).aggregate(latest=Max("version"))["latest"]
     return Definition.objects.create(
+        public_id=public_id,
         name=spec["name"],
         version=(current or 0) + 1,
         kind=spec["kind"],
@@ -202,3 +206,47 @@ def why_missing(name: str, version: int | None = None) -> tuple[str, str]:
         return "definition", f"No definition named '{name}'. GET /api/v1/definitions/ lists the stored ones."
     options = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
     return "definition", f"No definition named '{name}'. Did you mean {options}?"
+
+
+# --- The original Trama's view of stored definitions (its API: executions/compat/) ------------------
+
+
+class DefinitionInUse(Exception):
+    """A stored version cannot be deleted: executions pin it (they keep the exact version they ran)."""
+
+
+def version_label(definition: Definition) -> str:
+    """The version as the original names it: the ``version`` string of a definition in its format
+    (``"v1"``), else Trama's version number as text."""
+    label = definition.source.get("version") if isinstance(definition.source, dict) else None
+    return label if isinstance(label, str) and "kind" not in definition.source else str(definition.version)
+
+
+def _labelled(name: str, label: str) -> QuerySet[Definition]:
+    """The stored versions of ``name`` in the original's format whose ``version`` string is ``label``."""
+    return definition_versions(name).filter(source__version=label).exclude(source__has_key="kind")
+
+
+def has_version_label(name: str, label: str) -> bool:
+    """Whether ``name`` is stored with the original's version string ``label`` (the original refuses a second)."""
+    return _labelled(name, label).exists()
+
+
+def find_by_version_label(name: str, label: str) -> Definition | None:
+    """The stored version of ``name`` the original would find as ``label``: the newest whose original
+    ``version`` is ``label``, else (a number) Trama's version ``label``; None when neither exists."""
+    found = _labelled(name, label).first()
+    if found is None and label.isdigit() and len(label) < 10:
+        found = definition_versions(name).filter(version=int(label)).first()
+    return found
+
+
+def delete_definition(public_id: uuid.UUID) -> bool:
+    """Delete a stored version; False when there is none. Raises DefinitionInUse when executions pin it."""
+    try:
+        deleted, _ = stored_definitions().filter(public_id=public_id).delete()
+    except ProtectedError as exc:
+        count = len(exc.protected_objects)
+        raise DefinitionInUse(f"{count} execution(s) ran this version and keep it; it cannot be deleted") from None
+    definition_by_id.cache_clear()  # this process may hold it; others only ever look up ids executions pin
+    return deleted > 0

@@ -436,8 +436,9 @@ def _callback(value: Any, node: dict, native: str, path: str, conv: Conversion) 
             _rule_roots(value[key], f"{path}.{key}", conv, CALLBACK_RULE_ROOTS, "CallbackReceiver.kt")
             rules[native_key] = value[key]  # read over {input, callback: {body}}, as CallbackReceiver.kt does
             conv.paths[f"{native}.callback.{native_key}"] = f"{path}.{key}"
-    if rules:
-        node["callback"] = rules
+    # CallbackReceiver.kt: "no conditions configured -> accept any callback as success", whatever its
+    # body says (the demos call back with {"status": "success"} or "approved"), which Trama would refuse.
+    node["callback"] = rules or {"success_when": True}
 
 
 def _switch(raw: dict, native: str, path: str, conv: Conversion) -> dict:

@@ -70,6 +70,16 @@ def callback_url(token: str) -> str:
     return f"{settings.TRAMA_PUBLIC_URL}/api/v1/callbacks/{token}/"
 
 
-def callback_context(token: str) -> dict:
-    """What templates see as ``callback`` (``{{callback.url}}``, ``{{callback.token}}``) for one async attempt."""
-    return {"url": callback_url(token), "token": token}
+def original_callback_url(execution_id: str, node_id: str) -> str:
+    """The original Trama's callback route (its ``CallbackUrlFactory.kt``); the token goes in ``X-Callback-Token``."""
+    return f"{settings.TRAMA_PUBLIC_URL}/workflows/{execution_id}/node/{node_id}/callback"
+
+
+def callback_context(token: str, original_route: tuple[str, str] | None = None) -> dict:
+    """What templates see as ``callback`` (``{{callback.url}}``, ``{{callback.token}}``) for one async attempt.
+
+    ``original_route`` (execution id, node id) is given for a definition in the original's
+    format: its services call back the way the original tells them to (executions/compat/).
+    """
+    url = original_callback_url(*original_route) if original_route else callback_url(token)
+    return {"url": url, "token": token}

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from trama_project.api import missing_trailing_slash
-from trama_project.views import healthz
+from trama_project.views import healthz, readyz
 
 api_v1 = [
     path("", include("definitions.api.urls")),
@@ -19,6 +19,8 @@ urlpatterns = [
     # Last under /api/: a path without its trailing slash gets JSON (or, for a GET, the redirect).
     re_path(r"^api/(?P<path>.*[^/])$", missing_trailing_slash),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("", include("executions.compat.urls")),  # the original Trama's API, /workflows/... (docs/upstream.md)
     path("", include("executions.urls")),  # /metrics: django-prometheus' and trama_*, of every process
     path("admin/", admin.site.urls),
     path("", include("graph_editor.urls")),

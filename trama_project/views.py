@@ -1,5 +1,5 @@
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 
 
@@ -12,6 +12,14 @@ def healthz(request):
     except Exception as exc:  # any database failure means "not healthy", never a 500
         return JsonResponse({"status": "unhealthy", "database": str(exc.__class__.__name__)}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def readyz(request):
+    """Readiness as the original Trama answers it (``/readyz``): the text ``ready``, or 503 with its error shape."""
+    answer = healthz(request)
+    if answer.status_code != 200:
+        return JsonResponse({"errors": ["database unavailable"]}, status=503)
+    return HttpResponse("ready", content_type="text/plain")
 
 
 def not_found(request, exception=None):

@@ -36,7 +36,9 @@ class UnknownStatus(Exception):
     """The body's ``status`` is none of STATUSES and no callback rule decides instead (answer 400)."""
 
 
-def receive_callback(token: str, body: Any) -> Answer:
+def receive_callback(token: str, body: Any, route: tuple[str, str] | None = None) -> Answer:
+    """``route``: the (execution id, node id) a URL names beside the token (the original's callback
+    route); a token minted for another execution or node is refused like a forged one."""
     try:
         claims = read_callback_token(token)
     except TokenInvalid:
@@ -45,6 +47,8 @@ def receive_callback(token: str, body: Any) -> Answer:
         claims = expired.claims
         if not _deadline_extended(claims):
             return Answer(410, "callback token has expired")
+    if route is not None and route != (claims.execution_id, claims.node_id):
+        return Answer(403, "callback token was not minted for this execution and node")
     if not isinstance(body, dict):
         return Answer(400, "callback body must be a JSON object")
     # Scrubbed before anything reads it: the body is stored, judged and compared with the stored copy as one value.

@@ -48,7 +48,11 @@ class CallbackView(APIView):
 
     @extend_schema(operation_id="callbacks_receive", **CALLBACK_SCHEMA)
     def post(self, request, token: str | None = None):
-        token = token or request.headers.get("X-Trama-Callback-Token", "")
+        return self.receive(request, token or request.headers.get("X-Trama-Callback-Token", ""))
+
+    @staticmethod
+    def receive(request, token: str, route: tuple[str, str] | None = None) -> Response:
+        """Deliver the callback in ``request`` with ``token``; ``route`` (execution, node) as the URL names them."""
         if not token:
             telemetry.callback_rejected("no_token")
             return Response({"detail": "no callback token in the URL or X-Trama-Callback-Token"}, status=403)
@@ -57,7 +61,7 @@ class CallbackView(APIView):
         except (ParseError, UnsupportedMediaType) as exc:
             telemetry.callback_rejected("bad_body")
             return Response({"detail": f"malformed callback body: {exc.detail}"}, status=400)
-        answer = receive_callback(token, body)
+        answer = receive_callback(token, body, route)
         telemetry.callback_answered(answer.status)
         payload = {"detail": answer.detail}
         if answer.field:

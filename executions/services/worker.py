@@ -11,6 +11,7 @@ from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Now
 
 from definitions.services import definition_by_id
+from definitions.upstream import is_upstream
 from executions import machine, telemetry
 from executions.callback_tokens import callback_context, mint_callback_token
 from executions.models import ACTIVE_STATUSES, FINAL_STATUSES, Execution, ExecutionStatus
@@ -184,7 +185,10 @@ class _Run:
     def _perform_async(self, decision: machine.Decision, call: machine.SendAsync) -> machine.Decision | None:
         # Render first: a template error fails the attempt without any wait being committed.
         token = mint_callback_token(self.execution.pk, call.node, call.attempt, call.deadline)
-        rendered = render_call(call, decision.state, self.env(), configured_secrets(), callback_context(token))
+        # A definition in the original Trama's format: its services call back on the original's route.
+        original = (str(self.execution.pk), call.node) if is_upstream(self.execution.definition.source) else None
+        callback = callback_context(token, original)
+        rendered = render_call(call, decision.state, self.env(), configured_secrets(), callback)
         if isinstance(rendered, machine.CallFailed):
             return self._decide(decision.state, rendered)
         decision.actions.append(machine.StepRecord(call.seq, {"request": rendered.recorded}, new=False))

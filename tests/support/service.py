@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -72,7 +73,9 @@ class Callback:
     ``body`` is JSON (or a callable taking the ``Recorded`` request and returning JSON).
     ``token_in="url"`` POSTs to the callback URL as given (the token travels in the URL);
     ``token_in="header"`` POSTs to the same URL and also sends ``X-Trama-Callback-Token``.
-    ``url`` / ``token`` override what the request headers said (e.g. a forged token).
+    ``url`` / ``token`` override what the request headers said (e.g. a forged token); either may be
+    a callable taking the ``Recorded`` request (a service that reads them from the request body).
+    ``token_header`` names the header the token goes back in (the original Trama's is X-Callback-Token).
     """
 
     body: Any
@@ -80,9 +83,10 @@ class Callback:
     times: int = 1
     before_reply: bool = False
     token_in: Literal["url", "header"] = "url"
-    url: str | None = None
-    token: str | None = None
+    url: str | Callable[[Recorded], str] | None = None
+    token: str | Callable[[Recorded], str] | None = None
     timeout_s: float = 10.0
+    token_header: str = "X-Trama-Callback-Token"
 
 
 @dataclass
@@ -377,15 +381,18 @@ class TestService:
     def _send_callback(self, callback: Callback, recorded: Recorded) -> None:
         if callback.delay_s:
             time.sleep(callback.delay_s)
-        url = callback.url or recorded.headers.get(CALLBACK_URL_HEADER)
-        token = callback.token if callback.token is not None else recorded.headers.get(CALLBACK_TOKEN_HEADER)
+        url = (callback.url(recorded) if callable(callback.url) else callback.url) or recorded.headers.get(
+            CALLBACK_URL_HEADER
+        )
+        token = callback.token(recorded) if callable(callback.token) else callback.token
+        token = token if token is not None else recorded.headers.get(CALLBACK_TOKEN_HEADER)
         result: tuple[int | None, Any]
         if not url:
             result = (None, f"no {CALLBACK_URL_HEADER} header in the request")
         else:
             headers = {}
             if callback.token_in == "header" and token is not None:
-                headers[CALLBACK_TOKEN_HEADER] = token
+                headers[callback.token_header] = token
             body = callback.body(recorded) if callable(callback.body) else callback.body
             try:
                 answer = requests.post(url, json=body, headers=headers, timeout=callback.timeout_s)
