@@ -1,5 +1,5 @@
-// The execution page: header, the operator's actions, Gantt timeline, event history, the graph with
-// the path taken. Polls the page's JSON endpoint every second until the execution is final.
+// The execution page: header, the operator's actions, Gantt timeline, the graph with the path taken, event
+// history. Polls the page's JSON endpoint every second until the execution is final.
 
 import { getJSON } from "./api.js";
 import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
