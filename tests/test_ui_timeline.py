@@ -221,8 +221,10 @@ def test_the_wheel_scrolls_the_page_over_the_graph_and_zooms_it_with_ctrl(page):
 def test_operator_marks_follow_zoom_and_pan_and_link_both_ways_with_the_history(page):
     execution = long_execution()
     t0 = execution.started_at
-    for kind, at in [("wake", 300), ("retry_skip", 600.2 + 86400 + 2.3), ("rerun", 86400 * 1.5)]:
+    wake, retry, _ = (
         OperatorAction.objects.create(execution=execution, kind=kind, actor="ana", at=t0 + timedelta(seconds=at))
+        for kind, at in [("wake", 300), ("retry_skip", 600.2 + 86400 + 2.3), ("rerun", 86400 * 1.5)]
+    )
     page.goto(f"/ui/executions/{execution.pk}/")
     page.wait_for_selector("#execution[data-ready=true]")
     marks = page.locator(".tl-operator .bar.kind-operator")
@@ -237,7 +239,7 @@ def test_operator_marks_follow_zoom_and_pan_and_link_both_ways_with_the_history(
     for _ in range(3):
         page.click("[data-zoom=in]")
     page.click("[data-zoom=later]")
-    wake = page.locator('.tl-operator .bar[data-step="op:1"]')
+    wake = page.locator(f'.tl-operator .bar[data-step="op:{wake.pk}"]')
     expect(wake).to_be_hidden()
     # Its history row brings it into the window (zoom kept) and marks it.
     zoom = page.get_attribute("#execution", "data-zoom")
@@ -249,7 +251,7 @@ def test_operator_marks_follow_zoom_and_pan_and_link_both_ways_with_the_history(
     assert track["x"] <= box["x"] <= track["x"] + track["width"]
     # A ◆ marks its row; a row marks its bar, and scrolling to it never shifts a (clipped) track off the axis.
     page.click("[data-zoom=all]")
-    page.click('.tl-operator .bar[data-step="op:2"]')
+    page.click(f'.tl-operator .bar[data-step="op:{retry.pk}"]')
     expect(page.locator("tr.ev.selected")).to_contain_text("retry, skipping the compensation that failed by ana")
     for _ in range(3):
         page.click("[data-zoom=in]")
