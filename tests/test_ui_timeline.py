@@ -12,8 +12,9 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from definitions.services import store_definition
-from executions.models import Execution, Step
+from executions.models import Execution, OperatorAction, Step
 from tests import test_ui_browser as ui
+from tests.test_ui_browser import has_class
 
 # The browser, the logged-in page and the marks of the browser tests (tests/test_ui_browser.py).
 browser = ui.browser
@@ -215,3 +216,65 @@ def test_the_wheel_scrolls_the_page_over_the_graph_and_zooms_it_with_ctrl(page):
     page.mouse.wheel(0, -200)
     page.keyboard.up("Control")
     expect(page.locator("svg.exec-graph g.viewport")).not_to_have_attribute("transform", transform)
+
+
+def test_operator_marks_follow_zoom_and_pan_and_link_both_ways_with_the_history(page):
+    execution = long_execution()
+    t0 = execution.started_at
+    wake, retry, _ = (
+        OperatorAction.objects.create(execution=execution, kind=kind, actor="ana", at=t0 + timedelta(seconds=at))
+        for kind, at in [("wake", 300), ("retry_skip", 600.2 + 86400 + 2.3), ("rerun", 86400 * 1.5)]
+    )
+    page.goto(f"/ui/executions/{execution.pk}/")
+    page.wait_for_selector("#execution[data-ready=true]")
+    marks = page.locator(".tl-operator .bar.kind-operator")
+    expect(marks).to_have_count(3)
+    expect(marks.nth(2)).to_have_class(has_class("at-end"))  # the re-run, after the end: its label left of its ◆
+    label = page.eval_on_selector_all(
+        ".tl-operator .bar.kind-operator",
+        "els => els.map(e => [e.getBoundingClientRect().right, e.parentElement.getBoundingClientRect().right])",
+    )
+    assert all(right <= track + 1 for right, track in label), label  # no label clipped by the track
+    # Zoomed in on the end of the run: the wake, long before, is not pinned to the window's left edge.
+    for _ in range(3):
+        page.click("[data-zoom=in]")
+    page.click("[data-zoom=later]")
+    wake = page.locator(f'.tl-operator .bar[data-step="op:{wake.pk}"]')
+    expect(wake).to_be_hidden()
+    # Its history row brings it into the window (zoom kept) and marks it.
+    zoom = page.get_attribute("#execution", "data-zoom")
+    page.locator("tr.ev-operator", has_text="wake").click()
+    expect(wake).to_be_visible()
+    expect(wake).to_have_class(has_class("selected"))
+    assert page.get_attribute("#execution", "data-zoom") == zoom
+    box, track = wake.bounding_box(), page.locator(".tl-operator .tl-track").bounding_box()
+    assert track["x"] <= box["x"] <= track["x"] + track["width"]
+    # A ◆ marks its row; a row marks its bar, and scrolling to it never shifts a (clipped) track off the axis.
+    page.click("[data-zoom=all]")
+    page.click(f'.tl-operator .bar[data-step="op:{retry.pk}"]')
+    expect(page.locator("tr.ev.selected")).to_contain_text("retry, skipping the compensation that failed by ana")
+    for _ in range(3):
+        page.click("[data-zoom=in]")
+    page.click("[data-zoom=later]")
+    page.locator("tr.ev", has_text="task charge attempt 2").click()
+    expect(page.locator('.tl-row[data-node="charge"] .bar.selected')).to_have_count(1)
+    shifted = page.eval_on_selector_all(".timeline, .tl-track", "els => els.map(e => e.scrollLeft)")
+    assert not any(shifted), shifted
+    # Zoom and pan over the operator row.
+    page.click("[data-zoom=all]")
+    track = page.locator(".tl-operator .tl-track")
+    track.scroll_into_view_if_needed()
+    box = track.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + 10)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -300)
+    page.keyboard.up("Control")
+    expect(page.locator("#execution")).not_to_have_attribute("data-zoom", "1.00")
+    charge = page.locator('.tl-row[data-node="charge"] .bar').first
+    left = charge.evaluate("e => e.style.left")
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + 10, steps=5)
+    page.mouse.up()
+    assert charge.evaluate("e => e.style.left") != left
+    shot(page, "timeline-operator-marks")

@@ -1,5 +1,5 @@
-// The execution page: header, the operator's actions, Gantt timeline, event history, the graph with
-// the path taken. Polls the page's JSON endpoint every second until the execution is final.
+// The execution page: header, the operator's actions, Gantt timeline, the graph with the path taken, event
+// history. Polls the page's JSON endpoint every second until the execution is final.
 
 import { getJSON } from "./api.js";
 import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
@@ -179,6 +179,7 @@ function render() {
 /** Select a step (or an operator action) by key: its bar and its history rows are marked, its detail shown. */
 function select(key, { scrollTo } = {}) {
   state.selected = key;
+  if (scrollTo === "bar") panTo(key);
   timelineRoot.querySelectorAll(".bar.selected").forEach((b) => b.classList.remove("selected"));
   const bar = timelineRoot.querySelector(`.bar[data-step="${CSS.escape(key)}"]`);
   if (bar) bar.classList.add("selected");
@@ -187,8 +188,31 @@ function select(key, { scrollTo } = {}) {
   rows.forEach((r) => r.classList.add("selected"));
   const step = state.data.steps.find((s) => `${s.execution || ""}:${s.seq}` === key);
   if (step) showDetail(step);
-  const target = scrollTo === "bar" ? bar : scrollTo === "row" ? rows[0] : null;
-  if (target) target.scrollIntoView({ block: "nearest" });
+  if (scrollTo === "bar" && bar) scrollPageTo(bar);
+  if (scrollTo === "row" && rows.length) rows[0].scrollIntoView({ block: "nearest" });
+}
+
+/** Pan the time axis, keeping its zoom, so that the bar (or ◆) of `key` is in the visible window. */
+function panTo(key) {
+  const bar = timelineRoot.querySelector(`.bar[data-step="${CSS.escape(key)}"]`);
+  if (!bar) return;
+  const left = parseFloat(bar.style.left) || 0;
+  const width = parseFloat(bar.style.width) || 0;
+  if (left + width >= 0 && left <= 100) return; // already (at least partly) in view
+  const span = state.view.to - state.view.from;
+  const centre = state.view.from + ((left + width / 2) / 100) * span;
+  setView(panView(state.view, (centre - (state.view.from + state.view.to) / 2) / span));
+}
+
+/**
+ * Scroll the page, vertically and nothing else, so that `el` is in view. (Element.scrollIntoView would also
+ * scroll the timeline's tracks, which clip with overflow: hidden, and shift bars away from the axis.)
+ */
+function scrollPageTo(el) {
+  const r = el.getBoundingClientRect();
+  const margin = 12;
+  if (r.top < margin) window.scrollBy(0, r.top - margin);
+  else if (r.bottom > window.innerHeight - margin) window.scrollBy(0, r.bottom - window.innerHeight + margin);
 }
 
 

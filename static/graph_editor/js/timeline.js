@@ -325,16 +325,24 @@ export function renderTimeline(root, { steps, execution, now, spec, view = { fro
         `<div class="tl-track">${under}${bars.join("")}${nowLine}</div></div>`,
     );
   });
-  if (marks.length) html.push(operatorRow(marks, (t) => Math.min(100, Math.max(0, pct(t))), under));
+  if (marks.length) html.push(operatorRow(marks, pct, under + nowLine));
   root.innerHTML = html.join("");
   root.dataset.gaps = String(scale.gaps.length);
   return spans;
 }
 
-function operatorRow(marks, pct, band) {
+/**
+ * The operator's row: a ◆ per action at its time (a re-run after the end sits at the axis's end). A mark outside
+ * the visible window is not shown (class off-view): pinned to an edge, it would show a time that is not its own;
+ * it keeps its place, so the page can pan to it. Near the right edge the label goes on the left of its ◆, so the
+ * track does not clip it.
+ */
+function operatorRow(marks, pct, under) {
   const diamonds = marks.map((m) => {
     const left = pct(ms(m.at));
-    return `<div class="bar kind-operator" data-step="${esc(m.step)}" title="${esc(m.title)}" style="left:${left}%"><span>◆ ${esc(m.action)}</span></div>`;
+    const cls = ["bar", "kind-operator", left > 85 ? "at-end" : "", left >= -0.01 && left <= 100.01 ? "" : "off-view"].join(" ");
+    const label = left > 85 ? `${esc(m.action)} ◆` : `◆ ${esc(m.action)}`;
+    return `<div class="${cls}" data-step="${esc(m.step)}" title="${esc(m.title)}" style="left:${left}%"><span>${label}</span></div>`;
   });
-  return `<div class="tl-row tl-operator" data-node=""><div class="tl-label">operator <small>actions</small></div><div class="tl-track">${band}${diamonds.join("")}</div></div>`;
+  return `<div class="tl-row tl-operator" data-node=""><div class="tl-label">operator <small>actions</small></div><div class="tl-track">${under}${diamonds.join("")}</div></div>`;
 }
