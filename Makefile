@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The suite runs on PostgreSQL; pytest-django creates and drops test_<name>.
+# The suite runs on PostgreSQL; pytest-django creates and drops test_<name> (test_<name>_gw0, _gw1: one
+# per pytest-xdist process). Two processes keep both cores busy while tests wait on workers and browsers.
+TEST_PROCESSES ?= 2
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/trama
 
 .PHONY: run test lint format venv clean chromium js-test bench
@@ -43,7 +45,7 @@ format: venv
 test: venv lint js-test chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) TRAMA_DB_POOL_SIZE=0 $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) TRAMA_DB_POOL_SIZE=0 $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 # The pure functions of the page scripts (layout, timeline, the model edits) under node's own test
 # runner: no browser, no npm packages (package.json only says the scripts are ES modules). .ci/run

@@ -25,6 +25,9 @@ threads = 8
 timeout = 60
 accesslog = "-"
 logger_class = "trama_project.gunicorn_logging.Logger"
+# gunicorn 27's control socket sits at one path per user (~/.gunicorn/gunicorn.ctl): two web processes on a
+# host would fight over it, and Trama has no use for it.
+control_socket_disable = True
 
 
 def _multiprocess_dir() -> tuple[str, bool]:

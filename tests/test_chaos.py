@@ -47,8 +47,12 @@ def redis_broker(harness, test_redis_url, monkeypatch):
     import redis
     from django_q.conf import Conf
 
+    from executions.services import records
+
     redis.Redis.from_url(test_redis_url).flushdb()
     monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None)  # settings name the ORM broker's class (executions/broker.py)
+    monkeypatch.setattr(records, "_broker", None)  # this process's cached broker: the live server makes a Redis one
     monkeypatch.setattr(Conf, "REDIS", test_redis_url)
     harness.pool.env["TRAMA_BROKER_URL"] = test_redis_url
     harness.redis_url = test_redis_url
