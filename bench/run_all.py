@@ -40,7 +40,23 @@ SIZES = {
 SCENARIOS = ["throughput", "overhead", "callbacks", "timers", "waiting", "dbos", "inflight", "profile"]
 
 
+# --quiet-load: each scenario waits (at most QUIET_WAIT_S) for the 1-minute load to fall below this.
+QUIET_LOAD: float | None = None
+QUIET_WAIT_S = 240
+
+
+def wait_for_quiet() -> None:
+    """Published figures are taken with the load under 1.5 before each run (the rows would otherwise
+    begin under the load the previous one left)."""
+    if QUIET_LOAD is None:
+        return
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while loadavg() >= QUIET_LOAD and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def scenario(script: str, *args: object) -> list[dict]:
+    wait_for_quiet()
     cmd = [PYTHON, str(REPO / "bench" / script), *map(str, args)]
     print(f"# {' '.join(cmd[1:])}  (load {loadavg():.2f})", file=sys.stderr, flush=True)
     started = time.monotonic()
@@ -315,7 +331,10 @@ def main() -> None:
                         help="override one size: --set chains=1000 --set workers=2,4 "
                              "--set inflight_delays=0,50")  # fmt: skip
     parser.add_argument("--from-json", help="print the table of a saved --json file, running nothing")
+    parser.add_argument("--quiet-load", type=float, help="wait before each scenario until the load is below this")
     args = parser.parse_args()
+    global QUIET_LOAD
+    QUIET_LOAD = args.quiet_load
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         print(report(saved["results"]))
