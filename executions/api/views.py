@@ -168,6 +168,13 @@ class ExecutionStepsView(generics.ListAPIView):
         return Step.objects.filter(execution_id__in=ids).select_related("execution").order_by("started_at", "seq")
 
 
+def action_schema(operation_id: str, summary: str, request: type | None):
+    """The OpenAPI entry of one execution action's POST (each answers the execution, 202)."""
+    post = extend_schema(tags=["executions"], operation_id=operation_id, request=request, summary=summary,
+                         responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
+    return extend_schema_view(post=post)
+
+
 class _ExecutionAction(APIView):
     """POST executions/{id}/<action>/: validate the body, call one service function, answer 202 or 409.
 
@@ -187,56 +194,41 @@ class _ExecutionAction(APIView):
         return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
 
 
+@action_schema("executions_cancel", "Cancel (compensating unless compensate is false)", CancelSerializer)
 class ExecutionCancelView(_ExecutionAction):
     verb = "cancel"
     body_serializer = CancelSerializer
-
-    @extend_schema(tags=["executions"], operation_id="executions_cancel", request=CancelSerializer,
-                   summary="Cancel (compensating unless compensate is false)",
-                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
-    def post(self, request, pk):
-        return super().post(request, pk)
 
     def act(self, execution, by: str, compensate: bool):
         return services.cancel_execution(execution.pk, compensate=compensate, by=by)
 
 
+@action_schema("executions_retry", "Resume a FAILED execution from the step that failed", RetrySerializer)
 class ExecutionRetryView(_ExecutionAction):
     verb = "retry"
     body_serializer = RetrySerializer
-
-    @extend_schema(tags=["executions"], operation_id="executions_retry", request=RetrySerializer,
-                   summary="Resume a FAILED execution from the step that failed",
-                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
-    def post(self, request, pk):
-        return super().post(request, pk)
 
     def act(self, execution, by: str, skip: bool):
         return services.retry_execution(execution.pk, skip=skip, by=by)
 
 
+@action_schema("executions_wake", "End a sleep now", None)
 class ExecutionWakeView(_ExecutionAction):
     verb = "wake"
     body_serializer = EmptySerializer
-
-    @extend_schema(tags=["executions"], operation_id="executions_wake", request=None,
-                   summary="End a sleep now", responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
-    def post(self, request, pk):
-        return super().post(request, pk)
 
     def act(self, execution, by: str):
         return services.wake_execution(execution.pk, by=by)
 
 
+@action_schema(
+    "executions_rerun",
+    "Start a new execution with the same input (or an edited one), answers the new execution",
+    RerunSerializer,
+)
 class ExecutionRerunView(_ExecutionAction):
     verb = "re-run"
     body_serializer = RerunSerializer
-
-    @extend_schema(tags=["executions"], operation_id="executions_rerun", request=RerunSerializer,
-                   summary="Start a new execution with the same input (or an edited one), answers the new execution",
-                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
-    def post(self, request, pk):
-        return super().post(request, pk)
 
     def act(self, execution, by: str, latest: bool, input=None):
         try:
@@ -245,16 +237,14 @@ class ExecutionRerunView(_ExecutionAction):
             raise services.TransitionRefused(str(missing)) from None
 
 
+@action_schema(
+    "executions_complete_callback",
+    "Answer the callback a WAITING execution waits for, by hand",
+    CompleteCallbackSerializer,
+)
 class ExecutionCompleteCallbackView(_ExecutionAction):
     verb = "complete the callback of"
     body_serializer = CompleteCallbackSerializer
-
-    @extend_schema(tags=["executions"], operation_id="executions_complete_callback",
-                   request=CompleteCallbackSerializer,
-                   summary="Answer the callback a WAITING execution waits for, by hand",
-                   responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
-    def post(self, request, pk):
-        return super().post(request, pk)
 
     def act(self, execution, by: str, status: str, body: dict):
         return services.complete_callback(execution.pk, outcome=status, body=body, by=by)
