@@ -50,8 +50,11 @@ def render(value: Any, data: dict, dialect: Any = None) -> Any:
     return _REFERENCE.sub(lambda match: _as_text(_lookup(data, match.group(1).strip())), value)
 
 
-def _lookup(data: Any, path: str) -> Any:
-    """Follow ``path`` through dicts (by key) and lists (by integer segment)."""
+_MISSING = object()
+
+
+def _walk(data: Any, path: str) -> Any:
+    """Follow ``path`` through dicts (by key) and lists (by integer segment); _MISSING where it leads nowhere."""
     current = data
     for segment in path.split("."):
         if isinstance(current, dict) and segment in current:
@@ -59,8 +62,16 @@ def _lookup(data: Any, path: str) -> Any:
         elif isinstance(current, list) and _INDEX.fullmatch(segment) and int(segment) < len(current):
             current = current[int(segment)]
         else:
-            raise TemplateError(path)
+            return _MISSING
     return current
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """The value at ``path``; a missing one fails the render (TemplateError), as native templates do."""
+    found = _walk(data, path)
+    if found is _MISSING:
+        raise TemplateError(path)
+    return found
 
 
 def _as_text(value: Any) -> str:
@@ -181,15 +192,8 @@ def _original_tag(match: re.Match, data: dict) -> str:
 
 def _find(data: Any, name: str) -> Any:
     """mustache.java's dotted lookup: a missing segment anywhere is no value (rendered empty)."""
-    current = data
-    for segment in name.split("."):
-        if isinstance(current, dict) and segment in current:
-            current = current[segment]
-        elif isinstance(current, list) and _INDEX.fullmatch(segment) and int(segment) < len(current):
-            current = current[int(segment)]
-        else:
-            return None
-    return current
+    found = _walk(data, name)
+    return None if found is _MISSING else found
 
 
 def java_text(value: Any) -> str:
