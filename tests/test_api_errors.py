@@ -70,6 +70,12 @@ def test_starting_an_unknown_name_is_a_400_on_definition_naming_the_closest(api,
     assert answer.json() == {"detail": message, "errors": [{"path": "definition", "message": message}]}
 
 
+def test_a_misspelt_start_field_is_a_400_naming_it_and_the_field_meant(api, stored):
+    answer = api.post(f"{API}/executions/", {"definiton": "payments", "input": {}}, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == [{"path": "definiton", "message": "unknown field; did you mean 'definition'?"}]
+
+
 def test_starting_a_missing_version_is_a_400_on_version_naming_the_latest(api, stored):
     answer = api.post(f"{API}/executions/", {"definition": "payments", "version": 3, "input": {}}, format="json")
     assert answer.status_code == 400

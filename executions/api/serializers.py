@@ -1,3 +1,4 @@
+import difflib
 import json
 
 from django.conf import settings
@@ -25,11 +26,26 @@ class ExecutionStartSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs):
+        self._refuse_unknown_fields()
         if ("definition" in attrs) == ("spec" in attrs):
             raise serializers.ValidationError({"definition": "give either 'definition' (a stored name) or 'spec'"})
         if "version" in attrs and "spec" in attrs:
             raise serializers.ValidationError({"version": "applies to a stored definition, not an inline spec"})
         return attrs
+
+    def _refuse_unknown_fields(self) -> None:
+        """A misspelt field ("definiton") is named, not silently dropped."""
+        sent = self.initial_data if isinstance(self.initial_data, dict) else {}
+        unknown = sorted(set(sent) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: _unknown_field(name, list(self.fields)) for name in unknown})
+
+
+def _unknown_field(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"unknown field; did you mean '{close[0]}'?"
+    return f"unknown field; the fields are {', '.join(known)}"
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
