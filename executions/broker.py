@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
 
 import psycopg
 from django import db
@@ -71,7 +70,7 @@ class ListeningORM(ORM):
                         SELECT id FROM {table} WHERE key = %s AND lock < %s
                         ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
                     RETURNING id, payload""",
-                [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
+                [self.timeout(None), self.list_key, now, Conf.BULK],  # django-q's lock: now + its retry time
             )
             return sorted(cursor.fetchall())
 
