@@ -52,3 +52,8 @@ class Definition(models.Model):
     @property
     def node_count(self) -> int:
         return len(self.spec.get("nodes", {}))
+
+    @property
+    def editor_drawing(self) -> dict | None:
+        """The source's ``editor`` block (direction, hand-placed nodes): how the pages draw the graph."""
+        return self.source.get("editor") if isinstance(self.source, dict) else None

@@ -70,21 +70,25 @@ def _store_validated(source: Any, spec: dict, created_by: str, public_id: uuid.U
 def store_definition_if_changed(source: Any, created_by: str = "") -> tuple[Definition, bool]:
     """``store_definition``, except that a source the latest version already says stores nothing.
 
-    Returns (definition, stored). "Already says": the same normalized spec (its digest) and the
-    same description; a change the engine cannot see (a default written out, saga or graph form)
-    is no change. Two identical saves racing may still both store (the check holds no lock);
-    that costs a redundant version, never a lost one. Raises DefinitionInvalid.
+    Returns (definition, stored). "Already says": the same normalized spec (its digest), the same
+    description and the same drawing (``editor``: direction, hand-placed nodes). A change the engine
+    cannot see otherwise (a default written out, saga or graph form) is no change. Two identical
+    saves racing may still both store (the check holds no lock); that costs a redundant version,
+    never a lost one. Raises DefinitionInvalid.
     """
     spec = _validated(source)
     latest = stored_definitions().filter(name=spec["name"]).order_by("-version").first()
     unchanged = latest is not None and latest.digest == spec_digest(spec)
-    if unchanged and _description(latest.source) == _description(source):
+    if unchanged and _presentation(latest.source) == _presentation(source):
         return latest, False
     return _store_validated(source, spec, created_by), True
 
 
-def _description(source: Any) -> Any:
-    return source.get("description") if isinstance(source, dict) else None
+def _presentation(source: Any) -> tuple:
+    """What the source says beside the spec: the description and the editor's drawing."""
+    if not isinstance(source, dict):
+        return (None, None)
+    return (source.get("description"), source.get("editor"))
 
 
 def _insert_next_version(source: Any, spec: dict, created_by: str, public_id: uuid.UUID) -> Definition:

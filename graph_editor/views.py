@@ -53,6 +53,7 @@ def timeline_payload(execution: Execution) -> dict:
             for branch in branches
         ],
         "spec": execution.definition.spec,
+        "editor": execution.definition.editor_drawing,
         "is_final": execution.is_final,
         "server_time": timezone.now().isoformat(),
     }
@@ -148,6 +149,7 @@ def editor_page(request: HttpRequest, name: str | None = None, version: int | No
             "kind": definition.kind,
             "spec": definition.spec,
             "description": (definition.source or {}).get("description"),
+            "editor": definition.editor_drawing,
         }
     urls = {
         "validate": reverse("definition-validate"),

@@ -11,6 +11,7 @@ from typing import Any
 
 from definitions import upstream
 from definitions.templating import DIALECTS
+from definitions.validation.editor import check_editor
 from definitions.validation.graph import check_node_references, check_structure
 from definitions.validation.nodes import Context, validate_node
 from definitions.validation.problems import Problems, check_keys, read_string, type_name
@@ -22,7 +23,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 # Names that would collide with fixed API paths under definitions/.
 RESERVED_NAMES = {"validate", "simulate"}
 KINDS = {"saga": ({"steps"}, saga_layout), "graph": ({"start", "nodes"}, graph_layout)}
-COMMON_FIELDS = {"name", "kind", "description", "defaults", "notify", "dialect"}
+COMMON_FIELDS = {"name", "kind", "description", "defaults", "notify", "dialect", "editor"}
 # Deeper JSON is refused before any recursive check walks it (no real definition comes close).
 MAX_DEPTH = 64
 
@@ -62,6 +63,7 @@ def validate_definition(source: Any) -> ValidationResult:
     if layout is None:
         return ValidationResult(None, problems.items)
     nodes = _nodes(layout, Context(problems, defaults, layout.node_ids))
+    check_editor(source, layout.node_ids, problems)
     if problems:
         return ValidationResult(None, problems.items)
     spec = {"name": name, "kind": kind, "start": layout.start, "nodes": nodes}

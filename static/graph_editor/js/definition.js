@@ -1,16 +1,12 @@
-// The definition page: the stored spec drawn with the editor's layout and the shared graph renderer.
+// The definition page: the stored spec drawn with the editor's layout and the shared graph renderer,
+// in the direction and with the hand-placed nodes the editor saved.
 
-import { Viewport, renderGraph, svgDefs } from "./graph.js";
-import { layeredLayout } from "./layout.js";
+import { GraphFrame } from "./graph.js";
 
 const spec = JSON.parse(document.getElementById("definition-spec").textContent);
+const editor = JSON.parse(document.getElementById("definition-editor").textContent);
 const page = document.getElementById("definition");
-const svg = page.querySelector("svg.graph");
-svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g></g>';
-const nodes = spec.nodes || {};
-const layout = layeredLayout(nodes, spec.start);
-renderGraph(svg.querySelector(".edges-nodes"), { nodes, start: spec.start, layout });
-const viewport = new Viewport(svg);
-viewport.fit(layout);
-page.querySelector("[data-action=fit]").addEventListener("click", () => viewport.fit(layout));
+const frame = new GraphFrame(page.querySelector("svg.graph"), { fitButton: page.querySelector("[data-action=fit]"), editor });
+frame.draw({ nodes: spec.nodes || {}, start: spec.start });
+frame.fit(0.45);
 page.dataset.ready = "true";

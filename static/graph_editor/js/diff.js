@@ -3,8 +3,7 @@
 // Data: GET /api/v1/definitions/{name}/versions/{a}/diff/{b}/ and .../versions/{n}/ (the session).
 
 import { getJSON } from "./api.js";
-import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
-import { layeredLayout } from "./layout.js";
+import { GraphFrame, esc } from "./graph.js";
 import { authorNode } from "./model.js";
 
 const page = document.getElementById("diff");
@@ -16,9 +15,8 @@ const specs = new Map(); // version -> normalized spec
 
 function side(cls) {
   const root = page.querySelector(`.side-${cls}`);
-  const svg = root.querySelector("svg");
-  svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g></g>';
-  return { root, svg, viewport: new Viewport(svg) };
+  // Both sides use the automatic layout (hand-placed nodes differ between versions and would hide the changes).
+  return { root, graph: new GraphFrame(root.querySelector("svg")) };
 }
 const sides = { from: side("from"), to: side("to") };
 
@@ -42,15 +40,8 @@ function drawSide(which, version, specValue, classes) {
   const s = sides[which];
   s.root.querySelector(".side-title").textContent = `v${version}`;
   s.root.querySelector(".editor-link").href = fill(config.urls.editor, { n: version });
-  const nodes = specValue.nodes || {};
-  const layout = layeredLayout(nodes, specValue.start);
-  renderGraph(s.svg.querySelector(".edges-nodes"), {
-    nodes,
-    start: specValue.start,
-    layout,
-    nodeClass: (id) => classes.get(id) || "",
-  });
-  s.viewport.fit(layout);
+  s.graph.draw({ nodes: specValue.nodes || {}, start: specValue.start, nodeClass: (id) => classes.get(id) || "" });
+  s.graph.fit(0.45);
 }
 
 function renderTable(diff, a, b) {

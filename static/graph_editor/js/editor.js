@@ -1,13 +1,13 @@
 // The graph editor page: draw, edit, validate live, try switch rules, save a new version.
 
 import { postJSON } from "./api.js";
-import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
-import { layeredLayout, structureKey } from "./layout.js";
+import { GraphFrame, esc } from "./graph.js";
+import { NODE_H, NODE_W } from "./layout.js";
 import { Autocomplete } from "./autocomplete.js";
 import { EditHistory } from "./undo.js";
 import {
-  NODE_TYPES, addNode, blankModel, changeType, connect, copyNodes, deleteNode, errorField, errorNode, fromSpec, pasteNodes,
-  renameNode, templatePaths, toSource,
+  NODE_TYPES, addNode, blankModel, changeType, clearPositions, connect, copyNodes, deleteNode, drawingDirection, errorField,
+  errorNode, fromSpec, hasPositions, pasteNodes, placeNode, renameNode, setDirection, templatePaths, toSource,
 } from "./model.js";
 import { el, fieldRow, nodeFields } from "./panel.js";
 import { Simulator } from "./simulate.js";
@@ -22,8 +22,7 @@ const state = {
   selected: null,
   errors: [],
   validSeq: 0,
-  layoutKey: null,
-  layout: null,
+  moving: null, // a node being dragged: {id, x, y} where it is now
   sample: '{"payload": {"kind": "a"}}',
   savedVersion: loaded ? loaded.version : null,
   tab: "edit",
@@ -35,9 +34,16 @@ state.savedText = JSON.stringify(toSource(state.model));
 state.history = new EditHistory(snapshot());
 
 const svg = page.querySelector("svg.graph");
-svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g><path class="drag-line" d=""/></g>';
-const viewport = new Viewport(svg);
-const drawing = svg.querySelector(".edges-nodes");
+const frame = new GraphFrame(svg, {
+  fitButton: page.querySelector("[data-action=fit]"),
+  extra: '<path class="drag-line" d=""/>',
+  onDirection: (direction) => {
+    setDirection(state.model, direction);
+    changed(true);
+    drawNow();
+  },
+});
+const { viewport, drawing } = frame;
 const panel = page.querySelector(".panel-body");
 const errorsList = page.querySelector(".errors");
 const statusPill = page.querySelector(".validity");
@@ -55,40 +61,39 @@ function errorsByNode() {
   return map;
 }
 
-let frame = 0;
+let pendingFrame = 0;
 function redraw() {
-  if (frame) return;
-  frame = requestAnimationFrame(() => {
-    frame = 0;
+  if (pendingFrame) return;
+  pendingFrame = requestAnimationFrame(() => {
+    pendingFrame = 0;
     drawNow();
   });
 }
 
 function drawNow() {
   const { model } = state;
-  const key = structureKey(model.nodes, model.start);
-  const first = state.layout === null;
-  if (key !== state.layoutKey) {
-    state.layout = layeredLayout(model.nodes, model.start);
-    state.layoutKey = key;
-  }
+  const first = frame.layout === null;
+  frame.setDirection(drawingDirection(model));
+  const positions = { ...((model.editor && model.editor.positions) || {}) };
+  if (state.moving) positions[state.moving.id] = [state.moving.x, state.moving.y];
   const byNode = errorsByNode();
   const sim = state.simHighlight;
   // Redrawing replaces the node elements: keep the keyboard focus on the node that had it.
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".node");
   const focusedId = focused && drawing.contains(focused) ? focused.dataset.id : null;
-  renderGraph(drawing, {
+  frame.draw({
     focusable: true,
     nodes: model.nodes,
     start: model.start,
-    layout: state.layout,
+    positions,
     selected: state.selected,
     ports: true,
     nodeClass: (id) => [byNode.has(id) ? "has-error" : "", sim ? sim.nodeClass(id) : ""].join(" "),
     edgeClass: (e) => (sim && sim.edges.has(e.from + ">" + e.to) ? "taken" : ""),
     badges: (id) => (byNode.has(id) ? String(byNode.get(id)) : null),
   });
-  if (first) viewport.fit(state.layout);
+  if (first) frame.fit(0.45);
+  page.querySelector("[data-action=tidy]").disabled = !hasPositions(model);
   if (focusedId) {
     const again = drawing.querySelector(`.node[data-id="${CSS.escape(focusedId)}"]`);
     if (again) again.focus({ preventScroll: true });
@@ -182,7 +187,7 @@ function definitionFields() {
   });
   return el("div", {},
     el("h2", {}, "Definition"),
-    el("p", { class: "hint" }, "Select a node to edit it. Drag from a node's bottom port onto another node to connect them; Delete removes the selected node."),
+    el("p", { class: "hint" }, "Select a node to edit it. Drag a node to move it (Tidy up puts every node back); drag from its port, the dot on its edge, onto another node to connect them; Delete removes the selected node."),
     fieldRow("description", desc),
     fieldRow("notify (succeeded / failed requests)", notify),
     model.kind === "saga" ? el("p", { class: "hint" }, "Stored as a saga while the graph stays a chain of tasks; otherwise as a graph.") : null,
@@ -439,7 +444,10 @@ page.querySelector("[data-action=add]").addEventListener("click", () => {
   state.selected = id;
   changed(true);
 });
-page.querySelector("[data-action=fit]").addEventListener("click", () => viewport.fit(state.layout, 0.1));
+page.querySelector("[data-action=tidy]").addEventListener("click", () => {
+  clearPositions(state.model);
+  changed(true);
+});
 page.querySelector("[data-action=save]").addEventListener("click", save);
 page.querySelector("[data-action=undo]").addEventListener("click", undo);
 page.querySelector("[data-action=redo]").addEventListener("click", redo);
@@ -559,8 +567,8 @@ svg.addEventListener("pointerdown", (ev) => {
   if (!port) return;
   ev.stopPropagation();
   const from = port.dataset.port;
-  const p = state.layout.pos[from];
-  linking = { from, x: p.x + 84, y: p.y + 48 };
+  const p = frame.layout.pos[from];
+  linking = frame.layout.direction === "LR" ? { from, x: p.x + NODE_W, y: p.y + NODE_H / 2 } : { from, x: p.x + NODE_W / 2, y: p.y + NODE_H };
   svg.setPointerCapture(ev.pointerId);
 });
 svg.addEventListener("pointermove", (ev) => {
@@ -580,6 +588,41 @@ svg.addEventListener("pointerup", (ev) => {
     changed(true);
   }
 });
+
+// Drag a node (anywhere but its port) to move it: where it is dropped is kept in the definition's
+// `editor` block, so every page draws it there. A press without a move stays a click (select).
+let press = null;
+drawing.addEventListener("pointerdown", (ev) => {
+  const g = ev.target.closest(".node");
+  if (ev.button !== 0 || !g || ev.target.closest(".port")) return;
+  const p = frame.layout.pos[g.dataset.id];
+  press = { id: g.dataset.id, clientX: ev.clientX, clientY: ev.clientY, x: p.x, y: p.y, moved: false };
+  svg.setPointerCapture(ev.pointerId);
+});
+svg.addEventListener("pointermove", (ev) => {
+  if (!press) return;
+  const dx = (ev.clientX - press.clientX) / viewport.k, dy = (ev.clientY - press.clientY) / viewport.k;
+  press.moved = press.moved || Math.abs(dx) + Math.abs(dy) > 4 / viewport.k;
+  if (!press.moved) return;
+  state.moving = { id: press.id, x: press.x + dx, y: press.y + dy };
+  redraw();
+});
+svg.addEventListener("pointerup", () => {
+  if (!press) return;
+  const { moved, id } = press;
+  press = null;
+  if (!moved || !state.moving) return;
+  placeNode(state.model, id, state.moving.x, state.moving.y);
+  state.moving = null;
+  state.suppressClick = true;
+  changed(true);
+});
+// The click that ends a node's drag changes no selection.
+svg.addEventListener("click", (ev) => {
+  if (!state.suppressClick) return;
+  state.suppressClick = false;
+  ev.stopImmediatePropagation();
+}, { capture: true });
 
 const autocomplete = new Autocomplete({
   paths: () => templatePaths(state.model, state.selected, simulator.sampleInput()),

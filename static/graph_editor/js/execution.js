@@ -2,9 +2,8 @@
 // history. Polls the page's JSON endpoint every second until the execution is final.
 
 import { getJSON } from "./api.js";
-import { Viewport, esc, renderGraph, svgDefs } from "./graph.js";
+import { GraphFrame, esc } from "./graph.js";
 import { eventId, renderHistory } from "./history.js";
-import { layeredLayout } from "./layout.js";
 import { setUpOperations, updateOperations } from "./operations.js";
 import { fmtDuration, ms, panView, renderTimeline, spanSummary, zoomView } from "./timeline.js";
 
@@ -20,7 +19,6 @@ const state = {
   spans: [],
   selected: null,
   clockSkew: 0,
-  layout: null,
   openEvents: new Set(),
   view: { from: 0, to: 1 }, // the visible window of the time axis (zoom and pan)
 };
@@ -28,8 +26,7 @@ const historyRoot = page.querySelector(".history");
 const operationsRoot = document.getElementById("operator-actions");
 
 const svg = page.querySelector("svg.graph");
-svg.innerHTML = svgDefs() + '<g class="viewport"><g class="edges-nodes"></g></g>';
-const viewport = new Viewport(svg);
+const graph = new GraphFrame(svg, { fitButton: page.querySelector("[data-action=fit]"), editor: state.data.editor });
 const tooltip = document.createElement("div");
 tooltip.className = "tooltip";
 document.body.append(tooltip);
@@ -97,16 +94,14 @@ function pathTaken(steps, spec) {
 
 function renderGraphView() {
   const { spec, steps, execution } = state.data;
-  if (!state.layout) state.layout = layeredLayout(spec.nodes || {}, spec.start);
   const taken = pathTaken(steps, spec);
   const running = new Set(state.data.is_final ? [] : [execution.current_node]);
   if (!state.data.is_final) for (const b of state.data.branches || []) if (b.current_node && !FINAL.has(b.status)) running.add(b.current_node);
   const lastByNode = new Map();
   for (const s of steps) lastByNode.set(`${s.node_id}|${s.phase}`, s);
-  renderGraph(svg.querySelector(".edges-nodes"), {
+  graph.draw({
     nodes: spec.nodes || {},
     start: spec.start,
-    layout: state.layout,
     nodeClass: (id) => {
       const cls = [];
       const fwd = lastByNode.get(`${id}|forward`);
@@ -314,7 +309,6 @@ svg.addEventListener("click", (ev) => {
     setTimeout(() => row.classList.remove("flash"), 800);
   }
 });
-page.querySelector("[data-action=fit]").addEventListener("click", () => viewport.fit(state.layout, 0.1));
 
 async function poll() {
   if (state.data.is_final) return;
@@ -332,7 +326,7 @@ async function poll() {
 state.clockSkew = ms(state.data.server_time) - Date.now();
 setUpOperations(operationsRoot);
 render();
-viewport.fit(state.layout);
+graph.fit(0.45);
 showDetail(null);
 setTimeout(poll, POLL_MS);
 page.dataset.ready = "true";

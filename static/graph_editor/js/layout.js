@@ -1,4 +1,5 @@
-// Edges of a definition graph and a layered (Sugiyama-style) layout, top to bottom.
+// Edges of a definition graph and a layered (Sugiyama-style) layout, top-down or left-right,
+// with parallel blocks kept together and nodes an author placed by hand kept where they were put.
 //
 // Works on author-form or normalized nodes alike: {id: {type, next, cases, default,
 // on_failure, on_timeout, branches}}. Linear in nodes + edges apart from a few
@@ -11,6 +12,13 @@ export const NODE_H = 48;
 const GAP_X = 36;
 const GAP_Y = 58;
 const VIRTUAL_W = 16;
+// Left-right: layers are columns, nodes in a column stacked with a smaller gap.
+const GAP_LR_LAYER = 72;
+const GAP_LR_CROSS = 22;
+/** Room a parallel block's container leaves around its nodes, and below them for the join. */
+export const BLOCK_PAD = 12;
+export const JOIN_ROOM = 20;
+export const DIRECTIONS = ["TB", "LR"];
 
 /** Every edge out of one node: {from, to, kind, label}. */
 export function nodeEdges(id, node) {
@@ -53,38 +61,71 @@ export function structureKey(nodes, start) {
 }
 
 /**
- * Layout-only edges {from, to}: from each node a parallel node's branches run (reachable from its
- * heads without passing the parallel node, its `next`, or a back edge) to that `next`, so the node
- * after a fork is drawn after the join. Skipped where one would close a cycle (a branch reaching `next`).
+ * The nodes a parallel node's branches run: reachable from its heads without passing the parallel
+ * node, its `next`, or a back edge. `closed` is false when a branch leads to `next` (no join to draw).
  */
-export function joinEdges(nodes, succ, back) {
-  const out = [];
-  for (const [id, node] of Object.entries(nodes)) {
-    if (!node || node.type !== "parallel" || !Array.isArray(node.branches) || !(node.next in nodes)) continue;
-    const seen = new Set();
-    const stack = node.branches.filter((b) => b in nodes && b !== id && b !== node.next);
-    stack.forEach((b) => seen.add(b));
-    let reachesNext = false;
-    while (stack.length) {
-      const at = stack.pop();
-      for (const to of succ.get(at) || []) {
-        if (to === node.next) reachesNext = true;
-        if (seen.has(to) || to === id || to === node.next || back.has(at + ">" + to)) continue;
-        seen.add(to);
-        stack.push(to);
-      }
+function branchRegion(id, node, nodes, succ, back) {
+  const members = new Set();
+  const stack = node.branches.filter((b) => b in nodes && b !== id && b !== node.next);
+  stack.forEach((b) => members.add(b));
+  let closed = true;
+  while (stack.length) {
+    const at = stack.pop();
+    for (const to of succ.get(at) || []) {
+      if (to === node.next) closed = false;
+      if (members.has(to) || to === id || to === node.next || back.has(at + ">" + to)) continue;
+      members.add(to);
+      stack.push(to);
     }
-    if (!reachesNext) for (const from of seen) out.push({ from, to: node.next });
   }
-  return out;
+  return { members, closed };
+}
+
+/** Every well-formed parallel block: {id (the fork), members: Set, next}. Outer blocks first. */
+export function parallelBlocks(nodes, succ, back) {
+  const blocks = [];
+  for (const [id, node] of Object.entries(nodes)) {
+    if (!node || node.type !== "parallel" || !Array.isArray(node.branches) || !node.branches.length) continue;
+    const { members, closed } = branchRegion(id, node, nodes, succ, back);
+    if (closed && members.size) blocks.push({ id, members, next: node.next in nodes ? node.next : null });
+  }
+  return blocks.sort((a, b) => b.members.size - a.members.size);
 }
 
 /**
- * Positions for every node: {pos: {id: {x, y, rank}}, width, height, back: Set("from>to")}.
- * Ranks are longest paths from the start over the graph with back edges (found by DFS) removed;
- * nodes nothing reaches start their own trees, after the start's.
+ * Layout-only edges {from, to}: from each node of a parallel block to the fork's `next`, so the
+ * node after a fork is ranked after the join. Blocks whose branch reaches `next` have none.
  */
-export function layeredLayout(nodes, start) {
+export function joinEdges(blocks) {
+  const out = [];
+  for (const block of blocks) if (block.next) for (const from of block.members) out.push({ from, to: block.next });
+  return out;
+}
+
+/** Reorder each layer so every block's nodes (fork included) sit side by side, outer blocks first. */
+function groupBlocks(layers, blocks) {
+  for (const block of blocks) {
+    const inBlock = (id) => id === block.id || block.members.has(id);
+    for (const layer of layers) {
+      if (!layer) continue;
+      const first = layer.findIndex(inBlock);
+      if (first < 0) continue;
+      const inside = layer.filter(inBlock);
+      const outside = layer.filter((id) => !inBlock(id));
+      const before = outside.filter((id) => layer.indexOf(id) < first);
+      layer.splice(0, layer.length, ...before, ...inside, ...outside.slice(before.length));
+    }
+  }
+}
+
+/**
+ * Positions for every node: {pos: {id: {x, y, rank}}, x0, y0, width, height, direction,
+ * back: Set("from>to"), routes: {"from>to": [points]}, blocks}. `direction` is "TB" (layers are
+ * rows, edges go down) or "LR" (layers are columns, edges go right). Ranks are longest paths from
+ * the start over the graph with back edges (found by DFS) removed; nodes nothing reaches start
+ * their own trees, after the start's.
+ */
+export function layeredLayout(nodes, start, { direction = "TB" } = {}) {
   const ids = Object.keys(nodes);
   const edges = graphEdges(nodes);
   const succ = new Map(ids.map((id) => [id, []]));
@@ -130,7 +171,8 @@ export function layeredLayout(nodes, start) {
   // drawn) put the node after a parallel node below everything its branches run.
   const fwdIn = new Map(ids.map((id) => [id, 0]));
   const fwd = edges.filter((e) => !back.has(e.from + ">" + e.to) && e.from !== e.to);
-  const ranked = [...fwd, ...joinEdges(nodes, succ, back)];
+  const blocks = parallelBlocks(nodes, succ, back);
+  const ranked = [...fwd, ...joinEdges(blocks)];
   const fwdSucc = new Map(ids.map((id) => [id, []]));
   const pred = new Map(ids.map((id) => [id, []]));
   const rankSucc = new Map(ids.map((id) => [id, []]));
@@ -162,10 +204,12 @@ export function layeredLayout(nodes, start) {
   }
   const routes = {};
   const virtual = new Set();
+  // A fork's edge to its `next` is drawn from the join, below the block: it needs no route.
+  const joined = new Set(blocks.filter((b) => b.next).map((b) => b.id + ">" + b.next));
   for (const e of fwd) {
     const span = rank.get(e.to) - rank.get(e.from);
     const key = e.from + ">" + e.to;
-    if (span < 2 || key in routes) continue;
+    if (span < 2 || key in routes || joined.has(key)) continue;
     routes[key] = [];
     let prev = e.from;
     for (let r = rank.get(e.from) + 1; r < rank.get(e.to); r++) {
@@ -203,21 +247,85 @@ export function layeredLayout(nodes, start) {
     sweep(fwdSucc, layers.length - 2, -1, -1);
   }
 
-  const width = (id) => (virtual.has(id) ? VIRTUAL_W : NODE_W);
-  const layerWidth = (layer) => layer.reduce((w, id) => w + width(id), 0) + (layer.length - 1) * GAP_X;
-  const fullW = Math.max(NODE_W, ...layers.map((l) => (l ? layerWidth(l) : 0)));
+  groupBlocks(layers, blocks);
+
+  // Placement: along the layer axis one step per rank; across it, each layer centred.
+  const lr = direction === "LR";
+  const nodeCross = lr ? NODE_H : NODE_W;
+  const crossGap = lr ? GAP_LR_CROSS : GAP_X;
+  const layerStep = lr ? NODE_W + GAP_LR_LAYER : NODE_H + GAP_Y;
+  const cross = (id) => (virtual.has(id) ? VIRTUAL_W : nodeCross);
+  const layerCross = (layer) => layer.reduce((w, id) => w + cross(id), 0) + (layer.length - 1) * crossGap;
+  const fullCross = Math.max(nodeCross, ...layers.map((l) => (l ? layerCross(l) : 0)));
   const pos = {};
   const at = {};
   layers.forEach((layer, r) => {
     if (!layer) return;
-    let x = (fullW - layerWidth(layer)) / 2;
+    let c = (fullCross - layerCross(layer)) / 2;
     for (const id of layer) {
-      const p = { x, y: r * (NODE_H + GAP_Y), rank: r };
-      if (virtual.has(id)) at[id] = { x: x + VIRTUAL_W / 2, y: p.y + NODE_H / 2 };
+      const p = lr ? { x: r * layerStep, y: c, rank: r } : { x: c, y: r * layerStep, rank: r };
+      if (virtual.has(id)) at[id] = lr ? { x: p.x + NODE_W / 2, y: c + VIRTUAL_W / 2 } : { x: c + VIRTUAL_W / 2, y: p.y + NODE_H / 2 };
       else pos[id] = p;
-      x += width(id) + GAP_X;
+      c += cross(id) + crossGap;
     }
   });
   for (const key of Object.keys(routes)) routes[key] = routes[key].map((v) => at[v]);
-  return { pos, back, routes, width: fullW, height: Math.max(1, layers.length) * (NODE_H + GAP_Y) - GAP_Y };
+  return withBounds({ pos, back, routes, direction: lr ? "LR" : "TB", blocks });
+}
+
+/** The layout with x0, y0, width, height: the box holding every node, route point and block container. */
+function withBounds(layout) {
+  const boxes = [
+    ...Object.values(layout.pos).map((p) => ({ x: p.x, y: p.y, w: NODE_W, h: NODE_H })),
+    ...Object.values(layout.routes).flat().map((p) => ({ x: p.x, y: p.y, w: 0, h: 0 })),
+    ...blockBoxes(layout).map((b) => b.box),
+  ];
+  if (!boxes.length) return { ...layout, x0: 0, y0: 0, width: NODE_W, height: NODE_H };
+  const x0 = Math.min(...boxes.map((b) => b.x)), y0 = Math.min(...boxes.map((b) => b.y));
+  const x1 = Math.max(...boxes.map((b) => b.x + b.w)), y1 = Math.max(...boxes.map((b) => b.y + b.h));
+  return { ...layout, x0, y0, width: x1 - x0, height: y1 - y0 };
+}
+
+/**
+ * The layout with the nodes an author placed by hand (`positions`: {id: [x, y]}) moved there.
+ * Edges touching a moved node lose their routed points (they would lead to the old place), and
+ * the bounds (x0, y0, width, height) grow to hold everything, blocks included.
+ */
+export function placeNodes(layout, positions) {
+  const placed = Object.entries(positions || {}).filter(([id, p]) => id in layout.pos && Array.isArray(p));
+  if (!placed.length) return layout;
+  const pos = { ...layout.pos };
+  for (const [id, [x, y]] of placed) pos[id] = { x, y, rank: layout.pos[id].rank };
+  const moved = new Set(placed.map(([id]) => id));
+  const routes = {};
+  for (const [key, points] of Object.entries(layout.routes)) {
+    const [from, to] = key.split(">");
+    if (!moved.has(from) && !moved.has(to)) routes[key] = points;
+  }
+  return withBounds({ ...layout, pos, routes });
+}
+
+/**
+ * The container of each parallel block: {id, box: {x, y, w, h}, join: {x, y}}. The box holds the
+ * fork and its branches' nodes, with room after them for the join, where the fork's `next` edge starts.
+ */
+export function blockBoxes(layout) {
+  const out = [];
+  for (const block of layout.blocks || []) {
+    const ids = [block.id, ...block.members].filter((id) => layout.pos[id]);
+    if (ids.length < 2) continue;
+    const xs = ids.map((id) => layout.pos[id].x), ys = ids.map((id) => layout.pos[id].y);
+    const x = Math.min(...xs) - BLOCK_PAD, y = Math.min(...ys) - BLOCK_PAD;
+    const lr = layout.direction === "LR";
+    const w = Math.max(...xs) + NODE_W + BLOCK_PAD + (lr ? JOIN_ROOM : 0) - x;
+    const h = Math.max(...ys) + NODE_H + BLOCK_PAD + (lr ? 0 : JOIN_ROOM) - y;
+    out.push({ id: block.id, box: { x, y, w, h }, join: lr ? { x: x + w, y: y + h / 2 } : { x: x + w / 2, y: y + h } });
+  }
+  return out;
+}
+
+/** The hand-placed positions that apply when drawing in `direction` (they were placed in the saved one). */
+export function positionsFor(editor, direction) {
+  if (!editor || typeof editor !== "object") return null;
+  return (editor.direction || "TB") === direction ? editor.positions || null : null;
 }

@@ -34,6 +34,7 @@ export function fromSpec(loaded) {
   for (const [id, node] of Object.entries(spec.nodes || {})) nodes[id] = authorNode(node);
   const model = { name: loaded.name || spec.name || "", kind: spec.kind || "graph", start: spec.start || null, nodes };
   if (loaded.description) model.description = loaded.description;
+  if (loaded.editor && typeof loaded.editor === "object") model.editor = structuredClone(loaded.editor);
   if (spec.notify && Object.keys(dropNulls(spec.notify)).length) {
     model.notify = {};
     for (const [k, v] of Object.entries(dropNulls(spec.notify))) model.notify[k] = dropNulls(v);
@@ -81,7 +82,52 @@ export function toSource(model) {
     src.nodes = model.nodes;
   }
   if (model.notify) src.notify = model.notify;
+  const editor = editorBlock(model);
+  if (editor) src.editor = editor;
   return src;
+}
+
+// --- the drawing: direction and hand-placed nodes (the source's `editor` block) ---------------
+
+/** The direction the graph is drawn in: "TB" (top-down, the default) or "LR" (left-right). */
+export function drawingDirection(model) {
+  return (model.editor && model.editor.direction) || "TB";
+}
+
+/** The `editor` block to store: only what differs from the automatic drawing, else null. */
+function editorBlock(model) {
+  const block = {};
+  if (drawingDirection(model) !== "TB") block.direction = drawingDirection(model);
+  const positions = (model.editor && model.editor.positions) || {};
+  if (Object.keys(positions).length) block.positions = positions;
+  return Object.keys(block).length ? block : null;
+}
+
+/** Keep a node where the author dropped it (rounded to whole pixels). */
+export function placeNode(model, id, x, y) {
+  if (!(id in model.nodes)) return;
+  model.editor = { ...model.editor, positions: { ...((model.editor && model.editor.positions) || {}), [id]: [Math.round(x), Math.round(y)] } };
+}
+
+/** Switch direction. Hand-placed positions were placed for the other one, so they go (undo brings them back). */
+export function setDirection(model, direction) {
+  model.editor = { direction };
+}
+
+/** Forget every hand-placed position: the automatic layout again. */
+export function clearPositions(model) {
+  if (model.editor) model.editor = { direction: model.editor.direction };
+}
+
+export function hasPositions(model) {
+  return Boolean(model.editor && model.editor.positions && Object.keys(model.editor.positions).length);
+}
+
+function movePosition(model, id, newId) {
+  const positions = model.editor && model.editor.positions;
+  if (!positions || !(id in positions)) return;
+  if (newId) positions[newId] = positions[id];
+  delete positions[id];
 }
 
 export function newNodeTemplate(type, id) {
@@ -144,6 +190,7 @@ function mapRefs(model, fn) {
 
 export function deleteNode(model, id) {
   delete model.nodes[id];
+  movePosition(model, id, null);
   mapRefs(model, (ref) => (ref === id ? undefined : ref));
   if (model.start === id) model.start = Object.keys(model.nodes)[0] || null;
 }
@@ -156,6 +203,7 @@ export function renameNode(model, id, newId) {
   const renamed = {};
   for (const [k, v] of Object.entries(model.nodes)) renamed[k === id ? newId : k] = v;
   model.nodes = renamed;
+  movePosition(model, id, newId);
   mapRefs(model, (ref) => (ref === id ? newId : ref));
   if (model.start === id) model.start = newId;
   return null;
