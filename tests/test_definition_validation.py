@@ -276,6 +276,21 @@ INVALID = [
     ),
     ("saga-step-next", saga({"id": "a", "request": req(), "next": "a"}), "steps[0].next", "unknown field"),
     ("saga-step-unknown-field", saga({"id": "a", "request": req(), "cases": []}), "steps[0].cases", "unknown field"),
+    ("editor-not-object", graph(editor=[1]), "editor", "must be an object"),
+    ("editor-unknown-field", graph(editor={"zoom": 2}), "editor.zoom", "unknown field"),
+    ("editor-direction", graph(editor={"direction": "BT"}), "editor.direction", "TB (top-down) or LR"),
+    ("editor-positions-list", graph(editor={"positions": [[1, 2]]}), "editor.positions", "must be an object"),
+    ("editor-position-unknown", graph(editor={"positions": {"ghost": [1, 2]}}), "editor.positions.ghost", "no node"),
+    ("editor-position-shape", graph(editor={"positions": {"a": {"x": 1, "y": 2}}}), "editor.positions.a", "[x, y]"),
+    ("editor-position-text", graph(editor={"positions": {"a": ["1", 2]}}), "editor.positions.a", "two numbers"),
+    ("editor-position-huge", graph(editor={"positions": {"a": [1e300, 2]}}), "editor.positions.a", "within"),
+    ("editor-position-bool", graph(editor={"positions": {"a": [True, 2]}}), "editor.positions.a", "two numbers"),
+    (
+        "editor-position-saga-step",
+        saga({"id": "a", "request": req()}, editor={"positions": {"b": [0, 0]}}),
+        "editor.positions.b",
+        "no node 'b'",
+    ),
 ]
 
 
@@ -459,3 +474,11 @@ def test_storing_an_until_past_year_9999_in_utc_is_a_400_naming_it(api):
     assert response.status_code == 400
     message = f"until is out of range: it must fall within the years 1 to 9999 in UTC, got {until!r}"
     assert response.json()["errors"] == [{"path": "nodes.a.until", "message": message}]
+
+
+def test_the_editor_block_is_kept_out_of_the_spec():
+    drawn = graph(editor={"direction": "LR", "positions": {"a": [12, -40.5]}})
+    result = validate_definition(drawn)
+    assert result.errors == []
+    assert "editor" not in result.spec
+    assert result.spec == validate_definition(graph()).spec

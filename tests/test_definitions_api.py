@@ -237,3 +237,15 @@ def test_storing_what_the_latest_version_already_says_stores_nothing_and_answers
     described = store(api, {**saga_source("orders"), "description": "now with a description"})
     assert (described.status_code, described.json()["version"]) == (201, 2)
     assert list(Definition.objects.filter(name="orders").values_list("version", flat=True)) == [2, 1]
+
+
+def test_moving_nodes_in_the_editor_stores_a_version_and_the_same_drawing_again_does_not(api):
+    assert store(api, saga_source("orders")).status_code == 201
+    drawn = {**saga_source("orders"), "editor": {"direction": "LR", "positions": {"call": [10, 20]}}}
+    moved = store(api, drawn)
+    assert (moved.status_code, moved.json()["version"]) == (201, 2)
+    again = store(api, drawn)
+    assert (again.status_code, again.json()["version"]) == (200, 2)
+    stored = Definition.objects.get(name="orders", version=2)
+    assert stored.editor_drawing == {"direction": "LR", "positions": {"call": [10, 20]}}
+    assert stored.digest == Definition.objects.get(name="orders", version=1).digest  # the engine runs the same spec

@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { NODE_H, NODE_W, graphEdges, layeredLayout, nodeEdges, structureKey } from "../../static/graph_editor/js/layout.js";
+import {
+  BLOCK_PAD, NODE_H, NODE_W, blockBoxes, graphEdges, layeredLayout, nodeEdges, placeNodes, positionsFor, structureKey,
+} from "../../static/graph_editor/js/layout.js";
 
 const task = (next) => ({ type: "task", request: { method: "POST", url: "http://svc/x" }, ...(next ? { next } : {}) });
 
@@ -69,4 +71,87 @@ test("parallel branches share a layer side by side, without overlapping", () => 
 test("nodes nothing reaches are laid out too", () => {
   const { pos } = layeredLayout({ a: task(), orphan: task() }, "a");
   assert.deepEqual(Object.keys(pos).sort(), ["a", "orphan"]);
+});
+
+// A fork with a two-node branch and a one-node branch, then a node after the join; beside the
+// fork, a switch's other case runs a chain that shares the block's layers.
+const forked = () => ({
+  route: { type: "switch", cases: [{ when: true, next: "fork" }], default: "other1" },
+  fork: { type: "parallel", branches: ["a1", "b1"], next: "after" },
+  a1: task("a2"), a2: { type: "succeed" }, b1: { type: "succeed" },
+  after: { type: "succeed" },
+  other1: task("other2"), other2: task("other3"), other3: { type: "succeed" },
+});
+
+const inside = (box, p) => p.x >= box.x && p.y >= box.y && p.x + NODE_W <= box.x + box.w && p.y + NODE_H <= box.y + box.h;
+
+test("a parallel block is one container holding the fork and its branches, and the node after it comes after the join", () => {
+  for (const direction of ["TB", "LR"]) {
+    const layout = layeredLayout(forked(), "route", { direction });
+    const [block, ...more] = blockBoxes(layout);
+    assert.equal(more.length, 0);
+    assert.equal(block.id, "fork");
+    for (const id of ["fork", "a1", "a2", "b1"]) assert.ok(inside(block.box, layout.pos[id]), `${direction}: ${id} in the block`);
+    for (const id of ["route", "other1", "other2", "other3", "after"]) {
+      assert.ok(!inside(block.box, layout.pos[id]), `${direction}: ${id} outside the block`);
+    }
+    const after = layout.pos.after;
+    if (direction === "TB") assert.ok(after.y > block.join.y && block.join.y === block.box.y + block.box.h);
+    else assert.ok(after.x > block.join.x && block.join.x === block.box.x + block.box.w);
+    assert.equal(layout.routes["fork>after"], undefined); // drawn from the join, not routed through the block
+    // The bounds hold the container, padding included.
+    assert.ok(layout.x0 <= block.box.x && layout.y0 <= block.box.y);
+    assert.ok(layout.x0 + layout.width >= block.box.x + block.box.w && layout.y0 + layout.height >= block.box.y + block.box.h);
+  }
+});
+
+test("a block's nodes sit side by side in their layers: no node from outside between them", () => {
+  const layout = layeredLayout(forked(), "route");
+  const b1 = layout.pos.b1, other2 = layout.pos.other2;
+  assert.deepEqual([layout.pos.a1.rank, b1.rank], [other2.rank, other2.rank]);
+  const [lo, hi] = [Math.min(layout.pos.a1.x, b1.x), Math.max(layout.pos.a1.x, b1.x)];
+  assert.ok(other2.x < lo || other2.x > hi, "the other chain is not drawn inside the block");
+});
+
+test("a branch that leads to the fork's next makes no block (there is no join to draw)", () => {
+  const nodes = { fork: { type: "parallel", branches: ["a"], next: "z" }, a: task("z"), z: { type: "succeed" } };
+  assert.deepEqual(blockBoxes(layeredLayout(nodes, "fork")), []);
+});
+
+test("left-right puts ranks in columns: a chain runs along x at one y", () => {
+  const { pos, width, height, direction } = layeredLayout({ a: task("b"), b: task("c"), c: task() }, "a", { direction: "LR" });
+  assert.equal(direction, "LR");
+  assert.ok(pos.a.x < pos.b.x && pos.b.x < pos.c.x && pos.b.x - pos.a.x > NODE_W);
+  assert.equal(pos.a.y, pos.c.y);
+  assert.equal(height, NODE_H);
+  assert.equal(width, pos.c.x + NODE_W);
+});
+
+test("hand-placed nodes move, their routed edges are dropped and the bounds grow to hold them", () => {
+  const route = { type: "switch", cases: [{ when: true, next: "d" }], default: "b" };
+  const auto = layeredLayout({ a: route, b: task("c"), c: task("d"), d: task() }, "a");
+  assert.ok(auto.routes["a>d"]);
+  const placed = placeNodes(auto, { d: [-500, 900], ghost: [1, 1] });
+  assert.deepEqual([placed.pos.d.x, placed.pos.d.y], [-500, 900]);
+  assert.deepEqual(placed.pos.a, auto.pos.a);
+  assert.equal(placed.routes["a>d"], undefined);
+  assert.equal(placed.x0, -500);
+  assert.equal(placed.y0 + placed.height, 900 + NODE_H);
+  assert.equal(placeNodes(auto, {}), auto);
+  assert.equal(placed.pos.ghost, undefined);
+});
+
+test("a moved node drags its block's container with it", () => {
+  const layout = layeredLayout(forked(), "route");
+  const far = placeNodes(layout, { b1: [2000, 2000] });
+  const [block] = blockBoxes(far);
+  assert.equal(block.box.x + block.box.w, 2000 + NODE_W + BLOCK_PAD);
+});
+
+test("positions apply only in the direction they were placed in", () => {
+  const editor = { direction: "LR", positions: { a: [1, 2] } };
+  assert.deepEqual(positionsFor(editor, "LR"), { a: [1, 2] });
+  assert.equal(positionsFor(editor, "TB"), null);
+  assert.deepEqual(positionsFor({ positions: { a: [1, 2] } }, "TB"), { a: [1, 2] });
+  assert.equal(positionsFor(null, "TB"), null);
 });

@@ -9,9 +9,12 @@ import {
   changeType,
   connect,
   deleteNode,
+  clearPositions,
   errorNode,
   fromSpec,
+  placeNode,
   renameNode,
+  setDirection,
   setPath,
   toSource,
 } from "../../static/graph_editor/js/model.js";
@@ -108,4 +111,26 @@ test("setPath creates parents, and deleting prunes the parents it leaves empty",
   assert.deepEqual(node, { type: "task" });
   assert.equal(errorNode("nodes.pix.request.url"), "pix");
   assert.equal(errorNode("start"), null);
+});
+
+test("the drawing (direction, hand-placed nodes) is stored in the source's editor block, and only when it says something", () => {
+  const model = fromSpec({ name: "g", spec: graph({ a: task("b"), b: task() }) });
+  assert.equal(toSource(model).editor, undefined);
+  placeNode(model, "b", 10.4, -20.6);
+  placeNode(model, "nope", 1, 1);
+  assert.deepEqual(toSource(model).editor, { positions: { b: [10, -21] } });
+  renameNode(model, "b", "c");
+  assert.deepEqual(toSource(model).editor, { positions: { c: [10, -21] } });
+  deleteNode(model, "c");
+  assert.equal(toSource(model).editor, undefined);
+  placeNode(model, "a", 5, 5);
+  setDirection(model, "LR"); // the positions were placed top-down: they go
+  assert.deepEqual(toSource(model).editor, { direction: "LR" });
+  placeNode(model, "a", 7, 8);
+  clearPositions(model);
+  assert.deepEqual(toSource(model).editor, { direction: "LR" });
+  setDirection(model, "TB");
+  assert.equal(toSource(model).editor, undefined);
+  const loaded = fromSpec({ name: "g", spec: graph({ a: task() }), editor: { direction: "LR", positions: { a: [1, 2] } } });
+  assert.deepEqual(toSource(loaded).editor, { direction: "LR", positions: { a: [1, 2] } });
 });
