@@ -96,7 +96,17 @@ def test_execution_page_embeds_the_statuses_from_the_server(staff_client, execut
 
 def test_execution_data_has_execution_steps_and_spec(staff_client, execution):
     body = staff_client.get(f"/ui/executions/{execution.pk}/data/").json()
-    assert set(body) == {"execution", "steps", "branches", "spec", "is_final", "server_time", "history", "operations"}
+    assert set(body) == {
+        "execution",
+        "steps",
+        "branches",
+        "spec",
+        "is_final",
+        "server_time",
+        "history",
+        "operations",
+        "editor",
+    }
     assert body["branches"] == []
     assert body["execution"]["id"] == str(execution.pk)
     assert body["execution"]["status"] == "SUCCEEDED"

@@ -597,13 +597,16 @@ drawing.addEventListener("pointerdown", (ev) => {
   if (ev.button !== 0 || !g || ev.target.closest(".port")) return;
   const p = frame.layout.pos[g.dataset.id];
   press = { id: g.dataset.id, clientX: ev.clientX, clientY: ev.clientY, x: p.x, y: p.y, moved: false };
-  svg.setPointerCapture(ev.pointerId);
 });
 svg.addEventListener("pointermove", (ev) => {
   if (!press) return;
   const dx = (ev.clientX - press.clientX) / viewport.k, dy = (ev.clientY - press.clientY) / viewport.k;
-  press.moved = press.moved || Math.abs(dx) + Math.abs(dy) > 4 / viewport.k;
-  if (!press.moved) return;
+  if (!press.moved) {
+    if (Math.abs(dx) + Math.abs(dy) <= 4 / viewport.k) return;
+    // Captured only once it is a drag: a plain click must still reach the node (select).
+    press.moved = true;
+    svg.setPointerCapture(ev.pointerId);
+  }
   state.moving = { id: press.id, x: press.x + dx, y: press.y + dy };
   redraw();
 });

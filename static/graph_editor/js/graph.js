@@ -73,8 +73,11 @@ function edgePath(a, b, { isBack, points, direction, from }) {
     return { d: `M${x1},${y1} C${x1},${bulge} ${x2},${bulge} ${x2},${y2 + 6}`, mx: (x1 + x2) / 2, my: bulge - 8 };
   }
   const pts = [from || dir.out(a), ...(points || []), dir.in(b)];
-  const mid = points && points.length ? points[0] : { x: (pts[0].x + pts[pts.length - 1].x) / 2, y: (pts[0].y + pts[pts.length - 1].y) / 2 };
-  return { d: smoothPath(pts, dir), mx: mid.x, my: mid.y };
+  const end = pts[pts.length - 1];
+  // The label: on a routed edge at its first bend; top-down halfway; left-right just before the
+  // arrow, where edges fanning out of one node have already parted.
+  const at = points && points.length ? points[0] : dir.dx ? { x: end.x - 58, y: end.y - 5 } : { x: (pts[0].x + end.x) / 2, y: (pts[0].y + end.y) / 2 };
+  return { d: smoothPath(pts, dir), mx: at.x, my: at.y };
 }
 
 /** One container per parallel block, drawn under everything else, with its join bar. */
