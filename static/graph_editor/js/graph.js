@@ -298,6 +298,10 @@ export class Minimap {
     this.bounds = { x: layout.x0 - m, y: layout.y0 - m, w: layout.width + 2 * m, h: layout.height + 2 * m };
     const b = this.bounds;
     this.el.setAttribute("viewBox", `${b.x} ${b.y} ${b.w} ${b.h}`);
+    // Shaped like the graph (a long chain makes a narrow strip, not a mostly empty box).
+    const aspect = b.w / b.h;
+    this.el.style.width = `${aspect < 1.5 ? Math.max(48, 160 * aspect) : 180}px`;
+    this.el.style.height = `${aspect < 1.5 ? 160 : Math.max(36, 180 / aspect)}px`;
     const boxes = blockBoxes(layout).map(({ box }) => `M${box.x},${box.y}h${box.w}v${box.h}h${-box.w}z`).join("");
     const nodes = Object.values(layout.pos).map((p) => `M${p.x},${p.y}h${NODE_W}v${NODE_H}h${-NODE_W}z`).join("");
     this.el.innerHTML = `<path class="mini-blocks" d="${boxes}"/><path class="mini-nodes" d="${nodes}"/><rect class="mini-view"/>`;
