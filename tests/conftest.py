@@ -148,6 +148,27 @@ def chromium() -> str:
     return path
 
 
+@pytest.fixture(scope="module")
+def browser(request, chromium):
+    """Debian's chromium, headless, driven by Playwright (tests/support/browser.py); one per test module."""
+    from tests.support.browser import SCREENSHOTS, launch
+
+    with launch(chromium) as browser:
+        yield browser
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nUI screenshots: {SCREENSHOTS}")
+
+
+@pytest.fixture
+def page(browser, live_server, transactional_db):
+    """A page logged in as a staff user, on pytest-django's live server; fails the test on a JavaScript error."""
+    from tests.support.browser import staff_page
+
+    with staff_page(browser, live_server.url) as page:
+        yield page
+
+
 @pytest.fixture
 def test_redis_url() -> str:
     """A Redis database the tests may flush: TRAMA_TEST_REDIS_URL (default redis://127.0.0.1:6379/11), reachable."""

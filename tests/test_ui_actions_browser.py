@@ -10,16 +10,11 @@ from playwright.sync_api import expect
 from definitions.services import store_definition
 from executions.models import Execution, OperatorAction
 from executions.services import start_execution
-from tests import test_ui_browser as ui
+from tests.support.browser import has_class, shot
 from tests.support.service import Reply
 from tests.test_operator_actions import saga, waiting_flow
-from tests.test_ui_browser import has_class, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
-
-# The Chromium and the logged-in page of the UI's browser tests (fixtures, shared by name).
-browser = ui.browser
-page = ui.page
 
 
 @pytest.fixture
