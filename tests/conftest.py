@@ -84,6 +84,16 @@ def worker_pool(request, transactional_db):
 _WORKER_POOL_KEY = pytest.StashKey[WorkerPool]()
 
 
+@pytest.fixture
+def workers(worker_pool, live_server):
+    """A qcluster worker and the timer loop running against the test database, as in production; the
+    callback URLs they hand out point at pytest-django's live server (the pages' browser tests)."""
+    worker_pool.env["TRAMA_PUBLIC_URL"] = live_server.url
+    worker_pool.start_worker()
+    worker_pool.start_timers()
+    return worker_pool
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

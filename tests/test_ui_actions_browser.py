@@ -17,14 +17,6 @@ from tests.test_operator_actions import saga, waiting_flow
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def workers(worker_pool, live_server):
-    worker_pool.env["TRAMA_PUBLIC_URL"] = live_server.url
-    worker_pool.start_worker()
-    worker_pool.start_timers()
-    return worker_pool
-
-
 def wait_status(execution: Execution, *statuses: str, timeout: float = 30) -> Execution:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
