@@ -141,7 +141,8 @@ def test_an_operator_finds_a_failed_order_among_100000_reads_why_retries_skippin
     expect(ship.locator(".bar.kind-backoff")).to_have_count(2)
     expect(charge.locator(".bar.phase-compensation.status-failed")).to_have_count(2)
     expect(page.locator('.tl-row[data-node="reserve"] .bar.phase-compensation')).to_have_count(0)
-    expect(page.locator(".io-error")).to_contain_text("500")
+    expect(page.locator(".io-error")).to_contain_text('"phase": "compensation"')
+    expect(page.locator(".io-error")).to_contain_text("HTTP 500")
     assert visible_ops(page) == ["retry", "retry_skip", "rerun"]
     screenshot(page, 3, "failed", page.locator(".exec-header"), page.locator(".timeline"))
 
@@ -194,6 +195,8 @@ def test_an_operator_finds_a_failed_order_among_100000_reads_why_retries_skippin
     order.refresh_from_db()
     assert order.status == "COMPENSATED"
     assert history(order)[-1] == ("reserve", "compensation", 1, "succeeded")
+    assert len(history(order)) == 8
+    assert (order.error["node"], order.error["attempt"], order.error["message"]) == ("ship", 3, "HTTP 503")
     assert len(service.calls("POST", "/payments/refunds")) == 2  # never a third: the refund was skipped
     assert len(service.calls("DELETE", "/inventory/reservations/r-90210")) == 1
     skip = OperatorAction.objects.get(execution=order)
@@ -223,7 +226,8 @@ def test_an_operator_finds_a_failed_order_among_100000_reads_why_retries_skippin
     assert [(node, status) for node, _, _, status in history(rerun)] == [
         ("reserve", "succeeded"), ("charge", "succeeded"), ("ship", "succeeded"),
     ]  # fmt: skip
-    assert list(OperatorAction.objects.filter(execution=order).order_by("at").values_list("kind", flat=True)) == [
-        "retry_skip", "rerun",
-    ]  # fmt: skip
+    assert rerun.output == {"shipment": "SH-1", "carrier": "FastShip"}
+    skip, again = OperatorAction.objects.filter(execution=order).order_by("at")
+    assert [(a.kind, a.actor) for a in (skip, again)] == [("retry_skip", "ops"), ("rerun", "ops")]
+    assert again.detail == {"execution": str(rerun.pk), "version": 2, "input_edited": False}
     assert Execution.objects.filter(parent__isnull=True).count() == 100_002
