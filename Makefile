@@ -55,9 +55,9 @@ js-test:
 	elif [ "$(CI)" = "true" ]; then echo "node is missing: the JavaScript tests cannot run" >&2; exit 1; \
 	else echo "node is missing: the JavaScript tests are skipped (apt-get install nodejs)" >&2; fi
 
-# The browser tests (tests/test_ui_browser.py) drive Debian's chromium through Playwright (never
-# `playwright install`). Installed with apt when missing; without it (not root) those tests skip,
-# or fail when CI is set (tests/conftest.py).
+# The browser tests (marked `browser`; fixtures in tests/support/browser.py) drive Debian's chromium
+# through Playwright (never `playwright install`). Installed with apt when missing; without it (not
+# root) those tests skip, or fail when CI is set (tests/conftest.py).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium) \
 		|| echo "chromium could not be installed: the browser tests will be skipped (failed under CI)" >&2

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.urls import reverse
+
 from executions.models import OperatorAction
 
 # Step node types whose single step is a span with its own meaning (not an HTTP attempt).
@@ -182,6 +184,9 @@ def _action_event(action: OperatorAction) -> dict:
         title += " (compensating)" if detail.get("compensate") else " (without compensation)"
     if action.kind == "complete_callback":
         title += f": {detail.get('node')} {detail.get('outcome')}"
+    link = None
+    if action.kind == "rerun" and detail.get("execution"):  # where the operator went: the new execution's page
+        link = {"url": reverse("ui-execution", args=[detail["execution"]]), "text": detail["execution"][:8]}
     return {
         "kind": "operator",
         "action": action.kind,
@@ -196,5 +201,6 @@ def _action_event(action: OperatorAction) -> dict:
         "status": "",
         "actor": action.actor,
         "detail": detail,
+        "link": link,
         "order": -1,  # at the same instant as what it caused (a callback applied, a sleep ended): first
     }

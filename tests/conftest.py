@@ -84,6 +84,16 @@ def worker_pool(request, transactional_db):
 _WORKER_POOL_KEY = pytest.StashKey[WorkerPool]()
 
 
+@pytest.fixture
+def workers(worker_pool, live_server):
+    """A qcluster worker and the timer loop running against the test database, as in production; the
+    callback URLs they hand out point at pytest-django's live server (the pages' browser tests)."""
+    worker_pool.env["TRAMA_PUBLIC_URL"] = live_server.url
+    worker_pool.start_worker()
+    worker_pool.start_timers()
+    return worker_pool
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -146,6 +156,27 @@ def chromium() -> str:
     if path is None:
         missing_tool("chromium not found on PATH (apt-get install -y chromium)")
     return path
+
+
+@pytest.fixture(scope="module")
+def browser(request, chromium):
+    """Debian's chromium, headless, driven by Playwright (tests/support/browser.py); one per test module."""
+    from tests.support.browser import SCREENSHOTS, launch
+
+    with launch(chromium) as browser:
+        yield browser
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nUI screenshots: {SCREENSHOTS}")
+
+
+@pytest.fixture
+def page(browser, live_server, transactional_db):
+    """A page logged in as a staff user, on pytest-django's live server; fails the test on a JavaScript error."""
+    from tests.support.browser import staff_page
+
+    with staff_page(browser, live_server.url) as page:
+        yield page
 
 
 @pytest.fixture

@@ -257,6 +257,9 @@ def test_page_rerun_takes_the_operator_to_the_new_execution(operator, service, e
     assert page.redirect_chain[-1][0] == reverse("ui-execution", args=[rerun.pk])
     assert (rerun.input, rerun.created_by) == ({"orderId": "A-99"}, "ana")
     assert OperatorAction.objects.get(execution=execution).detail["execution"] == str(rerun.pk)
+    history = operator.get(reverse("ui-execution-data", args=[execution.pk])).json()["history"]
+    assert history[-1]["title"] == "re-run by ana"  # its row links to the new execution
+    assert history[-1]["link"] == {"url": reverse("ui-execution", args=[rerun.pk]), "text": str(rerun.pk)[:8]}
 
 
 def test_page_refuses_a_malformed_form_with_a_message(operator, service, egress):

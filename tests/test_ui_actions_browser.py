@@ -10,24 +10,11 @@ from playwright.sync_api import expect
 from definitions.services import store_definition
 from executions.models import Execution, OperatorAction
 from executions.services import start_execution
-from tests import test_ui_browser as ui
+from tests.support.browser import has_class, shot
 from tests.support.service import Reply
 from tests.test_operator_actions import saga, waiting_flow
-from tests.test_ui_browser import has_class, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
-
-# The Chromium and the logged-in page of the UI's browser tests (fixtures, shared by name).
-browser = ui.browser
-page = ui.page
-
-
-@pytest.fixture
-def workers(worker_pool, live_server):
-    worker_pool.env["TRAMA_PUBLIC_URL"] = live_server.url
-    worker_pool.start_worker()
-    worker_pool.start_timers()
-    return worker_pool
 
 
 def wait_status(execution: Execution, *statuses: str, timeout: float = 30) -> Execution:

@@ -1,90 +1,26 @@
 """The UI pages driven in headless Chromium (Debian's `chromium`, through Playwright for Python).
 
-Never `playwright install`: the browser is the system one. The tests skip when it is missing (and
-fail when CI is set: tests/conftest.py). Assertions after an action use Playwright's auto-waiting
-`expect`, so they hold however long the page takes to react. Screenshots of every page land in
-var/screenshots/ (printed at the end of the run).
+The browser, the logged-in ``page`` and the helpers are in tests/support/browser.py (the fixtures are
+registered in tests/conftest.py). Screenshots of every page land in var/screenshots/ (printed at the
+end of the run).
 """
 
-import os
 import re
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
-from django.test import Client
 from playwright.sync_api import expect
 
 from definitions.models import Definition
 from definitions.services import store_definition
 from executions.models import Execution, Step
 from executions.services import start_execution
+from tests.support.browser import has_class, node, open_page, set_field, shot, staff_context, wait_valid
+from tests.support.definitions import BRANCHING
 from tests.support.engine import drive
 from tests.support.service import Callback, Reply
 
-# Playwright's sync API keeps an event loop in this thread; the ORM calls made between page
-# actions are still plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]  # fmt: skip
-SCREENSHOTS = Path(django_settings.BASE_DIR) / "var" / "screenshots"
-TIMEOUT_MS = 10_000
-expect.set_options(timeout=TIMEOUT_MS)
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser(request, chromium):
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nUI screenshots: {SCREENSHOTS}")
-
-
-def staff_context(browser, base_url: str):
-    """A browser context logged in as a staff user (the session cookie of a force_login) at ``base_url``."""
-    user = get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base_url)
-    context.add_cookies([{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie, "url": base_url}])
-    return context
-
-
-def open_page(context):
-    """A page of ``context`` that records JavaScript errors in ``page.errors``."""
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
-
-
-@pytest.fixture
-def page(browser, live_server, transactional_db):
-    """A page logged in as a staff user, on pytest-django's live server."""
-    context = staff_context(browser, live_server.url)
-    page = open_page(context)
-    yield page
-    context.close()
-    assert page.errors == [], f"JavaScript errors: {page.errors}"
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 @pytest.mark.workers
@@ -111,23 +47,6 @@ def test_make_run_serves_the_static_files_of_the_api_docs_the_admin_and_the_edit
     shot(page, "make-run-editor")
     assert page.errors == []
     staff.close()
-
-
-def has_class(name: str) -> re.Pattern:
-    """For ``expect(...).to_have_class``: the class attribute holds ``name`` among others."""
-    return re.compile(rf"(^|\s){re.escape(name)}(\s|$)")
-
-
-def node(page, node_id: str):
-    return page.locator(f'.node[data-id="{node_id}"]')
-
-
-def set_field(page, field: str, value: str) -> None:
-    page.fill(f'.panel [data-field="{field}"]', value)
-
-
-def wait_valid(page) -> None:
-    page.wait_for_selector("#editor[data-validity=valid]")
 
 
 def test_editor_builds_validates_and_saves_a_definition_that_then_runs(page, live_server, service, settings, api):
@@ -233,26 +152,6 @@ def test_timeline_of_a_compensated_execution_shows_sleep_failures_and_compensati
     shot(page, "timeline-compensated")
 
 
-BRANCHING = {
-    "name": "checkout",
-    "kind": "graph",
-    "start": "reserve",
-    "nodes": {
-        "reserve": {"type": "task", "request": {"method": "POST", "url": "http://inventory.local/r"}, "next": "route",
-                    "compensation": {"method": "DELETE", "url": "http://inventory.local/r/1"}},
-        "route": {"type": "switch", "default": "card",
-                  "cases": [{"when": {"==": [{"var": "payload.method"}, "pix"]}, "next": "pix"}]},
-        "pix": {"type": "async_task", "request": {"method": "POST", "url": "http://pay.local/pix"}, "timeout_s": 900,
-                "next": "ship", "on_timeout": "expired"},
-        "card": {"type": "task", "request": {"method": "POST", "url": "http://pay.local/card"}, "next": "cool"},
-        "cool": {"type": "sleep", "duration_s": 30, "next": "ship"},
-        "expired": {"type": "fail", "error": {"message": "pix expired"}},
-        "ship": {"type": "task", "request": {"method": "POST", "url": "http://ship.local/s"}, "next": "done"},
-        "done": {"type": "succeed", "output": {"shipped": True}},
-    },
-}  # fmt: skip
-
-
 def test_editor_draws_a_stored_graph_and_tries_a_switch_rule(page):
     store_definition(BRANCHING)
     page.goto("/ui/editor/checkout/")
@@ -331,8 +230,8 @@ def test_timeline_shows_parallel_branches_side_by_side(page, live_server, servic
         ["reserve", ""], ["fork", ""], ["email", "email"], ["pay", "pay"], ["wait", "wait"], ["audit", "wait"],
         ["ship", ""],
     ]  # fmt: skip
-    for node, branch in rows[2:6]:
-        row = page.locator(f'.tl-row[data-node="{node}"]')
+    for node_id, branch in rows[2:6]:
+        row = page.locator(f'.tl-row[data-node="{node_id}"]')
         expect(row.locator(".bar.attempt")).to_have_count(1)
         expect(row.locator(".branch-tag")).to_have_text(branch)  # the branch is named in the label
         expect(row).to_have_class(has_class("tl-branch"))

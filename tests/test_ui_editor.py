@@ -4,20 +4,16 @@ errors on their field, keyboard access, and the {{…}} autocomplete of template
 import json
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from definitions.models import Definition
 from definitions.services import store_definition
 from executions.models import Execution
-from tests import test_ui_browser as ui
+from tests.support.browser import has_class, node, shot, wait_valid
+from tests.support.definitions import BRANCHING
 
-# The browser, the logged-in page and the marks of the browser tests (tests/test_ui_browser.py).
-browser = ui.browser
-page = ui.page
-pytestmark = ui.pytestmark
-BRANCHING = ui.BRANCHING
-node = ui.node
-shot = ui.shot
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def open_editor(page, path: str = "/ui/editor/checkout/") -> None:
@@ -82,7 +78,7 @@ def test_copy_paste_a_node_and_save_only_what_changed(page):
     page.keyboard.press("Control+c")
     page.keyboard.press("Control+v")
     expect(node(page, "card_copy")).to_have_count(1)
-    expect(node(page, "card_copy")).to_have_class(ui.has_class("selected"))
+    expect(node(page, "card_copy")).to_have_class(has_class("selected"))
     expect(field(page, "request.url")).to_have_value("http://pay.local/card")  # the copy's fields
     expect(field(page, "next")).to_have_value("cool")  # it keeps pointing where the original did
     page.keyboard.press("Control+z")
@@ -95,7 +91,7 @@ def test_copy_paste_a_node_and_save_only_what_changed(page):
     node(page, "route").click()
     page.click("text=+ case")
     page.select_option('.panel [data-field="cases.1.next"]', "card_copy")
-    ui.wait_valid(page)
+    wait_valid(page)
     page.click("[data-action=save]")
     expect(page.locator(".save-msg")).to_contain_text("Saved checkout v2")
     expect(page.locator("[data-action=save]")).to_be_disabled()
@@ -129,7 +125,7 @@ def test_an_old_version_is_flagged_and_errors_sit_on_their_field(page):
     shot(page, "editor-field-errors")
     url.fill("http://ship.local/{{payload.id}}")
     attempts.fill("2")
-    ui.wait_valid(page)
+    wait_valid(page)
     expect(page.locator(".field-error")).to_have_count(0)
 
 
@@ -172,7 +168,7 @@ def test_typing_two_braces_offers_the_template_paths_the_node_can_read(page):
     url.press("Enter")
     expect(url).to_have_value("http://ship.local/s/{{nodes.card.response.status}}")
     expect(page.get_by_role("listbox")).to_be_hidden()
-    ui.wait_valid(page)
+    wait_valid(page)
     url.press("Control+z")  # the field's own undo takes the insertion back
     expect(url).to_have_value("http://ship.local/s/{{nod")
     shot(page, "editor-autocomplete")

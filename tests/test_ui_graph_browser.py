@@ -6,18 +6,15 @@ Geometry is read from the page as the browser laid it out (bounding boxes on the
 tests check what an operator sees, not what the layout code meant.
 """
 
+import pytest
 from playwright.sync_api import expect
 
 from definitions.models import Definition
 from definitions.services import store_definition
 from executions.services import start_execution
-from tests import test_ui_browser as ui
+from tests.support.browser import has_class, shot
 
-# The browser, the logged-in page and the marks of the browser tests (tests/test_ui_browser.py).
-browser = ui.browser
-page = ui.page
-pytestmark = ui.pytestmark
-shot = ui.shot
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def task(next_id: str | None = None) -> dict:
@@ -119,7 +116,7 @@ def test_fit_shows_all_200_nodes_and_the_minimap_moves_the_view(page):
     for node_id in ("n0", "n57", "n123", "n199"):
         assert contains(frame, node_box(page, node_id)), node_id
     expect(minimap).to_be_hidden()  # everything is in view: no overview needed
-    expect(page.locator("svg.def-graph")).to_have_class(ui.has_class("zoomed-far"))
+    expect(page.locator("svg.def-graph")).to_have_class(has_class("zoomed-far"))
 
     # A double click zooms in where it lands.
     transform = page.locator("svg.def-graph g.viewport").get_attribute("transform")

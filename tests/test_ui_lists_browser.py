@@ -1,6 +1,6 @@
 """The overview pages in headless Chromium: the executions list's keyboard, chips and auto-refresh; 800 px windows.
 
-Same set-up as tests/test_ui_browser.py (Debian's chromium, never a downloaded browser), whose fixtures it uses.
+Debian's chromium, never a downloaded browser: the fixtures and helpers of tests/support/browser.py.
 """
 
 import re
@@ -11,8 +11,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from executions.models import Execution
+from tests.support.browser import open_page, shot, staff_context
 from tests.support.definitions import DefinitionFactory
-from tests.test_ui_browser import browser, open_page, page, shot, staff_context  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 REFRESH_WAIT_MS = 12_000  # the list refreshes every 5 s
@@ -27,7 +27,7 @@ def executions(definition, *statuses: str) -> list[Execution]:
     ]
 
 
-def test_executions_list_keyboard_chips_and_pausable_refresh(page):  # noqa: F811 (the fixture)
+def test_executions_list_keyboard_chips_and_pausable_refresh(page):
     orders = DefinitionFactory(name="orders")
     first, second, _ = executions(orders, "SUCCEEDED", "FAILED", "WAITING")
     page.goto("/ui/executions/?definition=orders")
@@ -68,14 +68,14 @@ def test_executions_list_keyboard_chips_and_pausable_refresh(page):  # noqa: F81
     assert first.pk != unseen.pk
 
 
-def test_every_page_fits_an_800_px_window(browser, live_server):  # noqa: F811 (the fixture)
+def test_every_page_fits_an_800_px_window(browser, live_server):
     orders = DefinitionFactory(name="orders")
     DefinitionFactory(name="orders", version=2)
     parent, *_ = executions(orders, "WAITING", "FAILED", "COMPENSATED", "SUCCEEDED")
     Execution.objects.create(definition=orders, status="RUNNING", parent=parent, branch="audit")
     context = staff_context(browser, live_server.url)
     context.set_default_timeout(10_000)
-    page = open_page(context)  # noqa: F811 (not the fixture: a page of this context)
+    page = open_page(context)  # a page of this context, not the fixture
     page.set_viewport_size({"width": 800, "height": 900})
     urls = [
         "/", "/ui/executions/", "/ui/executions/?id=not-hex&input=nonsense", "/ui/definitions/",

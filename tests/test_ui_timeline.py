@@ -8,19 +8,15 @@ import re
 import subprocess
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from definitions.services import store_definition
 from executions.models import Execution, OperatorAction, Step
-from tests import test_ui_browser as ui
-from tests.test_ui_browser import has_class
+from tests.support.browser import has_class, shot
 
-# The browser, the logged-in page and the marks of the browser tests (tests/test_ui_browser.py).
-browser = ui.browser
-page = ui.page
-pytestmark = ui.pytestmark
-shot = ui.shot
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LONG_RUN = {
     "name": "slow-order",

@@ -5,6 +5,8 @@
 - ``specs``: builders of normalized specs (``req``, ``task``, ``retry``, ``chain``, ...);
   ``definitions``: stored Definition rows (``DefinitionFactory``, ``store``);
   ``engine``: drive an execution with the real worker code and read its history.
+- ``browser``: the UI's browser tests (headless Chromium through Playwright; fixtures in
+  tests/conftest.py).
 - ``machine``: feed the pure state machine events (tests/machine/); ``commands``: run management
   commands (tests/commands/); ``chaos``: the fault-injection workload and its checker.
 """

@@ -1,4 +1,5 @@
 """Stored definitions for tests: one factory, and ``store`` for a normalized graph built with tests.support.specs.
+``BRANCHING`` is a source to store: a branching graph the UI's tests draw and edit.
 
 Tests about storing go through the real service (definitions.services.store_definition);
 every other test makes its rows here.
@@ -39,3 +40,24 @@ def store(nodes: dict, start: str, name: str = "t") -> Definition:
     spec = {"name": name, "kind": "graph", "start": start, "nodes": nodes}
     version = Definition.objects.filter(name=name).count() + 1
     return DefinitionFactory(name=name, version=version, source=spec, spec=spec)
+
+
+# The SPEC 2.2 checkout graph against hosts that do not exist: a graph to draw and edit, never to run.
+BRANCHING = {
+    "name": "checkout",
+    "kind": "graph",
+    "start": "reserve",
+    "nodes": {
+        "reserve": {"type": "task", "request": {"method": "POST", "url": "http://inventory.local/r"}, "next": "route",
+                    "compensation": {"method": "DELETE", "url": "http://inventory.local/r/1"}},
+        "route": {"type": "switch", "default": "card",
+                  "cases": [{"when": {"==": [{"var": "payload.method"}, "pix"]}, "next": "pix"}]},
+        "pix": {"type": "async_task", "request": {"method": "POST", "url": "http://pay.local/pix"}, "timeout_s": 900,
+                "next": "ship", "on_timeout": "expired"},
+        "card": {"type": "task", "request": {"method": "POST", "url": "http://pay.local/card"}, "next": "cool"},
+        "cool": {"type": "sleep", "duration_s": 30, "next": "ship"},
+        "expired": {"type": "fail", "error": {"message": "pix expired"}},
+        "ship": {"type": "task", "request": {"method": "POST", "url": "http://ship.local/s"}, "next": "done"},
+        "done": {"type": "succeed", "output": {"shipped": True}},
+    },
+}  # fmt: skip

@@ -28,6 +28,11 @@ function bodies(ev) {
   return parts.join("");
 }
 
+/** An operator action's link (a re-run: the new execution's page), after its title. */
+function link(ev) {
+  return ev.link ? `: <a class="ev-link" href="${esc(ev.link.url)}">new execution <code>${esc(ev.link.text)}</code></a>` : "";
+}
+
 function duration(ev, now) {
   if (ev.duration_ms != null) return fmtDuration(ev.duration_ms);
   if (ev.kind === "operator" || ev.kind === "callback" || ev.kind === "timer" || ev.kind === "timeout" || ev.kind === "join") return "";
@@ -55,7 +60,7 @@ export function renderHistory(root, { history, startedAt, now, open, selected })
     const row = `<tr class="${cls}" data-ev="${i}" data-id="${esc(id)}" data-step="${esc(ev.step)}" data-kind="${esc(ev.kind)}" tabindex="0">
       <td class="ev-time" title="${esc(new Date(ev.at).toISOString())}">${esc(new Date(ev.at).toLocaleTimeString())} <small class="muted">+${esc(fmtDuration(ms(ev.at) - t0) || "0 ms")}</small></td>
       <td><span class="ev-kind">${esc(KIND_LABELS[ev.kind] || ev.kind)}</span></td>
-      <td class="ev-title">${body ? `<span class="ev-toggle">${isOpen ? "▾" : "▸"}</span> ` : ""}${where}${esc(ev.title)}</td>
+      <td class="ev-title">${body ? `<span class="ev-toggle">${isOpen ? "▾" : "▸"}</span> ` : ""}${where}${esc(ev.title)}${link(ev)}</td>
       <td class="ev-status">${esc(ev.status || "")}</td>
       <td class="ev-duration">${esc(duration(ev, now))}</td></tr>`;
     return isOpen && body ? row + `<tr class="ev-body" data-for="${esc(id)}"><td colspan="5"><div class="detail-grid">${body}</div></td></tr>` : row;

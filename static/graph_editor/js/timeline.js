@@ -331,6 +331,12 @@ export function renderTimeline(root, { steps, execution, now, spec, view = { fro
   return spans;
 }
 
+// A ◆'s label: the action in a few words (its row in the history, and the ◆'s tooltip, say it in full).
+const OPERATOR_LABELS = {
+  cancel: "cancel", retry: "retry", retry_skip: "retry, skip", wake: "wake", rerun: "re-run",
+  complete_callback: "callback by hand",
+};
+
 /**
  * The operator's row: a ◆ per action at its time (a re-run after the end sits at the axis's end). A mark outside
  * the visible window is not shown (class off-view): pinned to an edge, it would show a time that is not its own;
@@ -341,7 +347,8 @@ function operatorRow(marks, pct, under) {
   const diamonds = marks.map((m) => {
     const left = pct(ms(m.at));
     const cls = ["bar", "kind-operator", left > 85 ? "at-end" : "", left >= -0.01 && left <= 100.01 ? "" : "off-view"].join(" ");
-    const label = left > 85 ? `${esc(m.action)} ◆` : `◆ ${esc(m.action)}`;
+    const name = esc(OPERATOR_LABELS[m.action] || m.action);
+    const label = left > 85 ? `${name} ◆` : `◆ ${name}`;
     return `<div class="${cls}" data-step="${esc(m.step)}" title="${esc(m.title)}" style="left:${left}%"><span>${label}</span></div>`;
   });
   return `<div class="tl-row tl-operator" data-node=""><div class="tl-label">operator <small>actions</small></div><div class="tl-track">${under}${diamonds.join("")}</div></div>`;
