@@ -143,6 +143,9 @@ def test_an_operator_finds_a_failed_order_among_100000_reads_why_retries_skippin
     expect(page.locator('.tl-row[data-node="reserve"] .bar.phase-compensation')).to_have_count(0)
     expect(page.locator(".io-error")).to_contain_text('"phase": "compensation"')
     expect(page.locator(".io-error")).to_contain_text("HTTP 500")
+    # Under the error, what the service answered on that attempt: why, without opening anything.
+    expect(page.locator(".io-error .error-answer")).to_contain_text("charge answered 500")
+    expect(page.locator(".io-error .error-answer")).to_contain_text("refund it in its console")
     assert visible_ops(page) == ["retry", "retry_skip", "rerun"]
     screenshot(page, 3, "failed", page.locator(".exec-header"), page.locator(".timeline"))
 

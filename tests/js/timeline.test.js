@@ -57,3 +57,8 @@ test("durations read in the unit that fits", () => {
   assert.equal(fmtDuration(2 * 3600e3 + 60e3), "2 h 1 min");
   assert.equal(fmtDuration(NaN), "");
 });
+
+test("instants are written in UTC as the executions list writes them", async () => {
+  const { fmtUtc } = await import("../../static/graph_editor/js/timeline.js");
+  assert.equal(fmtUtc("2026-11-30T12:02:46.123+01:00"), "2026-11-30 11:02:46 UTC");
+});

@@ -5,7 +5,7 @@ import { getJSON } from "./api.js";
 import { GraphFrame, esc } from "./graph.js";
 import { eventId, renderHistory } from "./history.js";
 import { setUpOperations, updateOperations } from "./operations.js";
-import { fmtDuration, ms, panView, renderTimeline, spanSummary, zoomView } from "./timeline.js";
+import { fmtDuration, fmtUtc, ms, panView, renderTimeline, spanSummary, zoomView } from "./timeline.js";
 
 const page = document.getElementById("execution");
 const dataUrl = page.dataset.url;
@@ -39,6 +39,19 @@ function pre(value) {
   return value === null || value === undefined ? '<span class="muted">—</span>' : `<pre>${esc(JSON.stringify(value, null, 2))}</pre>`;
 }
 
+/**
+ * What the service answered on the attempt that failed the execution, under its error: the error
+ * says "HTTP 503", the body says why. Empty when that step has no response body.
+ */
+function failureAnswer(error, steps) {
+  if (!error || !error.node) return "";
+  const failed = steps.filter((s) => s.node_id === error.node && s.response_body != null && s.status !== "succeeded").pop();
+  if (!failed) return "";
+  const body = typeof failed.response_body === "string" ? failed.response_body : JSON.stringify(failed.response_body);
+  const text = body.length > 300 ? body.slice(0, 299) + "…" : body;
+  return `<p class="error-answer"><span class="muted">${esc(error.node)} answered ${esc(failed.response_status ?? "")}:</span> <code>${esc(text)}</code></p>`;
+}
+
 function renderHeader() {
   const ex = state.data.execution;
   page.dataset.status = ex.status;
@@ -48,17 +61,17 @@ function renderHeader() {
   badge.className = `status-badge status-${ex.status}`;
   const end = ex.finished_at ? ms(ex.finished_at) : now();
   const facts = [
-    ["started", ex.started_at ? new Date(ex.started_at).toLocaleString() : "not yet"],
+    ["started", ex.started_at ? fmtUtc(ex.started_at) : "not yet"],
     ["duration", ex.started_at ? fmtDuration(end - ms(ex.started_at)) + (ex.finished_at ? "" : " so far") : ""],
     ["current node", ex.current_node || "—"],
-    ["wakes at", ex.wake_at ? new Date(ex.wake_at).toLocaleString() : null],
+    ["wakes at", ex.wake_at ? fmtUtc(ex.wake_at) : null],
     ["steps", String(state.data.steps.length)],
     ["branches", branchFact(state.data.branches)],
   ];
   page.querySelector(".facts").innerHTML = facts.filter(([, v]) => v).map(([k, v]) => `<div><dt>${k}</dt><dd>${esc(v)}</dd></div>`).join("");
   page.querySelector(".io-input").innerHTML = pre(ex.input);
   page.querySelector(".io-output").innerHTML = pre(ex.output);
-  page.querySelector(".io-error").innerHTML = pre(ex.error);
+  page.querySelector(".io-error").innerHTML = pre(ex.error) + failureAnswer(ex.error, state.data.steps);
   page.querySelector(".io-error").closest(".io").classList.toggle("has-error", !!ex.error);
   page.querySelector(".refreshing").hidden = state.data.is_final;
 }

@@ -4,7 +4,7 @@
 // same key the timeline's bars carry, so the page links the two both ways.
 
 import { esc } from "./graph.js";
-import { fmtDuration, ms } from "./timeline.js";
+import { fmtDuration, fmtUtc, ms } from "./timeline.js";
 
 const KIND_LABELS = {
   attempt: "attempt", compensation: "compensation", notify: "notify", wait: "wait", callback: "callback",
@@ -58,7 +58,7 @@ export function renderHistory(root, { history, startedAt, now, open, selected })
     const cls = ["ev", `ev-${ev.kind}`, ev.status ? `ev-status-${ev.status}` : "", ev.step === selected ? "selected" : "", body ? "has-body" : ""].join(" ");
     const where = ev.branch ? `<span class="branch-tag">${esc(ev.branch)}</span> ` : "";
     const row = `<tr class="${cls}" data-ev="${i}" data-id="${esc(id)}" data-step="${esc(ev.step)}" data-kind="${esc(ev.kind)}" tabindex="0">
-      <td class="ev-time" title="${esc(new Date(ev.at).toISOString())}">${esc(new Date(ev.at).toLocaleTimeString())} <small class="muted">+${esc(fmtDuration(ms(ev.at) - t0) || "0 ms")}</small></td>
+      <td class="ev-time" title="${esc(fmtUtc(ev.at))}">${esc(fmtUtc(ev.at).slice(11))} <small class="muted">+${esc(fmtDuration(ms(ev.at) - t0) || "0 ms")}</small></td>
       <td><span class="ev-kind">${esc(KIND_LABELS[ev.kind] || ev.kind)}</span></td>
       <td class="ev-title">${body ? `<span class="ev-toggle">${isOpen ? "▾" : "▸"}</span> ` : ""}${where}${esc(ev.title)}${link(ev)}</td>
       <td class="ev-status">${esc(ev.status || "")}</td>

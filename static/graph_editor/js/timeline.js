@@ -16,6 +16,11 @@ export function ms(iso) {
   return iso ? Date.parse(iso) : NaN;
 }
 
+/** An instant as the executions list writes it, "2026-11-30 11:02:46 UTC": every page in one zone. */
+export function fmtUtc(iso) {
+  return new Date(iso).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+}
+
 export function fmtDuration(d) {
   if (!isFinite(d)) return "";
   if (d < 1000) return `${Math.round(d)} ms`;
