@@ -22,7 +22,7 @@ from definitions.services import DefinitionNotFound, definition_versions, find_d
 from executions import services, telemetry
 from executions.api.serializers import ExecutionSerializer, StepSerializer
 from executions.choices import page_statuses
-from executions.models import Execution, ExecutionStatus, OperatorAction, Step
+from executions.models import Execution, ExecutionStatus, OperatorAction, OperatorActionKind, Step
 from graph_editor import operations
 from graph_editor.forms import StartExecutionForm
 from graph_editor.history import history_events
@@ -73,8 +73,15 @@ def execution_page(request: HttpRequest, pk) -> HttpResponse:
         "may_act": request.user.has_perm(operations.PERMISSION),
         "rerun_form": operations.RerunForm(),
         "definition_is_latest": _is_latest(execution),
+        "rerun_of": _rerun_of(execution),
     }
     return render(request, "graph_editor/execution.html", context)
+
+
+def _rerun_of(execution: Execution):
+    """The id of the execution this one re-ran, if any: the original's re-run action names the new execution."""
+    reruns = OperatorAction.objects.filter(kind=OperatorActionKind.RERUN, detail__execution=str(execution.pk))
+    return reruns.values_list("execution_id", flat=True).first()
 
 
 @staff_member_required

@@ -223,6 +223,9 @@ def test_an_operator_finds_a_failed_order_among_100000_reads_why_retries_skippin
     page.wait_for_selector("#execution[data-status=COMPENSATED]")
     page.locator("tr.ev-operator", has_text="re-run by ops").locator("a.ev-link").click()
     expect(page).to_have_url(re.compile(rf"/ui/executions/{rerun.pk}/$"))
+    # And the new one says what it re-ran.
+    page.locator(".exec-sub a.rerun-of").click()
+    expect(page).to_have_url(re.compile(rf"/ui/executions/{order.pk}/$"))
 
     rerun.refresh_from_db()
     assert (rerun.status, rerun.created_by, rerun.definition_id) == ("SUCCEEDED", "ops", definition.pk)
