@@ -268,3 +268,77 @@ def test_a_failure_after_the_join_compensates_the_branches_steps(service, worker
         ("email", "compensation", "succeeded"),
         ("reserve", "compensation", "succeeded"),
     ]
+
+
+# --- Retry of a parent FAILED because a branch stopped at a failed node (on_failure "fail") -----------
+
+
+def stopping_branch_graph(url: str) -> dict:
+    """reserve -> fork(email -> sms | pay, which stops the branch when it fails) -> ship."""
+    nodes = {
+        "reserve": undoable(url, "/reserve", next="fork"),
+        "fork": {"type": "parallel", "branches": ["email", "pay"], "next": "ship"},
+        "email": undoable(url, "/email", next="sms"),
+        "sms": undoable(url, "/sms"),
+        "pay": undoable(url, "/pay", on_failure="fail"),
+        "ship": {"type": "task", "request": post(url, "/ship", body={"paid": "{{nodes.pay.response.status}}"})},
+    }
+    return {"name": "stopping-branch", "kind": "graph", "start": "reserve", "nodes": nodes}
+
+
+def failed_at_the_fork(service, worker_pool) -> Execution:
+    """Run until the parent is FAILED: pay answered 500 (no retries left), email's branch succeeded."""
+    service.script("POST", "/pay", Reply(500, {"error": "card service down"}))
+    worker_pool.start_worker()
+    worker_pool.start_timers()
+    execution, _ = start_execution(store_definition(stopping_branch_graph(service.url)), {})
+    wait_until(lambda: Execution.objects.get(pk=execution.pk).status in FINAL_STATUSES, timeout=30)
+    execution.refresh_from_db()
+    assert execution.status == "FAILED", execution.state
+    assert (execution.error["node"], execution.error["branch"]) == ("fork", "pay")
+    assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "pay": "FAILED"}
+    assert not [call for call in calls(service) if call.startswith("DELETE")]  # nothing is undone: it waits
+    return execution
+
+
+def retried_to_the_end(api, execution: Execution, target: Execution) -> Execution:
+    answer = api.post(f"/api/v1/executions/{target.pk}/retry/", {}, format="json")
+    assert answer.status_code == 202, answer.json()
+    wait_until(lambda: Execution.objects.get(pk=execution.pk).status in FINAL_STATUSES, timeout=30)
+    execution.refresh_from_db()
+    return execution
+
+
+@pytest.mark.workers
+def test_retrying_the_parent_reruns_the_failed_branch_from_its_failed_step_then_joins(api, service, worker_pool):
+    execution = failed_at_the_fork(service, worker_pool)
+
+    execution = retried_to_the_end(api, execution, execution)  # the service is back: the script is used up
+
+    assert execution.status == "SUCCEEDED", execution.state
+    assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "pay": "SUCCEEDED"}
+    # email's branch kept its result (not called again); pay ran again; ship read pay's new answer.
+    assert sorted(calls(service)) == ["POST /email", "POST /pay", "POST /pay", "POST /reserve", "POST /ship",
+                                      "POST /sms"]  # fmt: skip
+    assert service.calls("POST", "/ship")[0].body == {"paid": 200}
+    pay = execution.branches.get(branch="pay")
+    assert [(node, attempt, status) for node, _, attempt, status in history(pay)] == [
+        ("pay", 1, "failed"), ("pay", 2, "succeeded"),
+    ]  # fmt: skip
+    assert [(node, attempt, status) for node, _, attempt, status in history(execution)] == [
+        ("reserve", 1, "succeeded"), ("fork", 1, "failed"), ("fork", 2, "succeeded"), ("ship", 1, "succeeded"),
+    ]  # fmt: skip
+
+
+@pytest.mark.workers
+def test_retrying_the_branch_first_then_the_parent_also_joins(api, service, worker_pool):
+    execution = failed_at_the_fork(service, worker_pool)
+    pay = execution.branches.get(branch="pay")
+
+    assert retried_to_the_end(api, pay, pay).status == "SUCCEEDED"
+    assert Execution.objects.get(pk=execution.pk).status == "FAILED"  # final: only its own retry moves it
+    execution = retried_to_the_end(api, execution, execution)
+
+    assert execution.status == "SUCCEEDED", execution.state
+    assert len(service.calls("POST", "/pay")) == 2
+    assert service.calls("POST", "/ship")[0].body == {"paid": 200}
