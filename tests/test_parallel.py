@@ -5,6 +5,7 @@ import pytest
 from definitions.services import store_definition
 from executions.models import FINAL_STATUSES, Execution
 from executions.services import cancel_execution, start_execution, wake_execution
+from graph_editor.operations import available
 from tests.support.engine import drive, history
 from tests.support.service import Callback, Reply
 from tests.support.waiting import wait_until
@@ -230,7 +231,7 @@ def test_a_failing_branch_compensates_every_step_of_the_branches_that_succeeded(
 
 
 @pytest.mark.workers
-def test_a_branch_whose_compensation_failed_for_good_makes_the_parent_failed(service, worker_pool):
+def test_a_branch_whose_compensation_failed_for_good_makes_the_parent_failed(api, service, worker_pool):
     service.script("POST", "/pay", Reply(400))
     service.script("DELETE", "/card", Reply(400))
     nap_then = {"card": undoable(service.url, "/card", next="pay"), "pay": undoable(service.url, "/pay")}
@@ -245,6 +246,12 @@ def test_a_branch_whose_compensation_failed_for_good_makes_the_parent_failed(ser
     assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "nap": "FAILED"}
     nap = execution.branches.get(branch="nap")
     assert (nap.error["phase"], nap.error["node"]) == ("compensation", "card")
+    # Everything else is undone: the parent's retry has nothing left to do, the branch's own retry has.
+    refused = api.post(f"/api/v1/executions/{execution.pk}/retry/", {}, format="json")
+    assert refused.status_code == 409
+    assert "branch 'nap' ended FAILED and everything else is already compensated" in refused.json()["detail"]
+    assert "retry" not in available(execution, [])["ops"]
+    assert {"retry", "retry_skip"} <= set(available(nap, [])["ops"])
 
 
 @pytest.mark.workers
@@ -312,6 +319,8 @@ def retried_to_the_end(api, execution: Execution, target: Execution) -> Executio
 @pytest.mark.workers
 def test_retrying_the_parent_reruns_the_failed_branch_from_its_failed_step_then_joins(api, service, worker_pool):
     execution = failed_at_the_fork(service, worker_pool)
+    offered = available(execution, list(execution.branches.all()))
+    assert ("retry" in offered["ops"], offered["failed_node"]) == (True, "fork (branch pay)")
 
     execution = retried_to_the_end(api, execution, execution)  # the service is back: the script is used up
 

@@ -57,6 +57,7 @@ from executions.machine.queries import (
     awaited_callback,
     branch_finished,
     failed_in_compensation,
+    left_to_a_branch,
     wait_deadline,
     waits_for,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "copy_json",
     "decide",
     "failed_in_compensation",
+    "left_to_a_branch",
     "new_state",
     "render",
     "template_data",

@@ -50,6 +50,7 @@ from executions.machine.model import (
     note_completed,
     present,
 )
+from executions.machine.queries import left_to_a_branch
 from executions.machine.steps import (
     close_open_step,
     close_step,
@@ -283,7 +284,7 @@ def _on_retry(env: Env, st: State, event: Retry) -> Decision:
         if event.skip:
             raise EventRejected("skip applies to a failed compensation only")
         return retry_stopped_branches(env, d)
-    if _left_to_a_branch(st):
+    if left_to_a_branch(st):
         branch = (st["error"] or {}).get("branch", "")
         raise EventRejected(
             f"branch '{branch}' ended FAILED and everything else is already compensated; "
@@ -300,12 +301,6 @@ def _on_retry(env: Env, st: State, event: Retry) -> Decision:
         st["failure"] = None
     d.due_at = env.now
     return d
-
-
-def _left_to_a_branch(st: State) -> bool:
-    """FAILED only because a branch failed in its own compensation: this execution has undone all it had
-    (the branch's retry finishes the branch's part), so a retry here would just end FAILED again."""
-    return st["phase"] == Phase.COMPENSATION and not st["compensate"] and bool(st.get("branch_failed_for_good"))
 
 
 def _on_branch_finished(env: Env, st: State, event: BranchFinished) -> Decision:

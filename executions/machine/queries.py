@@ -45,6 +45,17 @@ def failed_in_compensation(state: State) -> bool:
     return state.get("status") == ExecutionStatus.FAILED and state.get("phase") == Phase.COMPENSATION
 
 
+def left_to_a_branch(state: State) -> bool:
+    """FAILED only because a branch failed in its own compensation: this execution has undone all it had
+    (the branch's own retry finishes the branch's part), so a retry here would just end FAILED again."""
+    return (
+        state.get("status") == ExecutionStatus.FAILED
+        and state.get("phase") == Phase.COMPENSATION
+        and not state.get("compensate")
+        and bool(state.get("branch_failed_for_good"))
+    )
+
+
 def awaited_callback(state: State) -> tuple[str, int] | None:
     """The (node, attempt) whose callback the execution waits for; None for any other wait (a parallel join)."""
     node = state.get("node")
