@@ -274,7 +274,8 @@ class _Run:
 
     def _won_write(self, decision: machine.Decision, query, fields: dict, guard_inbox: bool) -> bool:
         """Apply the fenced write; True if it won. One statement on PostgreSQL unless branches are touched."""
-        touches_other_rows = any(isinstance(a, machine.Fork | machine.CancelBranches) for a in decision.actions) or (
+        branch_actions = machine.Fork | machine.CancelBranches | machine.RetryBranches
+        touches_other_rows = any(isinstance(a, branch_actions) for a in decision.actions) or (
             decision.status in FINAL_STATUSES and self.execution.parent_id
         )
         if connection.vendor == "postgresql" and not touches_other_rows:
