@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from executions import services
 from executions.models import Execution, ExecutionStatus, OperatorAction, Step
+from executions.permissions import ACT_ON_EXECUTION
 from trama_project.admin_base import ReadOnlyAdmin, pretty_json
 
 _BADGE_COLOURS = {
@@ -152,7 +153,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     def has_act_permission(self, request) -> bool:
         """The actions change executions: they need ``act_on_execution``, not only the view permission."""
-        return request.user.has_perm("executions.act_on_execution")
+        return request.user.has_perm(ACT_ON_EXECUTION)
 
     def _act(
         self, request, queryset, verb: str, action: Callable[[Any], Execution], done_text: tuple[str, str]

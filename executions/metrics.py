@@ -288,7 +288,7 @@ def _process_families(rows: list[tuple[str, str, dict]]) -> list:
                 family.add_metric([process, role], values[section][key])
         families.append(family)
     schedule = HistogramMetricFamily(
-        "trama_schedule_to_start_seconds", "Enqueued to claimed by a worker.", labels=["process", "role"]
+        "trama_schedule_to_start_seconds", "Due to claimed by a worker.", labels=["process", "role"]
     )
     reporting = GaugeMetricFamily("trama_processes_reporting", "Processes whose heartbeat is recent.", labels=["role"])
     roles: dict[str, int] = {"worker": 0, "timer": 0}

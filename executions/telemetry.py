@@ -398,10 +398,12 @@ def claimed(execution) -> None:
     """A worker claimed a PENDING execution (the claim's own UPDATE made it RUNNING, already committed).
 
     No decision is written with it, so ``committed`` never sees this change. Every claim also
-    counts how long the execution waited since it was enqueued (both database clock).
+    counts how long the execution waited since it was due (``due_before``, which the claim replaced):
+    a sleep or a back-off from its end, not from when the timer loop got to it (both database clock).
     """
-    if execution.nudged_at is not None:
-        stats.observe_schedule(max((execution.db_now - execution.nudged_at).total_seconds(), 0.0))
+    due = getattr(execution, "due_before", None)
+    if due is not None:
+        stats.observe_schedule(max((execution.db_now - due).total_seconds(), 0.0))
     if (execution.state or {}).get("status") != "PENDING" or not statelog.logger.isEnabledFor(logging.INFO):
         return
     try:

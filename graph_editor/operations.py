@@ -16,9 +16,10 @@ from django import forms
 from definitions.services import DefinitionNotFound
 from executions import machine, services
 from executions.models import FINAL_STATUSES, Execution, ExecutionStatus
+from executions.permissions import ACT_ON_EXECUTION
 from graph_editor.forms import JSONObjectField, json_object
 
-PERMISSION = "executions.act_on_execution"
+PERMISSION = ACT_ON_EXECUTION  # the API checks the same one (executions.permissions)
 
 
 class CancelForm(forms.Form):
@@ -100,7 +101,7 @@ def available(execution: Execution, branches: list[Execution]) -> dict:
     ops = []
     if status not in FINAL_STATUSES:
         ops += ["cancel", "cancel_now"]
-    if status == ExecutionStatus.FAILED:
+    if status == ExecutionStatus.FAILED and not machine.left_to_a_branch(state):  # else the branch is retried
         ops.append("retry")
         if machine.failed_in_compensation(state):
             ops.append("retry_skip")
@@ -123,4 +124,5 @@ def _callback_target(execution: Execution) -> dict:
 def _failed_node(execution: Execution) -> str:
     """The node whose failure an operator retries (from the execution's error), for the confirmation text."""
     error = execution.error if isinstance(execution.error, dict) else {}
-    return str(error.get("node") or execution.current_node or "")
+    node = str(error.get("node") or execution.current_node or "")
+    return f"{node} (branch {error['branch']})" if error.get("branch") else node

@@ -5,6 +5,7 @@ import pytest
 from definitions.services import store_definition
 from executions.models import FINAL_STATUSES, Execution
 from executions.services import cancel_execution, start_execution, wake_execution
+from graph_editor.operations import available
 from tests.support.engine import drive, history
 from tests.support.service import Callback, Reply
 from tests.support.waiting import wait_until
@@ -230,7 +231,7 @@ def test_a_failing_branch_compensates_every_step_of_the_branches_that_succeeded(
 
 
 @pytest.mark.workers
-def test_a_branch_whose_compensation_failed_for_good_makes_the_parent_failed(service, worker_pool):
+def test_a_branch_whose_compensation_failed_for_good_makes_the_parent_failed(api, service, worker_pool):
     service.script("POST", "/pay", Reply(400))
     service.script("DELETE", "/card", Reply(400))
     nap_then = {"card": undoable(service.url, "/card", next="pay"), "pay": undoable(service.url, "/pay")}
@@ -245,6 +246,12 @@ def test_a_branch_whose_compensation_failed_for_good_makes_the_parent_failed(ser
     assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "nap": "FAILED"}
     nap = execution.branches.get(branch="nap")
     assert (nap.error["phase"], nap.error["node"]) == ("compensation", "card")
+    # Everything else is undone: the parent's retry has nothing left to do, the branch's own retry has.
+    refused = api.post(f"/api/v1/executions/{execution.pk}/retry/", {}, format="json")
+    assert refused.status_code == 409
+    assert "branch 'nap' ended FAILED and everything else is already compensated" in refused.json()["detail"]
+    assert "retry" not in available(execution, [])["ops"]
+    assert {"retry", "retry_skip"} <= set(available(nap, [])["ops"])
 
 
 @pytest.mark.workers
@@ -268,3 +275,79 @@ def test_a_failure_after_the_join_compensates_the_branches_steps(service, worker
         ("email", "compensation", "succeeded"),
         ("reserve", "compensation", "succeeded"),
     ]
+
+
+# --- Retry of a parent FAILED because a branch stopped at a failed node (on_failure "fail") -----------
+
+
+def stopping_branch_graph(url: str) -> dict:
+    """reserve -> fork(email -> sms | pay, which stops the branch when it fails) -> ship."""
+    nodes = {
+        "reserve": undoable(url, "/reserve", next="fork"),
+        "fork": {"type": "parallel", "branches": ["email", "pay"], "next": "ship"},
+        "email": undoable(url, "/email", next="sms"),
+        "sms": undoable(url, "/sms"),
+        "pay": undoable(url, "/pay", on_failure="fail"),
+        "ship": {"type": "task", "request": post(url, "/ship", body={"paid": "{{nodes.pay.response.status}}"})},
+    }
+    return {"name": "stopping-branch", "kind": "graph", "start": "reserve", "nodes": nodes}
+
+
+def failed_at_the_fork(service, worker_pool) -> Execution:
+    """Run until the parent is FAILED: pay answered 500 (no retries left), email's branch succeeded."""
+    service.script("POST", "/pay", Reply(500, {"error": "card service down"}))
+    worker_pool.start_worker()
+    worker_pool.start_timers()
+    execution, _ = start_execution(store_definition(stopping_branch_graph(service.url)), {})
+    wait_until(lambda: Execution.objects.get(pk=execution.pk).status in FINAL_STATUSES, timeout=30)
+    execution.refresh_from_db()
+    assert execution.status == "FAILED", execution.state
+    assert (execution.error["node"], execution.error["branch"]) == ("fork", "pay")
+    assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "pay": "FAILED"}
+    assert not [call for call in calls(service) if call.startswith("DELETE")]  # nothing is undone: it waits
+    return execution
+
+
+def retried_to_the_end(api, execution: Execution, target: Execution) -> Execution:
+    answer = api.post(f"/api/v1/executions/{target.pk}/retry/", {}, format="json")
+    assert answer.status_code == 202, answer.json()
+    wait_until(lambda: Execution.objects.get(pk=execution.pk).status in FINAL_STATUSES, timeout=30)
+    execution.refresh_from_db()
+    return execution
+
+
+@pytest.mark.workers
+def test_retrying_the_parent_reruns_the_failed_branch_from_its_failed_step_then_joins(api, service, worker_pool):
+    execution = failed_at_the_fork(service, worker_pool)
+    offered = available(execution, list(execution.branches.all()))
+    assert ("retry" in offered["ops"], offered["failed_node"]) == (True, "fork (branch pay)")
+
+    execution = retried_to_the_end(api, execution, execution)  # the service is back: the script is used up
+
+    assert execution.status == "SUCCEEDED", execution.state
+    assert dict(execution.branches.values_list("branch", "status")) == {"email": "SUCCEEDED", "pay": "SUCCEEDED"}
+    # email's branch kept its result (not called again); pay ran again; ship read pay's new answer.
+    assert sorted(calls(service)) == ["POST /email", "POST /pay", "POST /pay", "POST /reserve", "POST /ship",
+                                      "POST /sms"]  # fmt: skip
+    assert service.calls("POST", "/ship")[0].body == {"paid": 200}
+    pay = execution.branches.get(branch="pay")
+    assert [(node, attempt, status) for node, _, attempt, status in history(pay)] == [
+        ("pay", 1, "failed"), ("pay", 2, "succeeded"),
+    ]  # fmt: skip
+    assert [(node, attempt, status) for node, _, attempt, status in history(execution)] == [
+        ("reserve", 1, "succeeded"), ("fork", 1, "failed"), ("fork", 2, "succeeded"), ("ship", 1, "succeeded"),
+    ]  # fmt: skip
+
+
+@pytest.mark.workers
+def test_retrying_the_branch_first_then_the_parent_also_joins(api, service, worker_pool):
+    execution = failed_at_the_fork(service, worker_pool)
+    pay = execution.branches.get(branch="pay")
+
+    assert retried_to_the_end(api, pay, pay).status == "SUCCEEDED"
+    assert Execution.objects.get(pk=execution.pk).status == "FAILED"  # final: only its own retry moves it
+    execution = retried_to_the_end(api, execution, execution)
+
+    assert execution.status == "SUCCEEDED", execution.state
+    assert len(service.calls("POST", "/pay")) == 2
+    assert service.calls("POST", "/ship")[0].body == {"paid": 200}

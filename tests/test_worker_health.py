@@ -1,7 +1,8 @@
 """Worker health on /metrics: every worker process and timer loop reports through the database."""
 
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -13,6 +14,8 @@ from tests.support.specs import chain, sleep
 from tests.test_metrics import Samples, scrape, total, wait_final
 
 BEAT = 1.0  # long enough that a loaded machine does not miss three in a row
+# The worker derives step times from the database clock read at its claim plus its own monotonic clock.
+CLOCK_SLACK_S = 0.25
 
 
 @pytest.fixture
@@ -77,3 +80,49 @@ def test_every_worker_process_and_the_timer_loop_report_their_health(service, wo
 
 def _is(condition: bool) -> None:
     assert condition
+
+
+def _schedule(m: Samples) -> tuple[float, float]:
+    """(claims counted, seconds summed) of the workers' schedule-to-start histogram."""
+    labels = {"role": "worker"}
+    return total(m, "trama_schedule_to_start_seconds_count", **labels), total(
+        m, "trama_schedule_to_start_seconds_sum", **labels
+    )
+
+
+def _claims_counted(n: int) -> Callable[[Samples], None]:
+    return lambda m: _is(_schedule(m)[0] == n)
+
+
+@pytest.mark.workers
+def test_schedule_to_start_after_a_sleep_is_measured_from_its_end_not_from_before_it(worker_pool, beating):
+    worker_pool.start_worker(TRAMA_HEARTBEAT_SECONDS=BEAT, TRAMA_WORKERS=1)
+    worker_pool.start_timers(TRAMA_HEARTBEAT_SECONDS=BEAT)
+    execution = start_execution(store({"nap": sleep(3.0)}, "nap", name="nap-short"), {})[0]
+    wait_final([execution.pk])
+
+    count, seconds = _schedule(scrape_until(_claims_counted(2)))  # the start, then the wake-up
+
+    execution.refresh_from_db()
+    until = datetime.fromisoformat(execution.steps.get(node_id="nap").detail["until"])
+    # Each claim waited at most from its due time to when the execution moved on: the start from its
+    # creation to its first claim, the wake-up from the sleep's end to the end of the execution.
+    # Measured from before the sleep (the enqueue that started it), the second alone would be 3 s.
+    waited = (execution.started_at - execution.created_at) + (execution.finished_at - until)
+    assert count == 2
+    assert seconds <= waited.total_seconds() + CLOCK_SLACK_S, (seconds, waited)
+
+
+@pytest.mark.workers
+def test_schedule_to_start_counts_the_time_a_due_step_waited_for_the_timer_loop(worker_pool, beating):
+    worker_pool.start_worker(TRAMA_HEARTBEAT_SECONDS=BEAT, TRAMA_WORKERS=1)
+    worker_pool.start_timers(TRAMA_HEARTBEAT_SECONDS=BEAT)
+    napping = start_execution(store({"nap": sleep(600)}, "nap", name="nap-long"), {})[0]
+    scrape_until(lambda m: _is(Execution.objects.get(pk=napping.pk).status == "SLEEPING"))
+    # As if its sleep had ended a minute ago while no timer loop ran: the loop enqueues it only now.
+    Execution.objects.filter(pk=napping.pk).update(due_at=timezone.now() - timedelta(seconds=60), nudged_at=None)
+
+    count, seconds = _schedule(scrape_until(_claims_counted(2)))
+
+    assert count == 2
+    assert seconds >= 60  # from when it was due, not from when the timer loop enqueued it

@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -25,9 +26,11 @@ from executions.api.serializers import (
     StepSerializer,
 )
 from executions.models import Execution, ExecutionStatus, Step
+from executions.permissions import MayActOnExecutions
 from trama_project.api import ErrorSerializer
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
+ACTION_ERRORS = {**ERRORS, 403: ErrorSerializer}
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
     OpenApiTypes.STR,
@@ -171,7 +174,7 @@ class ExecutionStepsView(generics.ListAPIView):
 def action_schema(operation_id: str, summary: str, request: type | None):
     """The OpenAPI entry of one execution action's POST (each answers the execution, 202)."""
     post = extend_schema(tags=["executions"], operation_id=operation_id, request=request, summary=summary,
-                         responses={202: ExecutionSerializer, **ERRORS})  # fmt: skip
+                         responses={202: ExecutionSerializer, **ACTION_ERRORS})  # fmt: skip
     return extend_schema_view(post=post)
 
 
@@ -179,8 +182,10 @@ class _ExecutionAction(APIView):
     """POST executions/{id}/<action>/: validate the body, call one service function, answer 202 or 409.
 
     ``act`` gets the caller's name as ``by``: each action is recorded as an OperatorAction.
+    A session user needs the act_on_execution permission (executions.permissions).
     """
 
+    permission_classes = [IsAuthenticated, MayActOnExecutions]
     body_serializer: type = CancelSerializer
 
     def post(self, request, pk):

@@ -20,6 +20,8 @@ from executions.machine.model import (
     Decision,
     Env,
     Fork,
+    Join,
+    RetryBranches,
     SendAsync,
     State,
     node_at,
@@ -36,7 +38,7 @@ def _enter_parallel(env: Env, d: Decision, node: dict) -> None:
     """Fork: each branch runs as an execution of its own, so any free worker advances it."""
     st = d.state
     open_step(env, d, status=StepStatus.WAITING, detail={"branches": node["branches"]})
-    st["join"] = {"node": node_at(st), "pending": list(node["branches"]), "done": {}, "failed": False}
+    st["join"] = {"node": node_at(st), "pending": list(node["branches"]), "done": {}, "failed": False, "stopped": []}
     st["status"] = ExecutionStatus.WAITING
     d.actions.append(Fork(node_at(st), list(node["branches"])))
     d.due_at = env.now + JOIN_RECHECK
@@ -50,8 +52,11 @@ def join_branches(env: Env, d: Decision) -> Decision:
     branch that failed or was cancelled has compensated its own steps already).
     """
     st = d.state
-    join, st["join"] = st["join"], None
+    join = st["join"]
     assert join is not None, "join_branches runs only while a parallel node waits"
+    if not join["failed"] and join.get("stopped"):
+        return _stop_at_join(env, d, join)
+    st["join"] = None
     node = env.node(join["node"])
     for head in node["branches"]:
         st["done"] += join["done"].get(head, [])
@@ -65,6 +70,34 @@ def join_branches(env: Env, d: Decision) -> Decision:
     start_compensation(st)
     st["status"] = ExecutionStatus.COMPENSATING
     return walk(env, d, run=False)
+
+
+def _stop_at_join(env: Env, d: Decision, join: Join) -> Decision:
+    """A branch stopped at a failed node (its ``on_failure`` is "fail") and none failed otherwise: stop FAILED
+    here, undoing nothing, as that node would on the main line. The join is kept (with the results and the
+    compensable steps of the branches that succeeded), so a retry re-runs the stopped branches and joins again."""
+    st = d.state
+    close_open_step(env, d, StepStatus.FAILED)
+    stopped = join["stopped"]
+    names = ", ".join(f"'{head}'" for head in stopped)
+    message = f"branch {names} ended FAILED; a retry runs {'it' if len(stopped) == 1 else 'them'} again"
+    st["failure"] = {"node": join["node"], "branch": stopped[0], "failure": "branch", "message": message}
+    return finish(env, d, ExecutionStatus.FAILED, error=st["failure"])
+
+
+def retry_stopped_branches(env: Env, d: Decision) -> Decision:
+    """Retry of an execution stopped at a join: wait again for the stopped branches, each retried from its
+    failed step (RetryBranches); the branches that succeeded keep their results."""
+    st = d.state
+    join = present(st["join"])
+    join["pending"], join["stopped"] = list(join["stopped"]), []
+    st["error"], st["output"], st["failure"] = None, None, None
+    st["branch_failed_for_good"] = False  # only stopped branches had set it: the join did not fail
+    st["status"], st["node"], st["attempt"] = ExecutionStatus.WAITING, join["node"], st["attempt"] + 1
+    open_step(env, d, status=StepStatus.WAITING, detail={"branches": join["pending"], "retried": True})
+    d.actions.append(RetryBranches(list(join["pending"])))
+    d.due_at = env.now + JOIN_RECHECK
+    return d
 
 
 def walk(env: Env, d: Decision, run: bool = True) -> Decision:

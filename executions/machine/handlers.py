@@ -17,6 +17,7 @@ from executions.machine.flow import (
     goto,
     join_branches,
     retry_policy,
+    retry_stopped_branches,
     retryable,
     send_async,
     start_compensation,
@@ -49,6 +50,7 @@ from executions.machine.model import (
     note_completed,
     present,
 )
+from executions.machine.queries import left_to_a_branch
 from executions.machine.steps import (
     close_open_step,
     close_step,
@@ -277,6 +279,17 @@ def _on_retry(env: Env, st: State, event: Retry) -> Decision:
     if st["status"] != ExecutionStatus.FAILED:
         raise EventRejected("only a FAILED execution can be retried")
     d = Decision(st)
+    join = st.get("join")
+    if join and join.get("stopped"):
+        if event.skip:
+            raise EventRejected("skip applies to a failed compensation only")
+        return retry_stopped_branches(env, d)
+    if left_to_a_branch(st):
+        branch = (st["error"] or {}).get("branch", "")
+        raise EventRejected(
+            f"branch '{branch}' ended FAILED and everything else is already compensated; "
+            "retry that branch's own execution"
+        )
     st["error"], st["output"] = None, None
     if st["phase"] == Phase.COMPENSATION and event.skip:
         st["compensate"].pop(0)
@@ -301,6 +314,9 @@ def _on_branch_finished(env: Env, st: State, event: BranchFinished) -> Decision:
         st["branch_failed_for_good"] = True  # a branch needs an operator, so the whole execution does
     if event.status == ExecutionStatus.SUCCEEDED:
         join["done"][event.branch] = event.done
+    elif event.stopped:
+        # Nothing undone, as a stopped node on the main line: the others run on, a retry resumes this one.
+        join.setdefault("stopped", []).append(event.branch)
     elif not join["failed"]:
         join["failed"] = True
         message = f"branch '{event.branch}' ended {event.status}"

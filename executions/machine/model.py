@@ -101,6 +101,8 @@ class BranchFinished:
     status: str
     results: dict
     done: list
+    # FAILED at a node whose on_failure/on_timeout is "fail", nothing undone: a retry can resume it.
+    stopped: bool = False
 
 
 Event = (
@@ -156,6 +158,13 @@ class CancelBranches:
 
 
 @dataclass(frozen=True)
+class RetryBranches:
+    """Retry these stopped branches from their failed step (after this decision is committed)."""
+
+    branches: list
+
+
+@dataclass(frozen=True)
 class StepRecord:
     """Create (``new``) or update one history row, identified by its ``seq``."""
 
@@ -208,7 +217,10 @@ class Join(TypedDict):
     node: str  # the parallel node
     pending: list[str]  # branch heads still running
     done: dict[str, list[str]]  # branch head -> its compensable nodes, for the branches that succeeded
-    failed: bool
+    failed: bool  # a branch failed (or the parent was cancelled): everything is compensated after the join
+    # Branch heads that ended FAILED without compensating (BranchFinished.stopped): the parent stops
+    # FAILED at the join, keeping it, and its retry runs them again. A join stored before lacks the key.
+    stopped: list[str]
 
 
 class Final(TypedDict):

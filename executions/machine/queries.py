@@ -32,15 +32,28 @@ def wait_deadline(state: State) -> datetime | None:
 
 def branch_finished(branch: str, state: State, parent: State) -> BranchFinished:
     """What a branch that ended (``state`` final) tells its parent: its outcome, the results the parent
-    has not seen yet, and its compensable nodes."""
+    has not seen yet, its compensable nodes, and whether it stopped at a failed node without compensating."""
     seen = parent.get("results", {})
-    results = {node: result for node, result in state["results"].items() if node not in seen}
-    return BranchFinished(branch, state["status"], results, state["done"])
+    # Changed ones too: a branch retried after it stopped answers again for the node it failed at.
+    results = {node: result for node, result in state["results"].items() if seen.get(node) != result}
+    stopped = state["status"] == ExecutionStatus.FAILED and state["phase"] == Phase.FORWARD
+    return BranchFinished(branch, state["status"], results, state["done"], stopped)
 
 
 def failed_in_compensation(state: State) -> bool:
     """FAILED because a compensation failed for good: a retry may skip it (``Retry(skip=True)``)."""
     return state.get("status") == ExecutionStatus.FAILED and state.get("phase") == Phase.COMPENSATION
+
+
+def left_to_a_branch(state: State) -> bool:
+    """FAILED only because a branch failed in its own compensation: this execution has undone all it had
+    (the branch's own retry finishes the branch's part), so a retry here would just end FAILED again."""
+    return (
+        state.get("status") == ExecutionStatus.FAILED
+        and state.get("phase") == Phase.COMPENSATION
+        and not state.get("compensate")
+        and bool(state.get("branch_failed_for_good"))
+    )
 
 
 def awaited_callback(state: State) -> tuple[str, int] | None:

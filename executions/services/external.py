@@ -76,6 +76,8 @@ def carry_out_branch_actions(execution: Execution, decision: machine.Decision) -
         elif isinstance(action, machine.CancelBranches):
             # After commit and outside this row's lock: each branch takes its own lock, then ours.
             transaction.on_commit(lambda a=action: _cancel_branches(execution.pk, a))
+        elif isinstance(action, machine.RetryBranches):
+            transaction.on_commit(lambda a=action: _retry_branches(execution.pk, a))  # the same lock order
     if decision.status in FINAL_STATUSES and execution.parent_id:
         _report_to_parent(execution, decision.state)
 
@@ -115,6 +117,26 @@ def _cancel_branches(parent_id, action: machine.CancelBranches) -> None:
         # One that ended on its own meanwhile refuses; its report reaches the parent anyway.
         with contextlib.suppress(TransitionRefused):
             cancel_execution(branch.pk, compensate=action.compensate)
+
+
+def _retry_branches(parent_id, action: machine.RetryBranches) -> None:
+    """The parent's retry committed, waiting for these branches again: retry each from its failed step.
+
+    A branch an operator already retried on its own refuses; if it has ended since, its report then
+    found the parent final and was dropped, so it reports now (a running one reports when it ends).
+    """
+    for branch in Execution.objects.filter(parent_id=parent_id, branch__in=action.branches):
+        try:
+            retry_execution(branch.pk)
+        except TransitionRefused:
+            _report_again(branch.pk)
+
+
+def _report_again(branch_id) -> None:
+    with transaction.atomic():
+        branch = _lock(branch_id)
+        if branch.status in FINAL_STATUSES:
+            _report_to_parent(branch, branch.state)
 
 
 def cancel_execution(execution_id, compensate: bool = True, by: str = "") -> Execution:

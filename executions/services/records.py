@@ -93,10 +93,16 @@ def release_connection() -> None:
 _SETTLED = FINAL_STATUSES - {ExecutionStatus.FAILED}
 
 
+def _drops_results(state: dict, status: str) -> bool:
+    """A branch that succeeded keeps them: a branch retried on its own while its parent was FAILED
+    hands them over when the parent is retried (services.external._report_again)."""
+    return status in _SETTLED and not (state.get("branch") and status == ExecutionStatus.SUCCEEDED)
+
+
 def state_fields(decision: machine.Decision, now: datetime) -> dict:
     state = decision.state
     final = decision.status in FINAL_STATUSES
-    if decision.status in _SETTLED and state.get("results"):
+    if state.get("results") and _drops_results(state, decision.status):
         state = state | {"results": {}}
     return {
         "state": state,

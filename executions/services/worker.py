@@ -39,7 +39,8 @@ def claim_execution(execution_id) -> Execution | None:
     The conditional UPDATE is the lock: of two workers, one changes the row and
     the other sees 0 rows. Bumping ``fence`` makes every write of the previous
     holder (a worker paused past its lease) fail from now on. On PostgreSQL the
-    claim and the read of the row are one statement (UPDATE ... RETURNING).
+    claim and the read of the row are one statement (UPDATE ... RETURNING). The execution carries
+    ``db_now`` (the claim's database time) and ``due_before`` (the due time the claim replaced).
     """
     if connection.vendor == "postgresql":
         lease_s = settings.TRAMA_LEASE_SECONDS
@@ -53,21 +54,26 @@ def claim_execution(execution_id) -> Execution | None:
 
 
 _ACTIVE = ", ".join(f"'{status}'" for status in sorted(ACTIVE_STATUSES))
+# The claim moves due_at to the lease's end; ``due_before`` is the due time it replaces (when the step
+# became due: a start, a sleep's end, a back-off's end, a lapsed lease), which RETURNING alone cannot
+# see. The self-join reads it under FOR UPDATE, so it is the row's latest value, not an older snapshot's.
 _CLAIM_SQL = f"""
-    UPDATE executions_execution
-    SET fence = fence + 1,
+    UPDATE executions_execution AS e
+    SET fence = e.fence + 1,
         lease_until = STATEMENT_TIMESTAMP() + make_interval(secs => %s),
         due_at = STATEMENT_TIMESTAMP() + make_interval(secs => %s),
-        status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END,
-        started_at = COALESCE(started_at, STATEMENT_TIMESTAMP())
-    WHERE id = %s AND status IN ({_ACTIVE}) AND due_at <= STATEMENT_TIMESTAMP()
-    RETURNING *, STATEMENT_TIMESTAMP() AS db_now
+        status = CASE WHEN e.status = 'PENDING' THEN 'RUNNING' ELSE e.status END,
+        started_at = COALESCE(e.started_at, STATEMENT_TIMESTAMP())
+    FROM (SELECT id, due_at FROM executions_execution WHERE id = %s FOR UPDATE) AS before
+    WHERE e.id = before.id AND e.status IN ({_ACTIVE}) AND e.due_at <= STATEMENT_TIMESTAMP()
+    RETURNING e.*, before.due_at AS due_before, STATEMENT_TIMESTAMP() AS db_now
 """
 
 
 def _claim_with_orm(execution_id) -> Execution | None:
-    """The same claim in two statements, for SQLite (the embedded default)."""
+    """The same claim in three statements, for SQLite (the embedded default; it runs one writer at a time)."""
     lease = timedelta(seconds=settings.TRAMA_LEASE_SECONDS)
+    due_before = Execution.objects.filter(pk=execution_id).values_list("due_at", flat=True).first()
     won = Execution.objects.filter(pk=execution_id, status__in=ACTIVE_STATUSES, due_at__lte=Now()).update(
         fence=F("fence") + 1,
         lease_until=Now() + lease,
@@ -77,7 +83,9 @@ def _claim_with_orm(execution_id) -> Execution | None:
     )
     if not won:
         return None
-    return Execution.objects.annotate(db_now=Now()).get(pk=execution_id)
+    execution = Execution.objects.annotate(db_now=Now()).get(pk=execution_id)
+    execution.due_before = due_before
+    return execution
 
 
 def advance_execution(execution_id) -> None:
@@ -266,7 +274,8 @@ class _Run:
 
     def _won_write(self, decision: machine.Decision, query, fields: dict, guard_inbox: bool) -> bool:
         """Apply the fenced write; True if it won. One statement on PostgreSQL unless branches are touched."""
-        touches_other_rows = any(isinstance(a, machine.Fork | machine.CancelBranches) for a in decision.actions) or (
+        branch_actions = machine.Fork | machine.CancelBranches | machine.RetryBranches
+        touches_other_rows = any(isinstance(a, branch_actions) for a in decision.actions) or (
             decision.status in FINAL_STATUSES and self.execution.parent_id
         )
         if connection.vendor == "postgresql" and not touches_other_rows:

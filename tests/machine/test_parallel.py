@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from executions.choices import Phase
-from executions.machine import BranchFinished, Cancel, Fork, Resume
+from executions.machine import (
+    BranchFinished,
+    Cancel,
+    CancelBranches,
+    EventRejected,
+    Fork,
+    Resume,
+    Retry,
+    RetryBranches,
+    branch_finished,
+    branch_state,
+)
 from tests.support.machine import SVC, Run, comp
 from tests.support.specs import chain, retry
 
@@ -74,3 +87,91 @@ def test_a_failure_after_the_join_compensates_the_branches_steps_in_reverse():
         order.append(d.call.node)
     assert order == ["d", "c", "b", "a"]
     assert run.last.status == "COMPENSATED"
+
+
+# --- a branch that stops at a failed node (on_failure "fail"), and the parent's retry ------------------
+
+
+def test_a_branch_stopped_at_a_failed_node_reports_stopped_with_its_new_answer_after_a_retry():
+    nodes = chain(SVC, "a", "b")
+    nodes["b"]["on_failure"] = "fail"
+    nodes["a"]["next"], nodes["fork"] = "fork", {"type": "parallel", "branches": ["b"]}
+    parent = Run(nodes, "a")
+    parent.start()
+    parent.ok()
+    branch = Run(nodes, "b")
+    branch.state = branch_state(parent.state, "b")
+    branch.start()
+    branch.http_error(500)
+    assert branch.last.status == "FAILED"
+
+    stopped = branch_finished("b", branch.state, parent.state)
+
+    assert (stopped.status, stopped.stopped, stopped.results["b"]["response"]["status"]) == ("FAILED", True, 500)
+    parent.send(stopped)
+    branch.send(Retry())
+    branch.send(Resume())
+    branch.ok({"paid": True})
+    again = branch_finished("b", branch.state, parent.state)
+    assert (again.status, again.stopped) == ("SUCCEEDED", False)
+    assert again.results["b"]["response"]["body"] == {"paid": True}  # the parent saw the 500: the new answer goes
+
+
+def test_a_stopped_branch_lets_the_others_finish_then_the_parent_stops_failed_undoing_nothing():
+    run = forked_run()
+    d = run.send(BranchFinished("d", "FAILED", {}, [], stopped=True))
+    assert d.status == "WAITING" and not [a for a in d.actions if isinstance(a, CancelBranches)]
+    d = run.send(BranchFinished("b", "SUCCEEDED", {}, ["b", "c"]))
+    assert (d.status, d.call) == ("FAILED", None)  # no compensation
+    assert d.state["error"] == {"node": "fork", "branch": "d", "failure": "branch",
+                                "message": "branch 'd' ended FAILED; a retry runs it again"}  # fmt: skip
+    assert run.steps()[-1] == ("fork", Phase.FORWARD, 1, "failed")
+
+
+def test_retry_of_a_parent_stopped_at_the_join_retries_the_stopped_branch_and_joins_again():
+    run = forked_run()
+    run.send(BranchFinished("d", "FAILED", {}, [], stopped=True))
+    run.send(BranchFinished("b", "SUCCEEDED", {}, ["b", "c"]))
+
+    d = run.send(Retry())
+
+    assert d.status == "WAITING" and d.state["error"] is None
+    assert [a for a in d.actions if isinstance(a, RetryBranches)] == [RetryBranches(["d"])]
+    d = run.send(BranchFinished("d", "SUCCEEDED", {"d": {"response": {"status": 200}}}, ["d"]))
+    assert d.status == "RUNNING"
+    assert run.send(Resume()).call.node == "e"
+    assert run.steps()[-2:] == [("fork", Phase.FORWARD, 1, "failed"), ("fork", Phase.FORWARD, 2, "succeeded")]
+    # Both branches' steps are the parent's to undo after a later failure, each once.
+    d = run.http_error(400)
+    order = [d.call.node]
+    while (d := run.ok()).status == "COMPENSATING":
+        order.append(d.call.node)
+    assert order == ["d", "c", "b", "a"]
+
+
+def test_retry_with_skip_of_a_parent_stopped_at_the_join_is_rejected():
+    run = forked_run()
+    run.send(BranchFinished("d", "FAILED", {}, [], stopped=True))
+    run.send(BranchFinished("b", "SUCCEEDED", {}, ["b", "c"]))
+    with pytest.raises(EventRejected, match="skip applies to a failed compensation only"):
+        run.send(Retry(skip=True))
+
+
+def test_a_stopped_branch_and_a_compensated_one_compensate_everything_as_before():
+    run = forked_run()
+    run.send(BranchFinished("d", "FAILED", {}, [], stopped=True))
+    d = run.send(BranchFinished("b", "COMPENSATED", {}, []))
+    assert d.status == "COMPENSATING"
+    assert compensation_order(run) == ["a"]
+    assert run.last.status == "FAILED"  # the stopped branch still needs an operator
+
+
+def test_retry_of_a_parent_whose_branch_failed_in_compensation_is_refused_naming_the_branch():
+    run = forked_run()
+    run.send(BranchFinished("d", "FAILED", {}, []))
+    run.send(BranchFinished("b", "SUCCEEDED", {}, ["b", "c"]))
+    compensation_order(run)
+    assert run.last.status == "FAILED"
+    for skip in (False, True):
+        with pytest.raises(EventRejected, match="branch 'd' ended FAILED and everything else is already compensated"):
+            run.send(Retry(skip=skip))
