@@ -1,6 +1,9 @@
 """The parallel node: branches as executions of their own, joined when all succeed."""
 
+import sys
+
 import pytest
+from django.utils import timezone
 
 from definitions.services import store_definition
 from executions.models import FINAL_STATUSES, Execution
@@ -9,6 +12,8 @@ from graph_editor.operations import available
 from tests.support.engine import drive, history
 from tests.support.service import Callback, Reply
 from tests.support.waiting import wait_until
+
+SETUP = "import django; django.setup()\n"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -337,6 +342,35 @@ def test_retrying_the_parent_reruns_the_failed_branch_from_its_failed_step_then_
     assert [(node, attempt, status) for node, _, attempt, status in history(execution)] == [
         ("reserve", 1, "succeeded"), ("fork", 1, "failed"), ("fork", 2, "succeeded"), ("ship", 1, "succeeded"),
     ]  # fmt: skip
+
+
+# The retry of the parent, in a process that dies right after its commit: before the branch retries
+# it registered to run then (transaction.on_commit hooks run in order; ours is first).
+RETRY_THEN_DIE = """
+import os, sys
+from django.db import transaction
+from executions.services import retry_execution
+with transaction.atomic():
+    transaction.on_commit(lambda: os._exit(0))
+    retry_execution(sys.argv[1], by="ops")
+"""
+
+
+@pytest.mark.workers
+def test_a_parent_retry_whose_process_dies_after_its_commit_still_retries_the_branch(service, worker_pool):
+    execution = failed_at_the_fork(service, worker_pool)
+    dying = worker_pool.spawn("retry-then-die", [sys.executable, "-c", SETUP + RETRY_THEN_DIE, str(execution.pk)])
+    assert dying.wait(timeout=30) == 0
+    execution.refresh_from_db()
+    assert execution.status == "WAITING"  # the retry committed...
+    assert execution.branches.get(branch="pay").status == "FAILED"  # ...and its branch retry never ran
+    # The re-check is due in 30 s; bring it forward rather than wait: the timer loop hands it to a worker.
+    Execution.objects.filter(pk=execution.pk).update(due_at=timezone.now())
+    wait_until(lambda: Execution.objects.get(pk=execution.pk).status in FINAL_STATUSES, timeout=30)
+    execution.refresh_from_db()
+    assert execution.status == "SUCCEEDED", execution.state
+    assert len(service.calls("POST", "/pay")) == 2
+    assert service.calls("POST", "/ship")[0].body == {"paid": 200}
 
 
 @pytest.mark.workers

@@ -15,6 +15,7 @@ from executions.machine.model import (
     MASKED,
     MAX_HOPS_PER_DECISION,
     NOTIFY_ON,
+    RETRIED_JOIN_RECHECK,
     Call,
     CallFailed,
     Decision,
@@ -95,8 +96,27 @@ def retry_stopped_branches(env: Env, d: Decision) -> Decision:
     st["branch_failed_for_good"] = False  # only stopped branches had set it: the join did not fail
     st["status"], st["node"], st["attempt"] = ExecutionStatus.WAITING, join["node"], st["attempt"] + 1
     open_step(env, d, status=StepStatus.WAITING, detail={"branches": join["pending"], "retried": True})
+    join["retried"], join["recheck_s"] = list(join["pending"]), RETRIED_JOIN_RECHECK.total_seconds()
     d.actions.append(RetryBranches(list(join["pending"])))
-    d.due_at = env.now + JOIN_RECHECK
+    d.due_at = env.now + RETRIED_JOIN_RECHECK
+    return d
+
+
+def recheck_join(env: Env, d: Decision) -> Decision:
+    """The safety re-check of an execution waiting for its branches (they wake it when they end).
+
+    Branches a retry asked for and that have not reported are asked for again: if the process
+    that carried out the retry died after its commit, they are still stopped, and this retries them."""
+    join = present(d.state["join"])
+    again = [b for b in join["pending"] if b in join.get("retried", [])]
+    if not again:
+        d.due_at = env.now + JOIN_RECHECK
+        return d
+    d.actions.append(RetryBranches(again))
+    # Doubling up to the usual hour: a retried branch that waits a day costs a few re-checks, not thousands.
+    gap = min(2 * join.get("recheck_s", RETRIED_JOIN_RECHECK.total_seconds()), JOIN_RECHECK.total_seconds())
+    join["recheck_s"] = gap
+    d.due_at = env.now + timedelta(seconds=gap)
     return d
 
 

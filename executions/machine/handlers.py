@@ -16,6 +16,7 @@ from executions.machine.flow import (
     finish,
     goto,
     join_branches,
+    recheck_join,
     retry_policy,
     retry_stopped_branches,
     retryable,
@@ -82,8 +83,7 @@ def _applies_when_final(env: Env, st: State, event: Event) -> bool:
 def _on_resume(env: Env, st: State, event: Resume) -> Decision:
     d = Decision(st)
     if st.get("join") and present(st["join"])["pending"]:
-        d.due_at = env.now + JOIN_RECHECK  # branches still running: they wake this execution
-        return d
+        return recheck_join(env, d)  # branches still running: they wake this execution
     if st["status"] == ExecutionStatus.PENDING:
         st["status"], st["node"], st["attempt"] = ExecutionStatus.RUNNING, st["node"] or env.spec["start"], 1
         return walk(env, d)

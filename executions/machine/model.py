@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypedDict, TypeVar
+from typing import Any, NotRequired, TypedDict, TypeVar
 
 from definitions import rules, templating
 from executions.choices import ExecutionStatus, Phase
@@ -20,6 +20,10 @@ NOTIFY_ON: dict[str, str] = {
 MAX_HOPS_PER_DECISION = 1000
 # A parent waiting on its branches is woken by their BranchFinished events; this is only a safety re-check.
 JOIN_RECHECK = timedelta(hours=1)
+# After a retry of stopped branches: the branch retries are carried out once the parent's retry commits,
+# so a crash in between would leave them stopped. The re-check asks for them again (a branch already
+# retried refuses), soon rather than in an hour.
+RETRIED_JOIN_RECHECK = timedelta(seconds=30)
 # How long a sent-but-unacknowledged async request may stay unconfirmed before
 # another worker sends it again (the sender died between commit and answer).
 ASYNC_ACK_GRACE_S = 30.0
@@ -159,7 +163,10 @@ class CancelBranches:
 
 @dataclass(frozen=True)
 class RetryBranches:
-    """Retry these stopped branches from their failed step (after this decision is committed)."""
+    """Retry these stopped branches from their failed step (after this decision is committed).
+
+    Asked again by every re-check while they are awaited: retrying a branch that is already
+    running again is refused, so carrying it out twice does nothing more."""
 
     branches: list
 
@@ -221,6 +228,10 @@ class Join(TypedDict):
     # Branch heads that ended FAILED without compensating (BranchFinished.stopped): the parent stops
     # FAILED at the join, keeping it, and its retry runs them again. A join stored before lacks the key.
     stopped: list[str]
+    # Set by that retry: the branches it retried, asked for again by each re-check until they report,
+    # and the re-check's current gap in seconds (doubling). Absent on a first join.
+    retried: NotRequired[list[str]]
+    recheck_s: NotRequired[float]
 
 
 class Final(TypedDict):

@@ -149,6 +149,32 @@ def test_retry_of_a_parent_stopped_at_the_join_retries_the_stopped_branch_and_jo
     assert order == ["d", "c", "b", "a"]
 
 
+def test_the_re_checks_after_a_retry_ask_for_the_unreported_branches_again_less_and_less_often():
+    """The branch retries are carried out after the parent's retry commits: a crash in between leaves
+    them stopped, so each re-check asks again (a branch already running refuses) until they report."""
+    run = forked_run()
+    run.send(BranchFinished("d", "FAILED", {}, [], stopped=True))
+    run.send(BranchFinished("b", "SUCCEEDED", {}, ["b", "c"]))
+    d = run.send(Retry())
+    gaps = []
+    for _ in range(9):
+        gaps.append((d.due_at - run.now).total_seconds())
+        run.now = d.due_at
+        d = run.send(Resume())
+        assert d.status == "WAITING"
+        assert [a for a in d.actions if isinstance(a, RetryBranches)] == [RetryBranches(["d"])]
+    assert gaps == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    d = run.send(BranchFinished("d", "SUCCEEDED", {}, ["d"]))
+    assert d.status == "RUNNING"
+
+
+def test_the_re_check_of_a_first_join_asks_for_nothing():
+    run = forked_run()
+    d = run.send(Resume())
+    assert d.status == "WAITING" and d.actions == []
+    assert (d.due_at - run.now).total_seconds() == 3600
+
+
 def test_retry_with_skip_of_a_parent_stopped_at_the_join_is_rejected():
     run = forked_run()
     run.send(BranchFinished("d", "FAILED", {}, [], stopped=True))
