@@ -29,12 +29,16 @@ def test_make_run_serves_the_static_files_of_the_api_docs_the_admin_and_the_edit
     base_url, _ = make_run()
     anonymous = browser.new_context(base_url=base_url)
     page = open_page(anonymous)
+    missing = []  # anything a page asked for and did not get (the browser's own /favicon.ico included)
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
     page.goto("/api/docs/")  # Swagger UI renders the schema: its bundle and CSS came from /static/
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Trama API")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     page.goto("/admin/login/")
     expect(page.locator("#header")).to_have_css("background-color", "rgb(65, 118, 144)")  # admin/css/base.css
-    assert page.errors == []
+    icon = page.request.get(f"{base_url}/favicon.ico")
+    assert (icon.status, icon.headers["content-type"]) == (200, "image/svg+xml")
+    assert page.errors == [] and missing == []
     anonymous.close()
 
     store_definition(BRANCHING)
@@ -45,7 +49,12 @@ def test_make_run_serves_the_static_files_of_the_api_docs_the_admin_and_the_edit
     expect(page.locator(".validity")).to_have_text("valid")  # no longer "checking…"
     expect(page.locator(".node")).to_have_count(len(BRANCHING["nodes"]))
     shot(page, "make-run-editor")
-    assert page.errors == []
+    missing = []
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
+    for url in ("/", "/ui/executions/", "/ui/definitions/", "/ui/definitions/checkout/"):
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+    assert page.errors == [] and missing == []
     staff.close()
 
 

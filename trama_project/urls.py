@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from trama_project.api import missing_trailing_slash
@@ -19,6 +21,8 @@ urlpatterns = [
     # Last under /api/: a path without its trailing slash gets JSON (or, for a GET, the redirect).
     re_path(r"^api/(?P<path>.*[^/])$", missing_trailing_slash),
     path("healthz", healthz, name="healthz"),
+    # Browsers ask every page's host for /favicon.ico (the admin's pages too): answer instead of a 404.
+    path("favicon.ico", RedirectView.as_view(url=static("graph_editor/favicon.svg"), permanent=True)),
     path("readyz", readyz, name="readyz"),
     path("", include("executions.compat.urls")),  # the original Trama's API, /workflows/... (docs/upstream.md)
     path("", include("executions.urls")),  # /metrics: django-prometheus' and trama_*, of every process
