@@ -12,6 +12,10 @@ from trama_project.jsonvalues import nesting_depth
 class JSONObjectField(forms.JSONField):
     """JSON typed in a textarea: a body nested too deep is a form error, never a 500 (as the API's parser)."""
 
+    # Only a blank textarea is "no value": ``{}`` is an input like any other (Django's default counts
+    # ``{}`` and ``[]`` as empty, so the start form refused the ``{}`` it offers with "This field is required.").
+    empty_values = [None, ""]
+
     def to_python(self, value):
         try:
             return super().to_python(value)

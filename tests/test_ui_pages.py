@@ -203,11 +203,23 @@ def test_start_page_starts_an_execution_and_opens_its_timeline(staff_client):
     assert execution.input == {"orderId": 5} and execution.created_by == "ops"
 
 
-def test_start_page_refuses_input_that_is_not_an_object(staff_client):
+def test_start_page_starts_with_the_empty_object_it_offers(staff_client):
+    """The form opens with ``{}``: submitting it as it is starts an execution (it was "This field is required.")."""
     DefinitionFactory(name="orders")
     url = reverse("ui-start", args=["orders", 1])
-    response = staff_client.post(url, {"input": "[1, 2]", "csrfmiddlewaretoken": _csrf(staff_client)})
-    assert response.status_code == 200 and b"must be a JSON object" in response.content
+    assert b"{}</textarea>" in staff_client.get(url).content
+    response = staff_client.post(url, {"input": "{}", "csrfmiddlewaretoken": _csrf(staff_client)})
+    assert response.status_code == 302
+    assert Execution.objects.get().input == {}
+
+
+@pytest.mark.parametrize(("typed", "message"), [("[1, 2]", b"must be a JSON object"), ("[]", b"must be a JSON object"),
+                                                ("", b"This field is required.")])  # fmt: skip
+def test_start_page_refuses_input_that_is_not_an_object(staff_client, typed, message):
+    DefinitionFactory(name="orders")
+    url = reverse("ui-start", args=["orders", 1])
+    response = staff_client.post(url, {"input": typed, "csrfmiddlewaretoken": _csrf(staff_client)})
+    assert response.status_code == 200 and message in response.content
     assert not Execution.objects.exists()
 
 
