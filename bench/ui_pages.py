@@ -232,13 +232,10 @@ def measure(session, base: str, path: str, repeat: int, warmup: int) -> dict:
 def start_web(env: dict[str, str], port: int) -> Processes:
     """gunicorn as deploy/Procfile starts it (deploy/gunicorn.conf.py: 2 workers x 8 threads)."""
     procs = Processes(env)
-    procs.procs.append(
-        subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "trama_project.wsgi", "-c", "deploy/gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{port}"],
-            cwd=REPO, env=procs.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-    )
+    command = [PYTHON, "-m", "gunicorn", "trama_project.wsgi", "-c", "deploy/gunicorn.conf.py",
+               "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs.procs.append(subprocess.Popen(command, cwd=REPO, env=procs.env, start_new_session=True, **quiet))
     return procs
 
 
