@@ -24,12 +24,15 @@ page was measured) and the verdict against 300 ms at p95; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,6 +48,8 @@ from bench.common import (
     loadavg,
     machine_line,
     percentiles,
+    postgres_pids,
+    proc_table,
     setup_django,
     wait_http,
     wait_until,
@@ -133,6 +138,9 @@ def fill(service_url: str, env: dict[str, str]) -> dict[str, str]:
         executions["loaded row with a branch"] = str(parent.first())
     get_user_model().objects.create_superuser(USER, "bench@example.com", PASSWORD)
     with connection.cursor() as cursor:
+        # No vacuum, before or during the run: the GIN index on input keeps its pending list full (the
+        # worst state between two vacuums; docs/benchmarks.md) and every run measures the same state.
+        cursor.execute("ALTER TABLE executions_execution SET (autovacuum_enabled = false)")
         cursor.execute("ANALYZE")
     print(f"# filled in {time.monotonic() - began:.0f} s (load {loadavg():.2f})", flush=True)
     return executions
@@ -212,21 +220,39 @@ def login(base: str):
     return session
 
 
-def measure(session, base: str, path: str, repeat: int, warmup: int) -> dict:
+def server_cpu_s(web_pid: int, database: str) -> dict[int, float]:
+    """CPU seconds so far of each process serving the pages: gunicorn's (its session) and the PostgreSQL
+    backends connected to ``database`` (not the server's shared background processes, which work for
+    every database on it)."""
+    table = proc_table()
+    mine = {pid: info.cpu_s for pid, info in table.items() if info.session == web_pid}
+    for pid in postgres_pids(table, database):
+        with contextlib.suppress(OSError):
+            if database.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split():
+                mine[pid] = table[pid].cpu_s
+    return mine
+
+
+def measure(session, base: str, path: str, repeat: int, warmup: int, cpu: Callable[[], dict[int, float]]) -> dict:
+    """Wall times of ``repeat`` requests, and the server's CPU per request (steadier than wall on a shared
+    machine: time spent waiting for a core is not in it)."""
     for _ in range(warmup):
         session.get(base + path, timeout=60)
     times, size, status = [], 0, 0
     load = loadavg()
+    cpu_before = cpu()
     for _ in range(repeat):
         began = time.perf_counter()
         response = session.get(base + path, timeout=60)
         size = len(response.content)  # read in full inside the timing: the whole answer
         times.append((time.perf_counter() - began) * 1000)
         status = response.status_code
+    cpu_after = cpu()
+    used = sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items())
     pct = percentiles(times, (50, 95))
     return {"status": status, "p50_ms": round(pct[50], 1), "p95_ms": round(pct[95], 1),
             "max_ms": round(max(times), 1), "mean_ms": round(statistics.mean(times), 1), "bytes": size,
-            "load": round((load + loadavg()) / 2, 2)}  # fmt: skip
+            "cpu_ms": round(used * 1000 / repeat, 1), "load": round((load + loadavg()) / 2, 2)}  # fmt: skip
 
 
 def start_web(env: dict[str, str], port: int) -> Processes:
@@ -240,13 +266,13 @@ def start_web(env: dict[str, str], port: int) -> Processes:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| page | status | p50 ms | p95 ms | max ms | bytes | SQL | load (1 min) |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| page | status | p50 ms | p95 ms | max ms | server CPU ms | bytes | SQL | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         over = " **over**" if r["p95_ms"] > TARGET_MS else ""
         lines.append(
             f"| {r['page']} | {r['status']} | {r['p50_ms']} | {r['p95_ms']}{over} | {r['max_ms']} "
-            f"| {r['bytes']:,} | {r['queries']} | {r['load']:.2f} |"
+            f"| {r['cpu_ms']} | {r['bytes']:,} | {r['queries']} | {r['load']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -280,7 +306,8 @@ def main() -> None:
         wait_http(f"{base}/healthz", timeout=120)
         session = login(base)
         for label, path in measured:
-            row = {"page": label, "path": path, **measure(session, base, path, args.repeat, args.warmup)}
+            cpu = partial(server_cpu_s, web.procs[0].pid, args.database)
+            row = {"page": label, "path": path, **measure(session, base, path, args.repeat, args.warmup, cpu)}
             row["queries"] = counts[path][1]
             rows.append(row)
             print(f"# {label}: p95 {row['p95_ms']} ms (load {row['load']:.2f})", file=sys.stderr, flush=True)
