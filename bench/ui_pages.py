@@ -6,7 +6,9 @@ days on 3 definitions, 2,000 branch executions), then three executions run for r
 by a qcluster and the timer loop against a local service, for pages with steps to
 draw: a saga that fails and compensates, a parallel node with three branches, and
 a 50-step chain. Each is a second version of one of the 3 definitions, so the diff
-page has two versions to compare. ANALYZE, then:
+page has two versions to compare. ANALYZE, and no vacuum (autovacuum off for the
+table): the GIN index on input keeps its full pending list, the worst state
+between two vacuums, the same in every run. Then:
 
 * the web process as deployed: gunicorn with deploy/gunicorn.conf.py (2 workers,
   gthread), a staff user logged in through the admin's login form (a real session
@@ -15,8 +17,9 @@ page has two versions to compare. ANALYZE, then:
 * SQL statements per page, from one in-process request (django.test.Client) inside
   CaptureQueriesContext: a count that grows with the rows shown is an N+1.
 
-Prints a table (p50, p95, max ms, bytes, SQL statements, the 1-minute load when the
-page was measured) and the verdict against 300 ms at p95; asserts nothing.
+Prints a table (p50, p95, max ms, the server's CPU ms per request, bytes, SQL
+statements, the 1-minute load when the page was measured) and the verdict against
+300 ms at p95; asserts nothing. docs/benchmarks.md explains the columns.
 
     .venv/bin/python bench/ui_pages.py [--repeat 20]
 """
