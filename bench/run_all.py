@@ -26,18 +26,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PYTHON, REPO, git_revision, loadavg, machine_line
+from bench.ui_pages import TARGET_MS as UI_TARGET_MS
+from bench.ui_pages import table as ui_table
 
 SIZES = {
     "quick": {"chains": 200, "sagas": 100, "workers": [1, 2, 4], "overhead": 60, "callbacks": 200,
               "timers": 1000, "waiting": 100_000, "idle": 15, "dbos": 100, "profile": 200,
               "inflight": 200, "inflight_delays": [0, 50, 500], "inflight_workers": 2, "inflight_concurrency": 100,
-              "inflight_sequential": 30, "inflight_budget_s": 20},
+              "inflight_sequential": 30, "inflight_budget_s": 20, "ui_repeat": 10},
     "full": {"chains": 3000, "sagas": 2000, "workers": [1, 2, 4], "overhead": 300, "callbacks": 1000,
              "timers": 5000, "waiting": 100_000, "idle": 30, "dbos": 2000, "profile": 300,
              "inflight": 2000, "inflight_delays": [0, 50, 500], "inflight_workers": 2, "inflight_concurrency": 100,
-             "inflight_sequential": 200, "inflight_budget_s": 60},
+             "inflight_sequential": 200, "inflight_budget_s": 60, "ui_repeat": 20},
 }  # fmt: skip
-SCENARIOS = ["throughput", "overhead", "callbacks", "timers", "waiting", "dbos", "inflight", "profile"]
+SCENARIOS = ["throughput", "overhead", "callbacks", "timers", "waiting", "dbos", "inflight", "profile", "ui"]
 
 
 # --quiet-load: each scenario waits (at most QUIET_WAIT_S) for the 1-minute load to fall below this.
@@ -91,6 +93,8 @@ def collect(size: dict, only: list[str]) -> list[dict]:
         out += inflight(size)
     if "profile" in only:
         out += scenario("profile_hot_path.py", "--count", size["profile"])
+    if "ui" in only:
+        out += scenario("ui_pages.py", "--repeat", size["ui_repeat"])
     return out
 
 
@@ -195,6 +199,10 @@ def report(results: list[dict]) -> str:
         lines += ["### Other scenarios", "", "| measure | result | load |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
         lines.append("")
+    for r in by.get("ui_pages", []):
+        if "error" not in r:
+            lines += [f"### Operator console pages at 100,000 executions ({r['repeat']} requests each)", "",
+                      ui_table(r["pages"]), ""]  # fmt: skip
     lines += ["### Targets", "", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(by)]
     lines.append("")
@@ -306,6 +314,12 @@ def targets(by: dict) -> list[tuple[str, str, str]]:
             out.append((f"{r['executions']} sleeps due at once: the last one's next request within 10 s",
                         f"{r['lateness_s']['max']} s", met(r["lateness_s"]["max"] < 10)))  # fmt: skip
     out += inflight_targets(by.get("inflight", []), met)
+    for r in by.get("ui_pages", []):
+        if "error" not in r:
+            worst = r["slowest"]
+            out.append((f"every operator console page < {UI_TARGET_MS:.0f} ms (p95) at 100,000 executions",
+                        f"slowest {worst['page']}: p95 {worst['p95_ms']} ms (load {worst['load']})",
+                        met(not r["over_target"])))  # fmt: skip
     for r in by.get("waiting", []):
         if "error" not in r:
             as_run = [t["db_bytes_per_execution_as_run"] for t in tp]

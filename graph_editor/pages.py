@@ -68,11 +68,10 @@ def definition_page(request: HttpRequest, name: str, version: int | None = None)
     shown = next((d for d in summary.versions if version is None or d.version == version), None)
     if shown is None:
         raise Http404(f"{name!r} has no version {version}.")
-    counts = overview.version_counts(name)
     context = {
         "summary": summary,
         "definition": shown,
-        "versions": [(d, counts.get(d.version, 0)) for d in summary.versions],
+        "versions": [(d, summary.runs.get(d.version, 0)) for d in summary.versions],
         "has_diff": len(stored_versions(name)) > 1,
         "statuses": page_statuses(),
     }
