@@ -26,7 +26,7 @@ from tests.support import wait_until
 from tests.support.browser import has_class, shot
 from tests.support.engine import history
 from tests.support.service import Reply
-from tests.test_ui_list_plans import load_executions
+from tests.support.history import load_executions
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
