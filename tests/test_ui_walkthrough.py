@@ -25,8 +25,8 @@ from executions.services import start_execution
 from tests.support import wait_until
 from tests.support.browser import has_class, shot
 from tests.support.engine import history
-from tests.support.service import Reply
 from tests.support.history import load_executions
+from tests.support.service import Reply
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
