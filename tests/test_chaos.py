@@ -85,8 +85,11 @@ def test_sigkill_of_a_worker_with_calls_in_flight_loses_nothing(harness):
 
 
 def test_a_zombie_worker_resumed_past_its_lease_writes_nothing(harness):
-    fault = chaos.Fault("zombie", chaos.zombie)
-    result = run(harness, "zombie", 30, fault, delay_s=0.5)
+    # Stopped once more are in flight than two clusters can hold, so the stopped one holds some (pigeonhole):
+    # waiting for every cluster to be full could miss the short window on a loaded machine, and fire idle.
+    fault = chaos.Fault("zombie", chaos.zombie, ready=lambda h: h.in_flight() > (h.workers - 1) * h.capacity)
+    result = run(harness, "zombie", 45, fault, delay_s=0.5)
+    assert result.faults[0].in_flight > 0, explain(result)
     assert "taken over: True" in result.faults[0].what, explain(result)
     # The zombie came back holding executions another worker had taken: its fence or its lease stops it.
     wait_until(lambda: harness.refused_writes() >= 1, timeout=30, message=explain(result))
