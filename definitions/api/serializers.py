@@ -19,6 +19,11 @@ class DefinitionSourceSerializer(serializers.Serializer):
     nodes = serializers.DictField(child=serializers.DictField(), required=False, help_text="graph: node id -> node.")
     defaults = serializers.DictField(required=False, help_text="request, retry and timeout_s for every node.")
     notify = serializers.DictField(required=False, help_text="succeeded / failed requests sent when it ends.")
+    editor = serializers.DictField(
+        required=False,
+        help_text='How the pages draw it: {"direction": "TB" | "LR", "positions": {node id: [x, y]}}; not part '
+        "of the spec (docs/definitions.md).",
+    )
 
 
 class DefinitionSummarySerializer(serializers.ModelSerializer):
