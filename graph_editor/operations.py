@@ -16,10 +16,7 @@ from django import forms
 from definitions.services import DefinitionNotFound
 from executions import machine, services
 from executions.models import FINAL_STATUSES, Execution, ExecutionStatus
-from executions.permissions import ACT_ON_EXECUTION
 from graph_editor.forms import JSONObjectField, json_object
-
-PERMISSION = ACT_ON_EXECUTION  # the API checks the same one (executions.permissions)
 
 
 class CancelForm(forms.Form):

@@ -23,6 +23,7 @@ from executions import services, telemetry
 from executions.api.serializers import ExecutionSerializer, StepSerializer
 from executions.choices import page_statuses
 from executions.models import Execution, ExecutionStatus, OperatorAction, OperatorActionKind, Step
+from executions.permissions import ACT_ON_EXECUTION
 from graph_editor import operations
 from graph_editor.forms import StartExecutionForm
 from graph_editor.history import history_events
@@ -70,7 +71,7 @@ def execution_page(request: HttpRequest, pk) -> HttpResponse:
         "execution": execution,
         "payload": timeline_payload(execution),
         "statuses": page_statuses(),
-        "may_act": request.user.has_perm(operations.PERMISSION),
+        "may_act": request.user.has_perm(ACT_ON_EXECUTION),
         "rerun_form": operations.RerunForm(),
         "definition_is_latest": _is_latest(execution),
         "rerun_of": _rerun_of(execution),
@@ -97,7 +98,7 @@ def execution_action(request: HttpRequest, pk, action: str) -> HttpResponse:
     Needs the ``act_on_execution`` permission, not only the page's staff access.
     A refusal (the execution moved on meanwhile) or an invalid form is a message, never an error page.
     """
-    if not request.user.has_perm(operations.PERMISSION):
+    if not request.user.has_perm(ACT_ON_EXECUTION):
         raise PermissionDenied("You may look at executions but not act on them (permission act_on_execution).")
     operation = operations.OPERATIONS.get(action)
     if operation is None:

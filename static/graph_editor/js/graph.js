@@ -80,9 +80,9 @@ function edgePath(a, b, { isBack, points, direction, from }) {
   return { d: smoothPath(pts, dir), mx: at.x, my: at.y };
 }
 
-/** One container per parallel block, drawn under everything else, with its join bar. */
-function blockParts(layout) {
-  return blockBoxes(layout).map(({ id, box, join }) => {
+/** One container per parallel block (``blockBoxes``), drawn under everything else, with its join bar. */
+function blockParts(layout, blocks) {
+  return blocks.map(({ id, box, join }) => {
     const lr = layout.direction === "LR";
     const bar = lr
       ? `<line class="join-bar" x1="${join.x}" y1="${join.y - 14}" x2="${join.x}" y2="${join.y + 14}"/>`
@@ -108,8 +108,9 @@ function readingOrder(nodes, layout) {
  */
 export function renderGraph(root, opts) {
   const { nodes, start, layout } = opts;
-  const parts = blockParts(layout);
-  const joins = new Map(blockBoxes(layout).map((b) => [b.id, b.join]));
+  const blocks = blockBoxes(layout);
+  const parts = blockParts(layout, blocks);
+  const joins = new Map(blocks.map((b) => [b.id, b.join]));
   for (const e of graphEdges(nodes)) {
     const a = layout.pos[e.from], b = layout.pos[e.to];
     if (!a || !b) continue;
